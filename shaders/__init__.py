@@ -1,0 +1,1 @@
+"""WGSL kernels, one per file; shipped in the wheel as the package py_engine.shaders."""
