@@ -1,0 +1,209 @@
+"""The whole llama model in numpy, built only from the reference ops.
+
+Per block (GGUF names, weights [out, in] as numpy arrays):
+    h = rms_norm(x, attn_norm); q, k, v = h @ Wq.T, h @ Wk.T, h @ Wv.T
+    q, k = apply_rotary_emb(q, k, cos, sin)       # interleaved pairs, positions pos..pos+S-1
+    a, Kc, Vc = sdpa_with_kv_cache(q, k, v, Kc, Vc, pos)
+    x = x + a @ Wo.T
+    h = rms_norm(x, ffn_norm); x = x + (silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
+then logits = rms_norm(x, output_norm) @ W_out.T, with W_out = token_embd when output.weight
+is absent (tied). GGUF's llama q/k weights are already permuted for interleaved RoPE.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import ops
+
+
+@dataclass(frozen=True)
+class LlamaConfig:
+    n_layers: int
+    dim: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    ffn_dim: int
+    vocab: int
+    rope_base: float = 10000.0
+    rms_eps: float = 1e-5
+    context: int = 2048
+
+    def __post_init__(self):
+        for name in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim",
+                     "vocab", "context"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"LlamaConfig: {name} must be positive, got {getattr(self, name)}")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"LlamaConfig: n_heads {self.n_heads} not a multiple of n_kv_heads {self.n_kv_heads}"
+            )
+        if self.head_dim % 2:
+            raise ValueError(f"LlamaConfig: head_dim {self.head_dim} must be even for RoPE")
+
+
+def weight_shapes(config: LlamaConfig) -> dict:
+    """Every weight name (GGUF naming) -> numpy shape; output.weight is optional (tied)."""
+    c = config
+    q_out, kv_out = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    shapes = {
+        "token_embd.weight": (c.vocab, c.dim),
+        "output_norm.weight": (c.dim,),
+        "output.weight": (c.vocab, c.dim),
+    }
+    for i in range(c.n_layers):
+        b = f"blk.{i}."
+        shapes.update({
+            b + "attn_norm.weight": (c.dim,),
+            b + "attn_q.weight": (q_out, c.dim),
+            b + "attn_k.weight": (kv_out, c.dim),
+            b + "attn_v.weight": (kv_out, c.dim),
+            b + "attn_output.weight": (c.dim, q_out),
+            b + "ffn_norm.weight": (c.dim,),
+            b + "ffn_gate.weight": (c.ffn_dim, c.dim),
+            b + "ffn_up.weight": (c.ffn_dim, c.dim),
+            b + "ffn_down.weight": (c.dim, c.ffn_dim),
+        })
+    return shapes
+
+
+OPTIONAL_WEIGHTS = ("output.weight",)
+
+
+class LlamaReference:
+    """A llama with its own KV cache; forward(tokens) runs at the current position."""
+
+    def __init__(self, config: LlamaConfig, weights: dict):
+        self.config = config
+        self.weights = {}
+        for name, shape in weight_shapes(config).items():
+            if name not in weights:
+                if name in OPTIONAL_WEIGHTS:
+                    continue
+                raise KeyError(f"llama reference: missing weight '{name}'")
+            w = np.asarray(weights[name], dtype=np.float32)
+            if w.shape != shape:
+                raise ValueError(
+                    f"llama reference: weight '{name}' has shape {w.shape}, expected {shape}"
+                )
+            self.weights[name] = w
+        if "output.weight" not in self.weights:
+            self.weights["output.weight"] = self.weights["token_embd.weight"]
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty the KV caches and go back to position 0."""
+        c = self.config
+        shape = (1, c.context, c.n_kv_heads, c.head_dim)
+        self.k_caches = [np.zeros(shape, np.float32) for _ in range(c.n_layers)]
+        self.v_caches = [np.zeros(shape, np.float32) for _ in range(c.n_layers)]
+        self.pos = 0
+
+    def forward(self, tokens) -> np.ndarray:
+        """Logits float32 [S, vocab] for tokens placed at positions pos..pos+S-1; advances pos."""
+        c, w = self.config, self.weights
+        tokens = np.asarray(list(tokens), dtype=np.int64)
+        seq = tokens.shape[0]
+        if seq == 0:
+            raise ValueError("llama reference: forward needs at least one token")
+        if self.pos + seq > c.context:
+            raise ValueError(
+                f"llama reference: position {self.pos} + {seq} tokens exceeds context {c.context}"
+            )
+        cos, sin = ops.rope_freqs(c.head_dim, np.arange(self.pos, self.pos + seq), c.rope_base)
+        x = ops.embedding(w["token_embd.weight"], tokens)  # [S, dim]
+        for i in range(c.n_layers):
+            x = self._block(i, x, cos, sin)
+        x = ops.rms_norm(x, w["output_norm.weight"], c.rms_eps)
+        logits = ops.linear(x, w["output.weight"])
+        self.pos += seq
+        return logits
+
+    def _block(self, i: int, x: np.ndarray, cos, sin) -> np.ndarray:
+        c, w, b = self.config, self.weights, f"blk.{i}."
+        seq = x.shape[0]
+        h = ops.rms_norm(x, w[b + "attn_norm.weight"], c.rms_eps)
+        q = ops.view_copy(ops.linear(h, w[b + "attn_q.weight"]), [1, seq, c.n_heads, c.head_dim])
+        k = ops.view_copy(ops.linear(h, w[b + "attn_k.weight"]), [1, seq, c.n_kv_heads, c.head_dim])
+        v = ops.view_copy(ops.linear(h, w[b + "attn_v.weight"]), [1, seq, c.n_kv_heads, c.head_dim])
+        q, k = ops.apply_rotary_emb(q, k, cos, sin)
+        attn, self.k_caches[i], self.v_caches[i] = ops.sdpa_with_kv_cache(
+            q, k, v, self.k_caches[i], self.v_caches[i], self.pos
+        )
+        attn = ops.linear(ops.view_copy(attn, [seq, c.n_heads * c.head_dim]),
+                          w[b + "attn_output.weight"])
+        x = ops.add(x, attn)
+        h = ops.rms_norm(x, w[b + "ffn_norm.weight"], c.rms_eps)
+        gate = ops.silu(ops.linear(h, w[b + "ffn_gate.weight"]))
+        up = ops.linear(h, w[b + "ffn_up.weight"])
+        return ops.add(x, ops.linear(ops.mul(gate, up), w[b + "ffn_down.weight"]))
+
+    # ---- GGUF ------------------------------------------------------------------------
+
+    @classmethod
+    def from_gguf(cls, gguf_file, context: int | None = None) -> "LlamaReference":
+        """Config from `{arch}.*` metadata, weights dequantized to float32 with
+        py_engine.reference.gguf_quant.dequantize. `context` caps the KV cache length
+        (default: the model's context_length)."""
+        from .gguf_quant import dequantize
+
+        config = config_from_gguf(gguf_file, context)
+        weights = {}
+        for name, shape in weight_shapes(config).items():
+            info = gguf_file.tensors.get(name)
+            if info is None:
+                if name in OPTIONAL_WEIGHTS:
+                    continue
+                raise KeyError(f"gguf: tensor '{name}' not found")
+            data = np.asarray(dequantize(info.ggml_type, info.data, info.shape), dtype=np.float32)
+            # Row-major data is the same whatever order the dequantizer reports the dims in
+            # (GGUF lists ne0 first); only the element count has to agree.
+            if data.size != int(np.prod(shape)):
+                raise ValueError(
+                    f"gguf: tensor '{name}' has {data.size} elements, expected shape {shape}"
+                )
+            weights[name] = data.reshape(shape)
+        return cls(config, weights)
+
+
+def _meta(metadata: dict, key: str, default=None):
+    if key not in metadata:
+        if default is None:
+            raise KeyError(f"gguf: metadata key '{key}' not found")
+        return default
+    value = metadata[key]
+    return getattr(value, "value", value)  # tolerate wrapped metadata values
+
+
+def config_from_gguf(gguf_file, context: int | None = None) -> LlamaConfig:
+    md = gguf_file.metadata
+    arch = str(_meta(md, "general.architecture", "llama"))
+    p = arch + "."
+    dim = int(_meta(md, p + "embedding_length"))
+    n_heads = int(_meta(md, p + "attention.head_count"))
+    n_kv = int(_meta(md, p + "attention.head_count_kv", n_heads))
+    head_dim = int(_meta(md, p + "attention.key_length",
+                         _meta(md, p + "rope.dimension_count", dim // n_heads)))
+    vocab = _meta(md, p + "vocab_size", 0)
+    if not vocab:
+        embd = gguf_file.tensors.get("token_embd.weight")
+        if embd is None:
+            raise KeyError("gguf: no vocab_size metadata and no token_embd.weight tensor")
+        vocab = int(np.prod(embd.shape)) // dim
+    ctx = int(_meta(md, p + "context_length", 2048))
+    if context is not None:
+        ctx = min(ctx, int(context))
+    return LlamaConfig(
+        n_layers=int(_meta(md, p + "block_count")),
+        dim=dim,
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        head_dim=head_dim,
+        ffn_dim=int(_meta(md, p + "feed_forward_length")),
+        vocab=int(vocab),
+        rope_base=float(_meta(md, p + "rope.freq_base", 10000.0)),
+        rms_eps=float(_meta(md, p + "attention.layer_norm_rms_epsilon", 1e-5)),
+        context=ctx,
+    )
