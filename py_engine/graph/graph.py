@@ -1,0 +1,307 @@
+"""Graph: a Program turned into GPU buffers, pipelines, bind groups and a dispatch table.
+
+Build once, step many times. `build` validates every op before allocating anything, then
+allocates tensors at their upper-bound dims, builds each op and configures it for the live
+shapes. `step` writes the inputs, lets the ops whose live inputs changed reconfigure
+themselves (the resize hooks: the same `configure` the build used), flushes uniforms, runs
+the whole dispatch table in one compute pass and reads back what was asked for.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..gpu.base import GpuBackend
+from ..program import DTYPES, Program, SymInt, Tensor
+from .context import BuildContext
+from .dispatch import fold
+from .errors import OpError, StepError
+from .pipelines import PipelineCache
+from .registry import lookup
+from .uniforms import UniformArena
+
+# How each Program dtype is stored on the GPU. int64 is staged as int32 (the host converts).
+GPU_DTYPE = {"float32": "float32", "float16": "float16", "int32": "int32", "int64": "int32",
+             "int8": "int8", "uint8": "uint8", "bool": "int32"}
+
+
+class TensorRef:
+    """A tensor at run time: its buffer (sized for max_dims) and its live dims."""
+
+    __slots__ = ("vid", "dtype", "gpu_dtype", "max_dims", "dims", "buffer", "constant")
+
+    def __init__(self, vid: int, t: Tensor):
+        self.vid = vid
+        self.dtype = t.dtype
+        self.gpu_dtype = GPU_DTYPE[t.dtype]
+        self.max_dims = tuple(t.dims)
+        self.dims = tuple(t.dims)
+        self.buffer = None
+        self.constant = t.constant_id >= 0
+
+    @property
+    def numel(self) -> int:
+        return int(np.prod(self.dims, dtype=np.int64))
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(DTYPES[self.gpu_dtype]).itemsize
+
+
+class SymIntRef:
+    """A live integer with its 16-byte uniform slot (value in the first u32/i32)."""
+
+    __slots__ = ("vid", "value", "slot")
+
+    def __init__(self, vid: int, value: int):
+        self.vid = vid
+        self.value = value
+        self.slot = None
+
+
+class Graph:
+    def __init__(self, program: Program, backend: GpuBackend, ops: list):
+        self.program = program
+        self.backend = backend
+        self.limits = backend.limits
+        self.ops = ops
+        self.tensors: dict = {}
+        self.symints: dict = {}
+        self.pipelines = PipelineCache(backend)
+        self.uniforms = UniformArena(backend)
+        self.bind_groups: list = []
+        self.table = np.zeros((0, 5), dtype=np.int32)
+        self.dispatch_labels: list = []
+        self._resized: set = set()
+        self._needs_full_configure = False
+        self._destroyed = False
+        self.steps = 0
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, program: Program, backend: GpuBackend) -> "Graph":
+        ctx = BuildContext(program, backend.limits, backend.features)
+        unknown = sorted({c.name for c in program.chain if lookup(c.name) is None})
+        if unknown:
+            raise OpError(f"graph: {len(unknown)} op(s) not implemented: {', '.join(unknown)}")
+        ops = [lookup(c.name)(ctx, c.name, tuple(c.args)) for c in program.chain]
+        for vid in list(program.input_ids) + list(program.output_ids):
+            kind = ctx.kind(vid)
+            if kind not in (Tensor, SymInt):
+                raise OpError(f"graph: input/output value {vid} is a {kind.__name__}, not a tensor or SymInt")
+        for vid in program.input_ids:
+            if isinstance(program.values[vid], Tensor) and program.values[vid].constant_id >= 0:
+                raise OpError(f"graph: input value {vid} is a constant tensor")
+        g = cls(program, backend, ops)
+        try:
+            g._allocate()
+            for op in ops:
+                op.build(g)
+                op.configure(g)
+            g._resized.clear()
+            g.uniforms.flush()
+        except BaseException:
+            g.destroy()
+            raise
+        return g
+
+    def _allocate(self) -> None:
+        used = set(self.program.input_ids) | set(self.program.output_ids)
+        for op in self.ops:
+            used.update(op.value_ids())
+        for vid in sorted(used):
+            v = self.program.values[vid]
+            if isinstance(v, Tensor):
+                ref = TensorRef(vid, v)
+                ref.buffer = self.backend.create_buffer(max(4, ref.numel * ref.itemsize), "storage", f"t{vid}")
+                if ref.constant:
+                    self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
+                self.tensors[vid] = ref
+            elif isinstance(v, SymInt):
+                ref = SymIntRef(vid, int(v.value))
+                ref.slot = self.uniforms.alloc(16, f"symint{vid}")
+                ref.slot.write(np.array([ref.value, 0, 0, 0], dtype=np.int32).tobytes())
+                self.symints[vid] = ref
+
+    def _constant_for_gpu(self, vid: int, ref: TensorRef):
+        data = self.program.constant_bytes(vid)
+        if ref.dtype == "int64":
+            a = np.frombuffer(data, dtype=np.int64)
+            if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                raise OpError(f"graph: int64 constant {vid} does not fit int32")
+            return a.astype(np.int32)
+        if ref.dtype == "bool":
+            return np.frombuffer(data, dtype=np.bool_).astype(np.int32)
+        return data
+
+    # ------------------------------------------------ used by op builders
+    def tensor(self, vid: int) -> TensorRef:
+        return self.tensors[vid]
+
+    def symint(self, vid: int) -> SymIntRef:
+        return self.symints[vid]
+
+    def live_int(self, ref) -> int:
+        """Value of an ('int', v) / ('symint', vid) reference from BuildContext.int_or_symint."""
+        kind, v = ref
+        return v if kind == "int" else self.symints[v].value
+
+    def add_dispatch(self, pipeline: int, buffers, label: str) -> int:
+        """Record a dispatch of pipeline index `pipeline` binding `buffers` in order
+        (each a Buffer, a TensorRef, a SymIntRef or a UniformSlot); returns its index."""
+        entries = []
+        for binding, b in enumerate(buffers):
+            if isinstance(b, TensorRef):
+                entries.append((binding, b.buffer, 0, None))
+            elif isinstance(b, SymIntRef):
+                entries.append((binding, b.slot.buffer, b.slot.offset, 16))
+            elif hasattr(b, "page"):
+                entries.append((binding, b.buffer, b.offset, b.size))
+            else:
+                entries.append((binding, b, 0, None))
+        bg = self.backend.create_bind_group(self.pipelines.pipelines[pipeline], entries, label)
+        self.bind_groups.append(bg)
+        row = np.array([[pipeline, len(self.bind_groups) - 1, 0, 1, 1]], dtype=np.int32)
+        self.table = np.concatenate([self.table, row])
+        self.dispatch_labels.append(label)
+        return len(self.table) - 1
+
+    def set_workgroups(self, d: int, total: int) -> None:
+        """Set dispatch `d` to `total` workgroups, folded into 2D when needed."""
+        self.table[d, 2:5] = fold(total, self.limits)
+
+    def set_workgroups_xyz(self, d: int, x: int, y: int, z: int) -> None:
+        cap = self.limits.max_workgroups_per_dim
+        if max(x, y, z) > cap:
+            raise OpError(f"{self.dispatch_labels[d]}: workgroups ({x},{y},{z}) exceed the device limit {cap}")
+        self.table[d, 2:5] = (x, y, z)
+
+    def set_dims(self, vid: int, dims) -> None:
+        ref = self.tensors[vid]
+        dims = tuple(int(d) for d in dims)
+        if dims != ref.dims:
+            if len(dims) != len(ref.max_dims) or any(d > m or d < 0 for d, m in zip(dims, ref.max_dims)):
+                raise StepError(f"tensor {vid}: live dims {list(dims)} exceed its bounds {list(ref.max_dims)}")
+            ref.dims = dims
+            self._resized.add(vid)
+
+    def set_symint(self, vid: int, value: int) -> None:
+        ref = self.symints[vid]
+        value = int(value)
+        if value != ref.value:
+            if not -2**31 <= value < 2**31:
+                raise StepError(f"symint {vid}: value {value} does not fit int32")
+            ref.value = value
+            ref.slot.write(np.array([value, 0, 0, 0], dtype=np.int32).tobytes())
+            self._resized.add(vid)
+
+    # ------------------------------------------------------------------ step
+    def _check_inputs(self, inputs) -> list:
+        ids = self.program.input_ids
+        if len(inputs) != len(ids):
+            raise StepError(f"step: expected {len(ids)} inputs, got {len(inputs)}")
+        staged = []
+        for i, (vid, x) in enumerate(zip(ids, inputs)):
+            if vid in self.symints:
+                staged.append(int(x))
+                continue
+            ref = self.tensors[vid]
+            a = np.asarray(x)
+            want = np.dtype(DTYPES[ref.dtype])
+            if a.dtype != want and not (ref.dtype == "int64" and a.dtype.kind in "iu"):
+                raise StepError(f"step: input {i} has dtype {a.dtype}, expected {want}")
+            if a.ndim != len(ref.max_dims) or any(d > m for d, m in zip(a.shape, ref.max_dims)):
+                raise StepError(f"step: input {i} has shape {list(a.shape)}, bounds are {list(ref.max_dims)}")
+            if ref.gpu_dtype != ref.dtype:
+                if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+                    raise StepError(f"step: input {i} has values that do not fit int32")
+                a = a.astype(DTYPES[ref.gpu_dtype])
+            staged.append(np.ascontiguousarray(a))
+        return staged
+
+    def prepare(self, inputs) -> list:
+        """Host half of a step: check inputs, update live dims and SymInts, reconfigure ops.
+
+        Nothing reaches the GPU here, so an error leaves the GPU state as it was; the next
+        step then reconfigures every op from scratch.
+        """
+        if self._destroyed:
+            raise StepError("step: graph was destroyed")
+        staged = self._check_inputs(inputs)
+        try:
+            for vid, a in zip(self.program.input_ids, staged):
+                if vid in self.symints:
+                    self.set_symint(vid, a)
+                else:
+                    self.set_dims(vid, a.shape)
+            full = self._needs_full_configure
+            self._needs_full_configure = True
+            host = dict(zip(self.program.input_ids, staged))
+            for op in self.ops:
+                if op.reads_host_inputs:
+                    op.read_host_inputs(self, host)
+                if full or (op.triggers and not self._resized.isdisjoint(op.triggers)):
+                    op.configure(self)
+            self._needs_full_configure = False
+        finally:
+            self._resized.clear()
+        return staged
+
+    def submit(self, staged) -> None:
+        for vid, a in zip(self.program.input_ids, staged):
+            if vid in self.tensors and a.size:
+                self.backend.write_buffer(self.tensors[vid].buffer, 0, a)
+        self.uniforms.flush()
+        self.backend.run(self.pipelines.pipelines, self.bind_groups, self.table)
+        self.steps += 1
+
+    async def step(self, inputs, read=None) -> list:
+        """Run one step. `read`: which outputs to read back (indices into output_ids);
+        default all. Returns numpy arrays (ints for SymInt outputs), None where not read."""
+        staged = self.prepare(inputs)
+        self.submit(staged)
+        ids = self.program.output_ids
+        which = range(len(ids)) if read is None else read
+        out = [None] * len(ids)
+        for i in which:
+            out[i] = await self.read(ids[i])
+        return out
+
+    async def read(self, vid: int):
+        """The live contents of a tensor (numpy, at its live dims) or a SymInt's value."""
+        if vid in self.symints:
+            return self.symints[vid].value
+        ref = self.tensors[vid]
+        n = ref.numel
+        if n == 0:
+            return np.zeros(ref.dims, dtype=DTYPES[ref.gpu_dtype])
+        data = await self.backend.read_buffer(ref.buffer, 0, n * ref.itemsize)
+        return np.frombuffer(data, dtype=DTYPES[ref.gpu_dtype]).reshape(ref.dims).copy()
+
+    # ------------------------------------------------------------- teardown
+    def memory_stats(self) -> dict:
+        tensor_bytes = sum(t.buffer.nbytes for t in self.tensors.values() if t.buffer and not t.buffer.destroyed)
+        return {
+            "tensors": len(self.tensors),
+            "tensor_bytes": tensor_bytes,
+            "uniform_bytes": sum(p.buffer.nbytes for p in self.uniforms.pages),
+            "pipelines": len(self.pipelines),
+            "bind_groups": len(self.bind_groups),
+            "dispatches": len(self.table),
+            "backend": self.backend.memory_stats(),
+        }
+
+    def destroy(self) -> None:
+        """Free every GPU object exactly once; safe to call twice."""
+        if self._destroyed:
+            return
+        self._destroyed = True
+        for op in self.ops:
+            op.destroy(self)
+        for bg in self.bind_groups:
+            self.backend.release_bind_group(bg)
+        self.bind_groups = []
+        for t in self.tensors.values():
+            if t.buffer is not None and not t.buffer.destroyed:
+                self.backend.destroy_buffer(t.buffer)
+        self.uniforms.destroy()
+        self.pipelines.destroy()

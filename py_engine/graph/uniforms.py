@@ -1,0 +1,81 @@
+"""All small uniforms of a graph (op params, SymInts) live in a few arena buffers.
+
+Each slot has a host mirror; writes mark a dirty byte range per page, and `flush` sends
+each dirty range with one writeBuffer. A decode step that changes a handful of params
+therefore costs one or two writes, not one per op.
+"""
+from __future__ import annotations
+
+from ..gpu.base import Buffer, GpuBackend
+
+PAGE_BYTES = 16384
+
+
+class UniformSlot:
+    __slots__ = ("page", "offset", "size")
+
+    def __init__(self, page: "_Page", offset: int, size: int):
+        self.page = page
+        self.offset = offset
+        self.size = size
+
+    @property
+    def buffer(self) -> Buffer:
+        return self.page.buffer
+
+    def write(self, data: bytes) -> None:
+        if len(data) > self.size:
+            raise ValueError(f"uniform of {len(data)} bytes does not fit its {self.size}-byte slot")
+        page = self.page
+        o = self.offset
+        if page.mirror[o: o + len(data)] == data:
+            return
+        page.mirror[o: o + len(data)] = data
+        page.lo = min(page.lo, o)
+        page.hi = max(page.hi, o + len(data))
+
+
+class _Page:
+    def __init__(self, buffer: Buffer):
+        self.buffer = buffer
+        self.mirror = bytearray(buffer.nbytes)
+        self.used = 0
+        self.lo = buffer.nbytes
+        self.hi = 0
+
+
+class UniformArena:
+    def __init__(self, backend: GpuBackend):
+        self.backend = backend
+        self.align = max(16, backend.limits.min_uniform_offset_alignment)
+        self.page_bytes = max(PAGE_BYTES, self.align)
+        self.pages: list = []
+
+    def alloc(self, size: int, label: str = "") -> UniformSlot:
+        size = max(16, (size + 15) & ~15)
+        if size > self.page_bytes:
+            raise ValueError(f"uniform {label!r} of {size} bytes exceeds the arena page")
+        page = self.pages[-1] if self.pages else None
+        if page is None or page.used + size > self.page_bytes:
+            page = _Page(self.backend.create_buffer(self.page_bytes, "uniform", f"uniforms{len(self.pages)}"))
+            self.pages.append(page)
+        slot = UniformSlot(page, page.used, size)
+        page.used += (size + self.align - 1) // self.align * self.align
+        return slot
+
+    def flush(self) -> int:
+        """Write every dirty range; returns the number of writes made."""
+        n = 0
+        for page in self.pages:
+            if page.hi > page.lo:
+                lo = page.lo & ~3
+                hi = (page.hi + 3) & ~3
+                self.backend.write_buffer(page.buffer, lo, memoryview(page.mirror)[lo:hi])
+                page.lo, page.hi = page.buffer.nbytes, 0
+                n += 1
+        return n
+
+    def destroy(self) -> None:
+        for page in self.pages:
+            self.backend.destroy_buffer(page.buffer)
+        self.pages = []

@@ -1,0 +1,87 @@
+"""The shape every op module follows.
+
+An op is constructed from (BuildContext, name, args): the constructor validates and must
+not allocate. `build(g)` creates its GPU objects (pipelines, params uniforms, dispatches).
+`configure(g)` maps the live dims/SymInts of its inputs to params, workgroup counts and
+output live dims; the graph calls it once at build and again as the resize hook whenever a
+value in `triggers` changes, so the arithmetic exists once.
+"""
+from __future__ import annotations
+
+import math
+
+from ..graph.context import BuildContext, Tensor, ValueList
+from ..graph.dispatch import ceil_div, workgroup_size
+from ..graph.errors import OpError, StepError
+
+__all__ = ["Op", "OpError", "StepError", "ceil_div", "workgroup_size", "numel", "broadcast_shape"]
+
+
+def numel(dims) -> int:
+    return math.prod(int(d) for d in dims)
+
+
+def broadcast_shape(a, b, err) -> tuple:
+    """numpy broadcasting of two shapes; `err(msg)` builds the exception."""
+    rank = max(len(a), len(b))
+    a = (1,) * (rank - len(a)) + tuple(a)
+    b = (1,) * (rank - len(b)) + tuple(b)
+    out = []
+    for x, y in zip(a, b):
+        if x != y and x != 1 and y != 1:
+            raise err(f"shapes {list(a)} and {list(b)} do not broadcast")
+        out.append(y if x == 1 else x)
+    return tuple(out)
+
+
+class Op:
+    reads_host_inputs = False
+
+    def __init__(self, ctx: BuildContext, name: str, args: tuple):
+        self.name = name
+        self.args = args
+        self.triggers: frozenset = frozenset()
+        ids = []
+        for a in args:
+            v = ctx.program.value(a) if isinstance(a, int) and 0 <= a < len(ctx.program.values) else None
+            ids.append(a)
+            if isinstance(v, ValueList):
+                ids.extend(v.ids)
+        self._ids = tuple(ids)
+        self.validate(ctx)
+
+    def error(self, msg: str) -> OpError:
+        return OpError(f"{self.name}: {msg}")
+
+    def step_error(self, msg: str) -> StepError:
+        return StepError(f"{self.name}: {msg}")
+
+    def expect_args(self, n) -> None:
+        if len(self.args) not in ((n,) if isinstance(n, int) else n):
+            raise self.error(f"expected {n} arguments, got {len(self.args)}")
+
+    def value_ids(self) -> tuple:
+        """Every value id the op touches (the graph allocates the tensors and SymInts among them)."""
+        return self._ids
+
+    def same_dims(self, ctx: BuildContext, vid: int, want, what: str) -> Tensor:
+        t = ctx.tensor(self.name, vid, what)
+        if tuple(t.dims) != tuple(want):
+            raise self.error(f"{what} has dims {list(t.dims)}, expected {list(want)}")
+        return t
+
+    # -- overridden by ops --
+    def validate(self, ctx: BuildContext) -> None:
+        raise NotImplementedError
+
+    def build(self, g) -> None:
+        pass
+
+    def configure(self, g) -> None:
+        pass
+
+    def read_host_inputs(self, g, host: dict) -> None:
+        pass
+
+    def destroy(self, g) -> None:
+        pass
