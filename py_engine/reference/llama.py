@@ -157,14 +157,13 @@ class LlamaReference:
                 if name in OPTIONAL_WEIGHTS:
                     continue
                 raise KeyError(f"gguf: tensor '{name}' not found")
-            data = np.asarray(dequantize(info.ggml_type, info.data, info.shape), dtype=np.float32)
-            # Row-major data is the same whatever order the dequantizer reports the dims in
-            # (GGUF lists ne0 first); only the element count has to agree.
-            if data.size != int(np.prod(shape)):
+            # .shape is numpy order (the reverse of GGUF's ne0-first dims).
+            if tuple(info.shape) != shape:
                 raise ValueError(
-                    f"gguf: tensor '{name}' has {data.size} elements, expected shape {shape}"
+                    f"gguf: tensor '{name}' has shape {tuple(info.shape)}, expected {shape}"
                 )
-            weights[name] = data.reshape(shape)
+            data = dequantize(info.ggml_type, info.data, info.shape)
+            weights[name] = np.asarray(data, dtype=np.float32).reshape(shape)
         return cls(config, weights)
 
 
