@@ -7,6 +7,12 @@
 - query head h reads kv head h // (Hq / Hkv) (grouped-query attention);
 - scale defaults to 1/sqrt(D).
 
+Upstream signatures (pytorch/executorch extension/llm/custom_ops/custom_ops.py):
+update_cache(value, cache, start_pos) mutates cache in place and returns a dummy [1] tensor;
+sdpa_with_kv_cache(query, key, value, key_cache, value_cache, start_pos, seq_len,
+attn_mask=None, drop_p=0.0, is_causal=False, scale=None). Here seq_len is taken from q's
+shape (as the WebGPU backend does with q's live dims) and there is no mask/dropout.
+
 These functions never modify their arguments: they return new caches, so a test can keep
 the "before" state. Validation mirrors the host checks of the seeds (update_cache: batch 1,
 matching heads/head_dim, 0 <= input_pos, input_pos + S <= Cmax) with messages naming the op.
