@@ -179,6 +179,12 @@ class GpuBackend:
         """Wait until submitted work is done and raise any error it produced."""
         await self._finish()
 
+    def push_error_scopes(self) -> None:
+        """Start collecting asynchronous validation / out-of-memory errors (browser)."""
+
+    async def pop_error_scopes(self, context: str) -> None:
+        """Raise GpuError for anything collected since push_error_scopes."""
+
     def destroy(self) -> None:
         pass
 

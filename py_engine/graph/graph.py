@@ -78,7 +78,7 @@ class Graph:
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def build(cls, program: Program, backend: GpuBackend) -> "Graph":
+    async def build(cls, program: Program, backend: GpuBackend) -> "Graph":
         ctx = BuildContext(program, backend.limits, backend.features)
         unknown = sorted({c.name for c in program.chain if lookup(c.name) is None})
         if unknown:
@@ -92,13 +92,17 @@ class Graph:
             if isinstance(program.values[vid], Tensor) and program.values[vid].constant_id >= 0:
                 raise OpError(f"graph: input value {vid} is a constant tensor")
         g = cls(program, backend, ops)
+        backend.push_error_scopes()
         try:
-            g._allocate()
-            for op in ops:
-                op.build(g)
-                op.configure(g)
-            g._resized.clear()
-            g.uniforms.flush()
+            try:
+                g._allocate()
+                for op in ops:
+                    op.build(g)
+                    op.configure(g)
+                g._resized.clear()
+                g.uniforms.flush()
+            finally:
+                await backend.pop_error_scopes("graph build")
         except BaseException:
             g.destroy()
             raise

@@ -24,8 +24,11 @@ def resolve_sizes(sizes, in_dims, in_max_dims, err) -> tuple:
             raise err(f"cannot view {n} elements as {sizes}")
         sizes[sizes.index(-1)] = n // rest
     if numel(sizes) != n:
-        resized = {m: d for d, m in zip(in_dims, in_max_dims) if d != m}
-        sizes = [resized.get(s, s) for s in sizes]
+        # Replace, leftmost first, one size equal to a resized dim's bound by its live value.
+        resized = [(m, d) for d, m in zip(in_dims, in_max_dims) if d != m]
+        for bound, live in resized:
+            if bound in sizes:
+                sizes[sizes.index(bound)] = live
         if numel(sizes) != n:
             raise err(f"cannot view {n} elements (dims {list(in_dims)}) as {sizes}")
     return tuple(sizes)

@@ -1,0 +1,197 @@
+"""The GPU interface over the browser's `navigator.gpu`, through pyodide.ffi.
+
+WebGPU reports errors asynchronously: build-time errors are caught with error scopes
+(`push_error_scopes` / `pop_error_scopes`), errors from later steps with the device's
+uncaptured-error event, and a lost device with `device.lost`; each becomes a Python
+exception on the next call.
+"""
+from __future__ import annotations
+
+import js  # type: ignore[import-not-found]
+from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
+
+from .base import GpuBackend, GpuDeviceLost, GpuError, Limits
+
+_WANTED_LIMITS = (
+    "maxStorageBufferBindingSize",
+    "maxBufferSize",
+    "maxComputeInvocationsPerWorkgroup",
+    "maxComputeWorkgroupSizeX",
+    "maxComputeWorkgroupStorageSize",
+    "maxStorageBuffersPerShaderStage",
+)
+
+# Encodes a whole dispatch table in one compute pass: one JS call per step, not per dispatch.
+_RUN_JS = """
+(device, pipelines, groups, table, n) => {
+  const enc = device.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  for (let i = 0; i < n; i++) {
+    const o = i * 5;
+    const x = table[o + 2];
+    if (x === 0) continue;
+    pass.setPipeline(pipelines[table[o]]);
+    pass.setBindGroup(0, groups[table[o + 1]]);
+    pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
+  }
+  pass.end();
+  device.queue.submit([enc.finish()]);
+}
+"""
+
+
+def _obj(d: dict):
+    return to_js(d, dict_converter=js.Object.fromEntries)
+
+
+def _is_null(x) -> bool:
+    # JS null arrives as pyodide's jsnull (not None) in recent Pyodide; undefined as None.
+    return x is None or type(x).__name__ in ("JsNull",) or str(x) == "null"
+
+
+class BrowserBackend(GpuBackend):
+    name = "browser"
+
+    @classmethod
+    async def create(cls, power_preference: str = "high-performance", features=()) -> "BrowserBackend":
+        gpu = getattr(js.navigator, "gpu", None)
+        if _is_null(gpu):
+            raise GpuError("WebGPU is not available in this browser (navigator.gpu is missing): "
+                           "use a recent Chrome, Edge or Firefox with WebGPU enabled")
+        adapter = await gpu.requestAdapter(_obj({"powerPreference": power_preference}))
+        if _is_null(adapter):
+            raise GpuError("WebGPU found no GPU adapter: the GPU may be blocklisted or disabled")
+        offered = adapter.limits
+        required = {}
+        for name in _WANTED_LIMITS:
+            v = getattr(offered, name, None)
+            if v is not None:
+                required[name] = v
+        have = set(js.Array["from"](adapter.features).to_py())
+        wanted = [f for f in features if f in have]
+        device = await adapter.requestDevice(_obj({"requiredLimits": required, "requiredFeatures": wanted}))
+        return cls(adapter, device)
+
+    def __init__(self, adapter, device):
+        self.device = device
+        self.queue = device.queue
+        lim = device.limits
+        limits = Limits.from_mapping(lambda name: getattr(lim, name, None))
+        features = frozenset(js.Array["from"](device.features).to_py())
+        info = getattr(adapter, "info", None)
+        adapter_info = {}
+        if not _is_null(info):
+            for k in ("vendor", "architecture", "device", "description"):
+                adapter_info[k] = str(getattr(info, k, "") or "")
+        super().__init__(limits, features, adapter_info)
+        self._lost = None
+        self._errors: list = []
+        self._staging: dict = {}
+        self._js_lists = (None, None, None)
+        from pyodide.code import run_js  # type: ignore[import-not-found]
+
+        self._run_js = run_js(_RUN_JS)
+        self._on_lost = create_proxy(self._record_lost)
+        device.lost.then(self._on_lost)
+        self._on_error = create_proxy(self._record_error)
+        device.addEventListener("uncapturederror", self._on_error)
+
+    # -- error plumbing --
+    def _record_lost(self, info):
+        reason = getattr(info, "reason", "unknown")
+        message = getattr(info, "message", "")
+        self._lost = f"{reason}: {message}".strip(": ")
+
+    def _record_error(self, event):
+        err = getattr(event, "error", None)
+        self._errors.append(str(getattr(err, "message", err)))
+
+    def _check(self) -> None:
+        if self._lost is not None:
+            raise GpuDeviceLost(f"the GPU device was lost ({self._lost}); reload the page to start again")
+        if self._errors:
+            msgs, self._errors = self._errors, []
+            raise GpuError("WebGPU error: " + " | ".join(msgs))
+
+    def push_error_scopes(self) -> None:
+        self.device.pushErrorScope("validation")
+        self.device.pushErrorScope("out-of-memory")
+
+    async def pop_error_scopes(self, context: str) -> None:
+        oom = await self.device.popErrorScope()
+        val = await self.device.popErrorScope()
+        self._check()
+        if not _is_null(oom):
+            raise GpuError(f"{context}: out of GPU memory ({oom.message})")
+        if not _is_null(val):
+            raise GpuError(f"{context}: {val.message}")
+
+    # -- the interface --
+    def _create_buffer(self, size, usage, label):
+        self._check()
+        return self.device.createBuffer(_obj({"size": size, "usage": usage, "label": label}))
+
+    def _destroy_buffer(self, handle):
+        handle.destroy()
+
+    def _write_buffer(self, handle, offset, mv):
+        self._check()
+        self.queue.writeBuffer(handle, offset, to_js(mv))
+
+    async def _read_buffer(self, handle, offset, nbytes):
+        self._check()
+        staging = self._staging.pop(nbytes, None)
+        if staging is None:
+            staging = self.device.createBuffer(_obj({"size": nbytes, "usage": 0x1 | 0x8, "label": "readback"}))
+        enc = self.device.createCommandEncoder()
+        enc.copyBufferToBuffer(handle, offset, staging, 0, nbytes)
+        self.queue.submit(to_js([enc.finish()]))
+        try:
+            await staging.mapAsync(1)
+        except Exception as e:
+            self._check()
+            raise GpuError(f"reading back {nbytes} bytes failed: {e}") from e
+        data = js.Uint8Array.new(staging.getMappedRange()).to_bytes()
+        staging.unmap()
+        old = self._staging.get(nbytes)
+        if old is not None:
+            old.destroy()
+        self._staging[nbytes] = staging
+        self._check()
+        return data
+
+    def _create_pipeline(self, code, entry, overrides, label):
+        self._check()
+        module = self.device.createShaderModule(_obj({"code": code, "label": label}))
+        compute = {"module": module, "entryPoint": entry}
+        if overrides:
+            compute["constants"] = overrides
+        return self.device.createComputePipeline(_obj({"layout": "auto", "compute": compute, "label": label}))
+
+    def _create_bind_group(self, pipeline, entries, label):
+        js_entries = []
+        for binding, buf, offset, size in entries:
+            res = {"buffer": buf.handle, "offset": offset, "size": buf.nbytes - offset if size is None else size}
+            js_entries.append({"binding": binding, "resource": res})
+        layout = pipeline.getBindGroupLayout(0)
+        return self.device.createBindGroup(_obj({"layout": layout, "entries": js_entries, "label": label}))
+
+    def _run(self, pipelines, bind_groups, table):
+        self._check()
+        # JS arrays of the handles are rebuilt only when the graph's lists change.
+        key = (id(pipelines), id(bind_groups), len(pipelines), len(bind_groups))
+        if self._js_lists[0] != key:
+            self._js_lists = (key, to_js(list(pipelines)), to_js(list(bind_groups)))
+        _, js_pipes, js_groups = self._js_lists
+        flat = table.reshape(-1)
+        self._run_js(self.device, js_pipes, js_groups, to_js(memoryview(flat)), len(table))
+
+    async def _finish(self):
+        await self.queue.onSubmittedWorkDone()
+        self._check()
+
+    def destroy(self) -> None:
+        for b in self._staging.values():
+            b.destroy()
+        self._staging = {}
+        self.device.destroy()
