@@ -1,0 +1,17 @@
+"""The engine wheel carries every module of py_engine/ and app/ and every shader."""
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_wheel_ships_all_modules_and_shaders(engine_wheel):
+    names = set(zipfile.ZipFile(engine_wheel).namelist())
+    for shader in (REPO / "shaders").glob("*.wgsl"):
+        assert f"py_engine/shaders/{shader.name}" in names, f"{shader.name} missing from the wheel"
+    assert "py_engine/shaders/__init__.py" in names
+    for package in ("py_engine", "app"):
+        for module in (REPO / package).rglob("*.py"):
+            rel = module.relative_to(REPO).as_posix()
+            assert rel in names, f"{rel} missing from the wheel"
+    assert not any("__pycache__" in n or n.startswith("tests/") for n in names)
