@@ -67,7 +67,7 @@ class BrowserBackend(GpuBackend):
             v = getattr(offered, name, None)
             if v is not None:
                 required[name] = v
-        have = set(js.Array["from"](adapter.features).to_py())
+        have = set(js.Array.from_(adapter.features).to_py())
         wanted = [f for f in features if f in have]
         device = await adapter.requestDevice(_obj({"requiredLimits": required, "requiredFeatures": wanted}))
         return cls(adapter, device)
@@ -77,7 +77,7 @@ class BrowserBackend(GpuBackend):
         self.queue = device.queue
         lim = device.limits
         limits = Limits.from_mapping(lambda name: getattr(lim, name, None))
-        features = frozenset(js.Array["from"](device.features).to_py())
+        features = frozenset(js.Array.from_(device.features).to_py())
         info = getattr(adapter, "info", None)
         adapter_info = {}
         if not _is_null(info):
