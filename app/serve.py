@@ -1,0 +1,80 @@
+"""`python -m app serve`: a small static server for web/, plus the engine wheel and the models.
+
+URLs:
+  /                 web/ (index.html, vendor/pyodide/, ...)
+  /engine/<wheel>   the py_engine wheel, built from the working tree when the server starts
+  /models/<file>    models/ (GGUF files fetched by scripts/fetch_model.sh)
+Host-only code (CPython): never imported by the page.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .engine_wheel import REPO, WHEEL_NAME, build_engine_wheel
+
+WEB_DIR = REPO / "web"
+MODELS_DIR = REPO / "models"
+
+# Pyodide needs application/wasm for streaming compilation and a JavaScript type for modules.
+EXTRA_MIME_TYPES = {
+    ".wasm": "application/wasm",
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".json": "application/json",
+    ".whl": "application/zip",
+    ".zip": "application/zip",
+    ".gguf": "application/octet-stream",
+    ".pte": "application/octet-stream",
+    ".wgsl": "text/plain",
+}
+
+
+class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **EXTRA_MIME_TYPES}
+
+    def __init__(self, *args, engine_dir: Path, quiet: bool = False, **kwargs):
+        self.engine_dir = engine_dir
+        self.quiet = quiet
+        super().__init__(*args, directory=str(WEB_DIR), **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        clean = path.split("?", 1)[0].split("#", 1)[0]
+        if clean == f"/engine/{WHEEL_NAME}":
+            return str(self.engine_dir / WHEEL_NAME)
+        if clean.startswith("/models/"):
+            name = clean[len("/models/"):]
+            # Only plain file names: no sub-folders, no way out of models/.
+            if name and "/" not in name and not name.startswith("."):
+                return str(MODELS_DIR / name)
+            return str(MODELS_DIR / ".forbidden")
+        return super().translate_path(path)
+
+    def end_headers(self):
+        # The wheel and pages change while developing: never let the browser reuse a stale copy.
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format, *args):
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> None:
+    if not (WEB_DIR / "vendor" / "pyodide" / "pyodide.mjs").is_file():
+        sys.exit(f"serve: {WEB_DIR / 'vendor' / 'pyodide'} is missing Pyodide; run scripts/setup.sh (or make serve)")
+    with tempfile.TemporaryDirectory(prefix="py_engine-serve-") as tmp:
+        wheel = build_engine_wheel(tmp)
+        handler = functools.partial(EngineRequestHandler, engine_dir=Path(tmp), quiet=quiet)
+        with http.server.ThreadingHTTPServer((host, port), handler) as httpd:
+            bound_host, bound_port = httpd.server_address[:2]
+            print(f"serve: engine wheel {wheel.name} ({wheel.stat().st_size} bytes)", flush=True)
+            print(f"serve: http://{bound_host}:{bound_port}/ (Ctrl-C stops)", flush=True)
+            try:
+                httpd.serve_forever()
+            except KeyboardInterrupt:
+                print("serve: stopped", flush=True)
