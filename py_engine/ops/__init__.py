@@ -1,2 +1,6 @@
-"""One module per op family; importing this package registers them all."""
-from . import binary, prepack, rms_norm, unary, view_copy  # noqa: F401
+"""One module per op family; importing this package registers every op module in it."""
+import importlib
+import pkgutil
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
