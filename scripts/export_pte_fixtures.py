@@ -67,8 +67,10 @@ def _randn(*shape, seed=0, scale=1.0):
 def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
                     compile_options=None, capture_scalar=False, notes=""):
     """Lower `module`, run `steps` eagerly on a copy, write the three files."""
-    module = module.eval()
+    if not isinstance(module, torch.fx.GraphModule):  # pt2e-converted models refuse eval()
+        module = module.eval()
     eager = copy.deepcopy(module)
+    steps = [tuple(a.clone() for a in args) for args in steps]  # eager may mutate them
     with torch.no_grad():
         if capture_scalar:
             with torch._dynamo.config.patch(capture_scalar_outputs=True):
@@ -87,7 +89,12 @@ def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
         for t, args in enumerate(steps):
             for i, a in enumerate(args):
                 inputs[f"step{t}.arg{i}"] = a.numpy().copy()
+            before = [a.clone() for a in args]
             outs = eager(*args)
+            for i, (a, b) in enumerate(zip(args, before)):
+                if not torch.equal(a, b):  # mutated in place: the program writes it back
+                    inputs[f"step{t}.arg{i}"] = b.numpy().copy()
+                    expected[f"step{t}.arg{i}.after"] = a.numpy().copy()
             if isinstance(outs, torch.Tensor):
                 outs = (outs,)
             for j, o in enumerate(outs):
@@ -108,7 +115,7 @@ def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
         "op_args": sorted({_signature(mod.program, c) for c in mod.program.chain}),
         "inputs": [[list(a.shape), str(a.numpy().dtype)] for a in steps[0]],
         "outputs": [[list(expected[k].shape), str(expected[k].dtype)]
-                    for k in sorted(expected) if k.startswith("step0.")],
+                    for k in sorted(expected) if k.startswith("step0.out")],
         "dynamic_dims": dyn,
         "steps": len(steps),
         "pte_bytes": len(pte),
@@ -155,6 +162,227 @@ def fx_select_negative():
     x = _randn(1, 5, 16, seed=3)
     return dict(module=SelectLast(), example_args=(x,), steps=[(x,)],
                 notes="x.select(1, -1)")
+
+
+Dim = torch.export.Dim
+
+
+# ---------------------------------------------------------------- KV cache ops
+class UpdateCacheBuffer(torch.nn.Module):
+    """update_cache into a mutable-buffer cache at a fixed non-zero position."""
+
+    def __init__(self, cmax=8, h=2, d=4, pos=3):
+        super().__init__()
+        self.pos = pos
+        self.register_buffer("cache", torch.zeros(1, cmax, h, d))
+
+    def forward(self, value):
+        torch.ops.llama.update_cache(value, self.cache, self.pos)
+        return self.cache + 0.0
+
+
+@fixture
+def fx_update_cache_pos3():
+    v = _randn(1, 2, 2, 4, seed=4)
+    return dict(module=UpdateCacheBuffer(), example_args=(v,), steps=[(v,)],
+                notes="cache [1,8,2,4] is a mutable buffer; value [1,2,2,4] written at "
+                      "input_pos=3; output = cache + 0")
+
+
+class UpdateCacheInput(torch.nn.Module):
+    """update_cache into a cache passed as a forward argument (a mutated input)."""
+
+    def forward(self, value, cache):
+        torch.ops.llama.update_cache(value, cache, 5)
+        return cache * 1.0
+
+
+@fixture
+def fx_update_cache_input_pos5():
+    v, c = _randn(1, 2, 2, 4, seed=5), _randn(1, 8, 2, 4, seed=6)
+    return dict(module=UpdateCacheInput(), example_args=(v, c), steps=[(v, c)],
+                notes="cache is forward arg 1 and is mutated in place at input_pos=5")
+
+
+class Rope(torch.nn.Module):
+    def forward(self, xq, xk, cos, sin):
+        return torch.ops.et_vk.apply_rotary_emb(xq, xk, cos, sin)
+
+
+def _rope_args(s, hq=4, hkv=2, d=8, seed=7, pos=0):
+    xq, xk = _randn(1, s, hq, d, seed=seed), _randn(1, s, hkv, d, seed=seed + 1)
+    inv = 1.0 / (10000.0 ** (torch.arange(0, d, 2).float() / d))
+    ang = torch.outer(torch.arange(pos, pos + s).float(), inv)
+    return xq, xk, torch.cos(ang), torch.sin(ang)
+
+
+@fixture
+def fx_rope_gqa_static():
+    a = _rope_args(3)
+    return dict(module=Rope(), example_args=a, steps=[a],
+                notes="et_vk.apply_rotary_emb: xq [1,3,4,8], xk [1,3,2,8], freqs [3,4]")
+
+
+@fixture
+def fx_rope_gqa_dynamic():
+    s = Dim("S", min=1, max=8)
+    a = _rope_args(3)
+    return dict(module=Rope(), example_args=a,
+                steps=[_rope_args(5, seed=11), _rope_args(1, seed=12, pos=5)],
+                dynamic_shapes=({1: s}, {1: s}, {0: s}, {0: s}),
+                notes="dynamic S (max 8); steps S=5 then S=1")
+
+
+class SdpaKV(torch.nn.Module):
+    """sdpa_with_kv_cache with mutable-buffer caches; input_pos is an int64 tensor [1]."""
+
+    def __init__(self, cmax=16, hkv=2, d=8):
+        super().__init__()
+        self.register_buffer("k_cache", torch.zeros(1, cmax, hkv, d))
+        self.register_buffer("v_cache", torch.zeros(1, cmax, hkv, d))
+
+    def forward(self, q, k, v, input_pos):
+        start = input_pos[0].item()
+        seq = q.shape[1]
+        torch._check(start >= 0)
+        torch._check(start + seq <= self.k_cache.shape[1])
+        return torch.ops.llama.sdpa_with_kv_cache(
+            q, k, v, self.k_cache, self.v_cache, start, seq, None, 0.0, True, None)
+
+
+def _sdpa_args(s, pos, seed, hq=4, hkv=2, d=8):
+    return (_randn(1, s, hq, d, seed=seed), _randn(1, s, hkv, d, seed=seed + 1),
+            _randn(1, s, hkv, d, seed=seed + 2), torch.tensor([pos], dtype=torch.long))
+
+
+@fixture
+def fx_sdpa_kv_cache():
+    s = Dim("S", min=1, max=8)
+    steps = [_sdpa_args(4, 0, 20), _sdpa_args(1, 4, 30), _sdpa_args(1, 5, 40),
+             _sdpa_args(2, 6, 50)]
+    return dict(module=SdpaKV(), example_args=_sdpa_args(4, 0, 20), steps=steps,
+                dynamic_shapes=({1: s}, {1: s}, {1: s}, None), capture_scalar=True,
+                notes="GQA 4:2, D=8, Cmax=16, caches are mutable buffers; input_pos "
+                      "tensor read through select_as_symint; steps: prefill S=4@0, "
+                      "decode S=1@4, S=1@5, S=2@6")
+
+
+# ---------------------------------------------------------------- norms
+class RmsNormPattern(torch.nn.Module):
+    """The llama RMSNorm as written in PyTorch (the partitioner fuses it)."""
+
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.linspace(0.5, 1.5, dim))
+
+    def forward(self, x):
+        n = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return n * self.weight
+
+
+class RmsNormOp(torch.nn.Module):
+    def __init__(self, dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = torch.nn.Parameter(torch.linspace(0.5, 1.5, dim))
+
+    def forward(self, x):
+        return torch.ops.et_vk.rms_norm(x, self.weight, self.eps)
+
+
+@fixture
+def fx_rms_norm_static():
+    x = _randn(1, 3, 32, seed=60)
+    return dict(module=RmsNormOp(32), example_args=(x,), steps=[(x,)],
+                notes="et_vk.rms_norm called directly; eps 1e-5")
+
+
+@fixture
+def fx_rms_norm_dynamic():
+    x = _randn(1, 3, 32, seed=61)
+    return dict(module=RmsNormOp(32), example_args=(x,),
+                steps=[(_randn(1, 6, 32, seed=62),), (_randn(1, 1, 32, seed=63),)],
+                dynamic_shapes=({1: Dim("S", min=1, max=8)},),
+                notes="dynamic S (max 8)")
+
+
+@fixture
+def fx_rms_norm_pattern():
+    x = _randn(1, 3, 32, seed=64)
+    return dict(module=RmsNormPattern(32), example_args=(x,), steps=[(x,)],
+                notes="plain PyTorch RMSNorm: shows what the partitioner makes of it")
+
+
+# ---------------------------------------------------------------- quantized
+def _q4gsw_linear(k, n, group, seed):
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_api import IntxWeightOnlyConfig, quantize_
+    torch.manual_seed(seed)
+    m = torch.nn.Linear(k, n, bias=False).eval()
+    quantize_(m, IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group)))
+    return m
+
+
+@fixture
+def fx_linear_q4gsw_static():
+    x = _randn(2, 64, seed=70)
+    return dict(module=_q4gsw_linear(64, 32, 32, 0), example_args=(x,), steps=[(x,)],
+                notes="torchao int4 weight-only, group 32: x [2,64] -> [2,32]")
+
+
+@fixture
+def fx_linear_q4gsw_dynamic():
+    x = _randn(1, 3, 64, seed=71)
+    return dict(module=_q4gsw_linear(64, 32, 32, 1), example_args=(x,),
+                steps=[(_randn(1, 5, 64, seed=72),), (_randn(1, 1, 64, seed=73),)],
+                dynamic_shapes=({1: Dim("M", min=1, max=8)},),
+                notes="x [1,M,64], dynamic M (max 8)")
+
+
+class Embedding(torch.nn.Module):
+    def __init__(self, vocab, dim):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, dim)
+
+    def forward(self, idx):
+        return self.emb(idx)
+
+
+@fixture
+def fx_embedding_q4gsw():
+    from executorch.examples.models.llama.source_transformation.quantize import (
+        EmbeddingQuantHandler,
+    )
+    torch.manual_seed(0)
+    qm = EmbeddingQuantHandler(Embedding(64, 64).eval(), device="cpu", bitwidth=4,
+                               group_size=32, packed=True,
+                               quantize_with_hqq=False).quantized_model().eval()
+    idx = torch.tensor([[1, 5, 63, 0]], dtype=torch.long)
+    return dict(module=qm, example_args=(idx,), steps=[(idx,)],
+                notes="4-bit packed embedding, group 32, vocab 64, dim 64; int64 indices")
+
+
+def _qcs4w_linear(k, n, m, seed):
+    from executorch.backends.vulkan.quantizer.vulkan_quantizer import (
+        VulkanQuantizer, get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(k, n, bias=False).eval()
+    ex = (torch.randn(m, k),)
+    q = VulkanQuantizer().set_global(
+        get_symmetric_quantization_config(is_dynamic=False, weight_bits=4))
+    prepared = prepare_pt2e(torch.export.export(lin, ex).module(), q)
+    prepared(*ex)
+    return convert_pt2e(prepared)
+
+
+@fixture
+def fx_linear_qcs4w():
+    x = _randn(4, 32, seed=80)
+    return dict(module=_qcs4w_linear(32, 16, 4, 2), example_args=(x,), steps=[(x,)],
+                notes="VulkanQuantizer 4-bit per-channel symmetric weights: x [4,32] -> [4,16]")
 
 
 def main(argv):

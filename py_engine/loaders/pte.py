@@ -63,6 +63,9 @@ class ForwardOutput:
     evalue: int
     program_output: Optional[int]   # Program value id produced by the delegate, or None
     note: str = ""
+    # ExecuTorch lists a mutated forward argument's new value among the plan outputs
+    # (before the user outputs); this names that argument, None for a user output.
+    mutated_input: Optional[int] = None
 
 
 @dataclass
@@ -312,10 +315,12 @@ def _load_plan(box: _Container) -> PteModule:
             fi.note = "not a delegate input (unused by the lowered graph)"
         forward_inputs.append(fi)
 
+    forward_pos = {e: k for k, e in enumerate(plan_inputs)}
+    copied_to = {src: forward_pos.get(dest) for dest, src in copies}
     forward_outputs = []
     for k, e in enumerate(plan_outputs):
         _plan_value(values, e, f"forward output {k}")
-        fo = ForwardOutput(k, e, arg_out.get(e))
+        fo = ForwardOutput(k, e, arg_out.get(e), mutated_input=copied_to.get(e))
         if fo.program_output is None:
             src = [s for d, s in copies if d == e]
             if src and src[0] in arg_out:
@@ -326,7 +331,6 @@ def _load_plan(box: _Container) -> PteModule:
                 fo.note = "not produced by the delegate"
         forward_outputs.append(fo)
 
-    forward_pos = {e: k for k, e in enumerate(plan_inputs)}
     write_backs = []
     for dest, src in copies:
         if src not in arg_out:
@@ -532,3 +536,51 @@ def _stage_wide_constants(program: P.Program, staged_from: dict) -> None:
             narrow = wide.astype("<f4")
         program.constants[t.constant_id] = memoryview(narrow.tobytes())
         done[t.constant_id] = True
+
+
+# ---------------------------------------------------------------- a readable summary
+def describe(module: PteModule) -> str:
+    """Multi-line text: forward mapping, state, chain with argument kinds (for debugging)."""
+    p = module.program
+    lines = [f"method {module.method!r}, VkGraph version {module.vk_version!r}, "
+             f"{len(p.values)} values, {len(p.chain)} ops, {len(p.constants)} constants"]
+    for fi in module.forward_inputs:
+        lines.append(f"  forward arg {fi.index}: {fi.kind} {fi.dtype}{list(fi.sizes)}"
+                     f"{' dynamic' if fi.dynamic else ''} -> "
+                     f"{fi.program_input if fi.program_input is not None else fi.note}")
+    for fo in module.forward_outputs:
+        mutated = f" (new value of forward arg {fo.mutated_input})" \
+            if fo.mutated_input is not None else ""
+        lines.append(f"  forward out {fo.index} <- "
+                     f"{fo.program_output if fo.program_output is not None else fo.note}"
+                     f"{mutated}")
+    for s in module.state_inputs:
+        lines.append(f"  state input {s.program_input} (plan value {s.evalue} {s.name})")
+    for w in module.write_backs:
+        lines.append(f"  copy_ plan value {w.dest_evalue} (forward arg {w.forward_input}) "
+                     f"<- program output {w.source_program_output}")
+    if module.staged_from:
+        lines.append(f"  staged from wider host types: {module.staged_from}")
+    for c in p.chain:
+        lines.append(f"  {c.name}(" + ", ".join(f"{a}:{_short(p.values[a])}" for a in c.args)
+                     + ")")
+    return "\n".join(lines)
+
+
+def _short(v) -> str:
+    if isinstance(v, P.Tensor):
+        return f"{v.dtype}{list(v.dims)}" + (f"#c{v.constant_id}" if v.constant_id >= 0 else "")
+    if isinstance(v, (P.Int, P.Double, P.Bool, P.String, P.SymInt)):
+        return f"{type(v).__name__}({v.value!r})"
+    if isinstance(v, (P.IntList, P.DoubleList, P.BoolList)):
+        return f"{type(v).__name__}{list(v.values)}"
+    if isinstance(v, P.ValueList):
+        return f"ValueList{list(v.ids)}"
+    return type(v).__name__
+
+
+if __name__ == "__main__":
+    import sys
+    for path in sys.argv[1:]:
+        print(path)
+        print(describe(load_pte_file(path)))
