@@ -343,16 +343,16 @@ def test_llama_errors():
 
 def test_llama_from_gguf_reads_metadata_and_ties_output(monkeypatch):
     w = random_weights(SMALL, seed=11)
-    tensors = {}
-    for name, arr in w.items():
-        tensors[name] = types.SimpleNamespace(ggml_type=0, data=arr.tobytes(), shape=arr.shape)
+    from py_engine.loaders.gguf import read_gguf, tensor_from_array, write_gguf
+
+    tensors = {name: tensor_from_array(arr, 0) for name, arr in w.items()}
     metadata = {
         "general.architecture": "llama", "llama.block_count": 2, "llama.embedding_length": 32,
         "llama.attention.head_count": 4, "llama.attention.head_count_kv": 2,
         "llama.feed_forward_length": 48, "llama.rope.freq_base": 10000.0,
         "llama.attention.layer_norm_rms_epsilon": 1e-5, "llama.context_length": 4096,
     }
-    gguf = types.SimpleNamespace(metadata=metadata, tensors=tensors)
+    gguf = read_gguf(write_gguf(metadata, tensors))
     calls = []
 
     def fake_dequantize(ggml_type, data, shape):
@@ -366,7 +366,8 @@ def test_llama_from_gguf_reads_metadata_and_ties_output(monkeypatch):
         monkeypatch.setitem(sys.modules, "py_engine.reference.gguf_quant",
                             types.SimpleNamespace(dequantize=fake_dequantize))
     model = LlamaReference.from_gguf(gguf, context=16)
-    assert model.config == SMALL
+    # GGUF stores float metadata as f32, so eps comes back as float32(1e-5).
+    assert model.config == dataclasses.replace(SMALL, rms_eps=float(np.float32(1e-5)))
     assert len(calls) == len(w)
     np.testing.assert_array_equal(model.forward([1, 2]), LlamaReference(SMALL, w).forward([1, 2]))
 

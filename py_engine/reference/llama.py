@@ -11,37 +11,10 @@ is absent (tied). GGUF's llama q/k weights are already permuted for interleaved 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..models.llama_config import LlamaConfig, config_from_gguf
 from . import ops
-
-
-@dataclass(frozen=True)
-class LlamaConfig:
-    n_layers: int
-    dim: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    ffn_dim: int
-    vocab: int
-    rope_base: float = 10000.0
-    rms_eps: float = 1e-5
-    context: int = 2048
-
-    def __post_init__(self):
-        for name in ("n_layers", "dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim",
-                     "vocab", "context"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"LlamaConfig: {name} must be positive, got {getattr(self, name)}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"LlamaConfig: n_heads {self.n_heads} not a multiple of n_kv_heads {self.n_kv_heads}"
-            )
-        if self.head_dim % 2:
-            raise ValueError(f"LlamaConfig: head_dim {self.head_dim} must be even for RoPE")
 
 
 def weight_shapes(config: LlamaConfig) -> dict:
@@ -165,44 +138,3 @@ class LlamaReference:
             data = dequantize(info.ggml_type, info.data, info.shape)
             weights[name] = np.asarray(data, dtype=np.float32).reshape(shape)
         return cls(config, weights)
-
-
-def _meta(metadata: dict, key: str, default=None):
-    if key not in metadata:
-        if default is None:
-            raise KeyError(f"gguf: metadata key '{key}' not found")
-        return default
-    value = metadata[key]
-    return getattr(value, "value", value)  # tolerate wrapped metadata values
-
-
-def config_from_gguf(gguf_file, context: int | None = None) -> LlamaConfig:
-    md = gguf_file.metadata
-    arch = str(_meta(md, "general.architecture", "llama"))
-    p = arch + "."
-    dim = int(_meta(md, p + "embedding_length"))
-    n_heads = int(_meta(md, p + "attention.head_count"))
-    n_kv = int(_meta(md, p + "attention.head_count_kv", n_heads))
-    head_dim = int(_meta(md, p + "attention.key_length",
-                         _meta(md, p + "rope.dimension_count", dim // n_heads)))
-    vocab = _meta(md, p + "vocab_size", 0)
-    if not vocab:
-        embd = gguf_file.tensors.get("token_embd.weight")
-        if embd is None:
-            raise KeyError("gguf: no vocab_size metadata and no token_embd.weight tensor")
-        vocab = int(np.prod(embd.shape)) // dim
-    ctx = int(_meta(md, p + "context_length", 2048))
-    if context is not None:
-        ctx = min(ctx, int(context))
-    return LlamaConfig(
-        n_layers=int(_meta(md, p + "block_count")),
-        dim=dim,
-        n_heads=n_heads,
-        n_kv_heads=n_kv,
-        head_dim=head_dim,
-        ffn_dim=int(_meta(md, p + "feed_forward_length")),
-        vocab=int(vocab),
-        rope_base=float(_meta(md, p + "rope.freq_base", 10000.0)),
-        rms_eps=float(_meta(md, p + "attention.layer_norm_rms_epsilon", 1e-5)),
-        context=ctx,
-    )

@@ -1,0 +1,202 @@
+"""GGUF llama -> Program, with the ops ExecuTorch's llama export emits.
+
+One graph serves prefill and decode. Inputs: `tokens` int32 [1, S] (S live, up to
+`max_prefill`) and `input_pos` int32 [1]. `pos = select_as_symint(input_pos)` and
+`S = sym_size(tokens, 1)` are SymInts; the views take their sizes from them, RoPE reads
+rows pos..pos+S of a precomputed cos/sin table through slice_copy, and sdpa_with_kv_cache
+writes the S new rows of each layer's KV cache (held inside the graph) at pos. The output
+is the logits of the last row, [1, vocab].
+
+GGUF weights are uploaded as their raw blocks (uint8 [N, row_bytes]) and consumed by
+`py_engine.linear_gguf` / `py_engine.embedding_gguf`; the output head reuses token_embd
+when output.weight is absent (tied).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..loaders.gguf import GGUFError, GGUFFile
+from ..program import Double, Int, IntList, Null, Program, SymInt, ValueList
+from .llama_config import LlamaConfig, config_from_gguf
+
+SYMINT_ADD = "add"
+F32 = "float32"
+GGML_F32, GGML_F16 = 0, 1
+
+
+@dataclass(frozen=True)
+class LlamaProgram:
+    program: Program
+    config: LlamaConfig
+    max_prefill: int
+    tokens_id: int
+    input_pos_id: int
+    logits_id: int
+
+
+def default_context(config: LlamaConfig, requested: int | None, *, kv_budget_bytes: int,
+                    max_buffer_bytes: int) -> int:
+    """KV cache length: the request, else the model's context capped by the memory budget."""
+    per_pos_layer = config.n_kv_heads * config.head_dim * 4  # one row of one cache, bytes
+    if requested is not None:
+        ctx = int(requested)
+        if ctx <= 0:
+            raise ValueError(f"llama: context must be positive, got {ctx}")
+        if ctx > config.context:
+            raise ValueError(f"llama: context {ctx} exceeds the model's context length {config.context}")
+    else:
+        ctx = config.context
+        fit = kv_budget_bytes // (2 * config.n_layers * per_pos_layer)
+        ctx = min(ctx, max(1, fit))
+    if ctx * per_pos_layer > max_buffer_bytes:
+        raise ValueError(f"llama: a KV cache of {ctx} positions needs {ctx * per_pos_layer} bytes per "
+                         f"buffer, over the device's limit of {max_buffer_bytes}; ask for a shorter context")
+    need = 2 * config.n_layers * ctx * per_pos_layer
+    if need > kv_budget_bytes and requested is not None:
+        raise ValueError(f"llama: KV caches for {ctx} positions need {need >> 20} MiB, over the budget of "
+                         f"{kv_budget_bytes >> 20} MiB")
+    return ctx
+
+
+def rope_table(config: LlamaConfig, context: int) -> tuple:
+    """cos/sin [context, head_dim/2] for interleaved RoPE: theta_i = base^(-2i/D)."""
+    half = config.head_dim // 2
+    theta = config.rope_base ** (-np.arange(half, dtype=np.float64) * 2.0 / config.head_dim)
+    angles = np.arange(context, dtype=np.float64)[:, None] * theta[None, :]
+    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+
+
+def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefill: int = 512,
+                        kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30) -> LlamaProgram:
+    arch = gguf.get("general.architecture", "llama")
+    if arch != "llama":
+        raise GGUFError(f"gguf: architecture '{arch}' is not supported (only llama)")
+    c = config_from_gguf(gguf)
+    ctx = default_context(c, context, kv_budget_bytes=kv_budget_bytes, max_buffer_bytes=max_buffer_bytes)
+    s_max = max(1, min(int(max_prefill), ctx))
+    p = Program()
+    b = _Builder(p, gguf)
+
+    tokens = p.tensor("int32", (1, s_max))
+    input_pos = p.tensor("int32", (1,))
+    p.input_ids = [tokens, input_pos]
+    pos = p.add(SymInt(0))
+    p.call("et_vk.select_as_symint.default", input_pos, p.add(Int(0)), p.add(Int(0)), pos)
+    seq = p.add(SymInt(s_max))
+    p.call("sym_size.int", tokens, p.add(Int(1)), seq)
+    end = p.add(SymInt(s_max))
+    p.call(SYMINT_ADD, pos, seq, end)
+
+    cos_np, sin_np = rope_table(c, ctx)
+    half = c.head_dim // 2
+    cos = b.slice_rows(p.tensor(F32, cos_np.shape, cos_np), pos, end, (s_max, half))
+    sin = b.slice_rows(p.tensor(F32, sin_np.shape, sin_np), pos, end, (s_max, half))
+
+    embd = b.weight("token_embd.weight")
+    x = p.tensor(F32, (1, s_max, c.dim))
+    p.call("py_engine.embedding_gguf.default", embd, p.add(Int(b.types["token_embd.weight"])), tokens, x)
+
+    eps = p.add(Double(c.rms_eps))
+    one = p.add(Double(1.0))
+    i1 = p.add(Int(1))
+    q_dim, kv_dim = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    q_shape = p.add(ValueList((i1, seq, p.add(Int(c.n_heads)), p.add(Int(c.head_dim)))))
+    kv_shape = p.add(ValueList((i1, seq, p.add(Int(c.n_kv_heads)), p.add(Int(c.head_dim)))))
+    flat_shape = p.add(ValueList((i1, seq, p.add(Int(q_dim)))))
+    scale = p.add(Double(1.0 / np.sqrt(c.head_dim)))
+    for i in range(c.n_layers):
+        blk = f"blk.{i}."
+        h = b.rms_norm(x, blk + "attn_norm.weight", eps, c.dim, s_max)
+        q = b.linear(h, blk + "attn_q.weight", (1, s_max, q_dim))
+        k = b.linear(h, blk + "attn_k.weight", (1, s_max, kv_dim))
+        v = b.linear(h, blk + "attn_v.weight", (1, s_max, kv_dim))
+        q4 = b.view(q, q_shape, (1, s_max, c.n_heads, c.head_dim))
+        k4 = b.view(k, kv_shape, (1, s_max, c.n_kv_heads, c.head_dim))
+        v4 = b.view(v, kv_shape, (1, s_max, c.n_kv_heads, c.head_dim))
+        q_rot = p.tensor(F32, (1, s_max, c.n_heads, c.head_dim))
+        k_rot = p.tensor(F32, (1, s_max, c.n_kv_heads, c.head_dim))
+        p.call("et_vk.apply_rotary_emb.default", q4, k4, cos, sin, p.add(ValueList((q_rot, k_rot))))
+        k_cache = p.tensor(F32, (1, ctx, c.n_kv_heads, c.head_dim))
+        v_cache = p.tensor(F32, (1, ctx, c.n_kv_heads, c.head_dim))
+        attn = p.tensor(F32, (1, s_max, c.n_heads, c.head_dim))
+        p.call("sdpa_with_kv_cache.default", q_rot, k_rot, v4, k_cache, v_cache, pos, seq,
+               p.add(Null()), p.add(Double(0.0)), p.add(Null()), scale, attn)
+        attn_flat = b.view(attn, flat_shape, (1, s_max, q_dim))
+        o = b.linear(attn_flat, blk + "attn_output.weight", (1, s_max, c.dim))
+        x = b.add(x, o, one, (1, s_max, c.dim))
+        h = b.rms_norm(x, blk + "ffn_norm.weight", eps, c.dim, s_max)
+        gate = b.linear(h, blk + "ffn_gate.weight", (1, s_max, c.ffn_dim))
+        up = b.linear(h, blk + "ffn_up.weight", (1, s_max, c.ffn_dim))
+        sig = p.tensor(F32, (1, s_max, c.ffn_dim))
+        p.call("aten.sigmoid.default", gate, sig)
+        silu = p.tensor(F32, (1, s_max, c.ffn_dim))
+        p.call("aten.mul.Tensor", gate, sig, silu)
+        gated = p.tensor(F32, (1, s_max, c.ffn_dim))
+        p.call("aten.mul.Tensor", silu, up, gated)
+        down = b.linear(gated, blk + "ffn_down.weight", (1, s_max, c.dim))
+        x = b.add(x, down, one, (1, s_max, c.dim))
+
+    x = b.rms_norm(x, "output_norm.weight", eps, c.dim, s_max)
+    last = p.tensor(F32, (1, c.dim))
+    p.call("aten.select_copy.int", x, p.add(Int(1)), p.add(Int(-1)), last)
+    head = "output.weight" if "output.weight" in gguf.tensors else "token_embd.weight"
+    logits = b.linear(last, head, (1, c.vocab))
+    p.output_ids = [logits]
+    return LlamaProgram(p, c, s_max, tokens, input_pos, logits)
+
+
+class _Builder:
+    """Small helpers that add one op call each; weights become constants once."""
+
+    def __init__(self, p: Program, gguf: GGUFFile):
+        self.p = p
+        self.gguf = gguf
+        self.weights: dict = {}
+        self.types: dict = {}
+
+    def weight(self, name: str) -> int:
+        if name not in self.weights:
+            t = self.gguf.tensor(name)
+            rows = int(np.prod(t.shape[:-1]))
+            row_bytes = t.nbytes // rows
+            self.weights[name] = self.p.tensor("uint8", (rows, row_bytes), t.data)
+            self.types[name] = t.ggml_type
+        return self.weights[name]
+
+    def norm_weight(self, name: str, width: int) -> int:
+        t = self.gguf.tensor(name)
+        if t.n_elements != width:
+            raise GGUFError(f"gguf: tensor '{name}' has {t.n_elements} elements, expected {width}")
+        if t.ggml_type == GGML_F32:
+            return self.p.tensor(F32, (width,), t.data)
+        if t.ggml_type == GGML_F16:
+            return self.p.tensor(F32, (width,), np.frombuffer(t.data, np.float16).astype(np.float32))
+        raise GGUFError(f"gguf: norm tensor '{name}' has type {t.type_name}; expected F32 or F16")
+
+    def linear(self, x: int, name: str, out_dims) -> int:
+        w = self.weight(name)
+        out = self.p.tensor(F32, out_dims)
+        self.p.call("py_engine.linear_gguf.default", x, w, self.p.add(Int(self.types[name])), self.p.add(Null()), out)
+        return out
+
+    def rms_norm(self, x: int, name: str, eps: int, width: int, s_max: int) -> int:
+        out = self.p.tensor(F32, (1, s_max, width))
+        self.p.call("et_vk.rms_norm.default", x, self.norm_weight(name, width), eps, out)
+        return out
+
+    def view(self, x: int, sizes: int, dims) -> int:
+        out = self.p.tensor(F32, dims)
+        self.p.call("aten.view_copy.default", x, sizes, out)
+        return out
+
+    def add(self, a: int, b: int, alpha: int, dims) -> int:
+        out = self.p.tensor(F32, dims)
+        self.p.call("aten.add.Tensor", a, b, alpha, out)
+        return out
+
+    def slice_rows(self, table: int, start: int, end: int, dims) -> int:
+        out = self.p.tensor(F32, dims)
+        self.p.call("aten.slice_copy.Tensor", table, self.p.add(Int(0)), start, end, self.p.add(Int(1)), out)
+        return out
