@@ -24,13 +24,15 @@ Put it in any ``tests/test_*.py`` module::
 * Each test module gets one page: Pyodide, numpy and the engine wheel load once per module
   (a few seconds), and every test of the module shares that interpreter. So tests in one
   module must not depend on each other's leftovers; free GPU objects you create.
-  The browser itself is started once per session.
+  The browser is started once per module too (about a second).
+* While a browser module runs, Playwright's sync API holds an asyncio loop in the host
+  process: do not call asyncio.run() on the host inside browser test modules.
 * The engine wheel is built from the working tree at the start of the session
   (`app.engine_wheel`), so the browser always runs the code you are editing.
 * Every such test is marked ``browser`` automatically; ``pytest -m browser`` runs only them,
   ``pytest -m "not browser"`` only the CPython ones.
 * Long GPU work on SwiftShader is slow: mark a test ``@pytest.mark.timeout(600)`` if needed.
-* For tests that drive a whole page instead (like test_serve_page.py), use the session fixture
+* For tests that drive a whole page instead (like test_serve_page.py), use the module fixture
   ``chromium`` (a Playwright Browser with the WebGPU flags) and open your own page.
 
 Wiring (why this module exists): pytest-pyodide's Playwright runner would launch Playwright's
@@ -100,9 +102,11 @@ def engine_wheel(tmp_path_factory) -> Path:
     return build_engine_wheel(tmp_path_factory.mktemp("engine-wheel"))
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an asyncio loop running in this thread
+# while it is alive, which would break asyncio.run() in CPython tests of other modules.
+@pytest.fixture(scope="module")
 def chromium():
-    """One headless Chromium (Playwright Browser) for the whole session."""
+    """A headless Chromium (Playwright Browser) for the current test module."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -113,7 +117,7 @@ def chromium():
             browser.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browsers(chromium):
     """Overrides pytest-pyodide's fixture (which would launch Playwright's own browser)."""
     return {"chrome": chromium}
