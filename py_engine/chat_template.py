@@ -41,6 +41,14 @@ def _compile(source: str):
         raise ChatTemplateError(f"chat template: does not compile: {e}") from None
 
 
+def jinja2_available() -> bool:
+    try:
+        import jinja2.sandbox  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _check_messages(messages) -> list:
     out = []
     for i, m in enumerate(messages):
@@ -83,6 +91,14 @@ class ChatTemplate:
     def __init__(self, template: str | None, bos_token: str = "", eos_token: str = ""):
         self.template = template or None
         self.bos_token, self.eos_token = bos_token, eos_token
+        self.fallback_reason = None if self.template else "the model has no chat template"
+        if self.template and not jinja2_available():
+            # The page may run without jinja2; a ChatML model still chats, only template
+            # extras (e.g. a default system prompt) are lost, and we say so.
+            if "<|im_start|>" not in self.template:
+                raise ChatTemplateError("chat template: jinja2 is not installed and the template is not ChatML")
+            self.fallback_reason = "jinja2 is not installed; rendering plain ChatML"
+            self.template = None
         if self.template:
             _compile(self.template)  # fail at load time, not at the first message
 

@@ -76,3 +76,14 @@ def test_sandbox_and_bad_templates_are_clear_errors():
         evil.render([{"role": "user", "content": "x"}])
     with pytest.raises(ChatTemplateError, match="message 0 must be a dict with 'role' and 'content'"):
         render_chatml([{"role": "user"}])
+
+
+def test_without_jinja2_a_chatml_template_falls_back_and_says_so(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # import jinja2 -> ImportError
+    monkeypatch.setitem(sys.modules, "jinja2.sandbox", None)
+    tpl = ChatTemplate("{{ '<|im_start|>' }}{% for m in messages %}{% endfor %}")
+    assert tpl.is_fallback and "jinja2 is not installed" in tpl.fallback_reason
+    assert tpl.render([{"role": "user", "content": "a"}]) == render_chatml([{"role": "user", "content": "a"}])
+    with pytest.raises(ChatTemplateError, match="jinja2 is not installed and the template is not ChatML"):
+        ChatTemplate("[INST] {{ messages[0]['content'] }} [/INST]")

@@ -231,3 +231,30 @@ def test_spm_merges_by_score_with_space_prefix_and_byte_fallback():
         assert tok.decode(tok.encode(text), skip_special=True) == text
     no_prefix = spm_tokenizer(add_space_prefix=False)
     assert [no_prefix.tokens[i] for i in no_prefix.encode("hello", add_bos=False)] == ["h", "e", "llo"]
+
+
+# --- Pyodide -------------------------------------------------------------------------------
+from pytest_pyodide import run_in_pyodide  # noqa: E402
+
+
+@run_in_pyodide
+def test_gguf_and_tokenizer_run_in_pyodide(selenium):
+    import time
+
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+    from py_engine.tokenizer import StreamDecoder, Tokenizer, unicode_classes
+
+    t0 = time.perf_counter()
+    unicode_classes()
+    classes_s = time.perf_counter() - t0
+    g = read_gguf(make_tiny_llama_gguf(seed=0))
+    tok = Tokenizer.from_gguf(g)
+    text = "<|im_start|>user\nThe quick brown fox 123, café 日本 😀<|im_end|>\n"
+    ids = tok.encode(text)
+    assert ids[0] == 1 and tok.decode(ids) == text
+    dec = StreamDecoder(tok)
+    assert "".join(dec.push(i) for i in ids) + dec.flush() == text
+    assert g.tensors["blk.0.attn_q.weight"].to_numpy().shape == (64, 64)
+    assert classes_s < 2.0, classes_s
+    print(f"pyodide: unicode classes built in {classes_s:.3f} s")
