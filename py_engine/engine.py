@@ -1,0 +1,148 @@
+"""The engine a person uses: load a GGUF llama, then generate or chat, streaming text.
+
+    engine = await Engine.load(gguf_bytes)          # or a path, in CPython
+    async for piece in engine.chat([{"role": "user", "content": "Hi"}]):
+        print(piece, end="")
+
+Multi-turn chats reuse the KV cache: the conversation is rendered with the model's chat
+template, and only the tokens after the longest prefix already in the cache are prefilled.
+Context policy: when the conversation plus `max_tokens` does not fit the KV cache, the
+oldest turns after the system prompt are dropped (whole user/assistant messages) and the
+rest is prefilled again; if even the last message does not fit, ContextFullError is raised.
+"""
+from __future__ import annotations
+
+import time
+
+from .chat_template import ChatTemplate
+from .generate import ContextFullError, GenerationSettings, GenerationStats, LlamaRunner, generate_tokens
+from .graph import Graph
+from .loaders.gguf import read_gguf
+from .models.llama import build_llama_program
+from .tokenizer import Tokenizer
+
+
+def _noop(stage: str, **info) -> None:
+    pass
+
+
+class Engine:
+    def __init__(self, backend, gguf, tokenizer, template, lp, graph):
+        self.backend = backend
+        self.gguf = gguf
+        self.tokenizer = tokenizer
+        self.template = template
+        self.lp = lp
+        self.graph = graph
+        self.runner = LlamaRunner(graph, lp)
+        self.cached_ids: list = []  # the ids whose K/V rows are in the cache, positions 0..pos-1
+        self.last_stats = GenerationStats()
+        self._abort = False
+
+    @classmethod
+    async def load(cls, source, *, backend=None, context: int | None = None, max_prefill: int = 256,
+                   on_progress=_noop) -> "Engine":
+        """`source`: GGUF bytes (bytes, bytearray, memoryview) or, in CPython, a file path."""
+        if isinstance(source, str):
+            with open(source, "rb") as f:
+                source = f.read()
+        t0 = time.perf_counter()
+        on_progress("parse")
+        gguf = read_gguf(memoryview(source))
+        tokenizer = Tokenizer.from_gguf(gguf)
+        template = ChatTemplate.from_gguf(gguf, tokenizer)
+        if backend is None:
+            from .gpu import create_backend
+
+            backend = await create_backend()
+        lp = build_llama_program(gguf, context=context, max_prefill=max_prefill,
+                                 max_buffer_bytes=backend.limits.max_storage_binding_size)
+        on_progress("upload", ops=len(lp.program.chain))
+        graph = await Graph.build(lp.program, backend)
+        on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())
+        return cls(backend, gguf, tokenizer, template, lp, graph)
+
+    @property
+    def context(self) -> int:
+        return self.runner.context
+
+    def abort(self) -> None:
+        """Stop the generation in progress after the current step."""
+        self._abort = True
+
+    def reset(self) -> None:
+        """Forget the conversation (the cache is reused from position 0)."""
+        self.runner.rewind(0)
+        self.cached_ids = []
+
+    def settings(self, settings: GenerationSettings | None = None, **kw) -> GenerationSettings:
+        s = settings or GenerationSettings()
+        for k, v in kw.items():
+            if not hasattr(s, k):
+                raise TypeError(f"unknown generation setting {k!r}")
+            setattr(s, k, v)
+        return s
+
+    async def generate(self, prompt: str, settings: GenerationSettings | None = None, **kw):
+        """Complete `prompt` (plain text, no chat template); yields text pieces."""
+        ids = self.tokenizer.encode(prompt)
+        async for piece in self._run(ids, self.settings(settings, **kw)):
+            yield piece
+
+    async def chat(self, messages, settings: GenerationSettings | None = None, **kw):
+        """Answer the conversation `messages` ([{role, content}, ...]); yields text pieces."""
+        s = self.settings(settings, **kw)
+        messages = list(messages)
+        ids = self.tokenizer.encode(self.template.render(messages, add_generation_prompt=True), add_bos=None)
+        while len(ids) + s.max_tokens > self.context and _droppable(messages):
+            messages = _drop_oldest_turn(messages)
+            ids = self.tokenizer.encode(self.template.render(messages, add_generation_prompt=True))
+        async for piece in self._run(ids, s):
+            yield piece
+
+    async def _run(self, ids, s: GenerationSettings):
+        if len(ids) >= self.context:
+            raise ContextFullError(f"the prompt has {len(ids)} tokens; the KV cache holds {self.context}")
+        common = _common_prefix(self.cached_ids, ids)
+        common = min(common, len(ids) - 1)  # feed at least one token to get logits
+        self.runner.rewind(common)
+        self.cached_ids = self.cached_ids[:common]
+        stats = GenerationStats()
+        self.last_stats = stats
+        self._abort = False
+        new_ids = ids[common:]
+        try:
+            async for piece in generate_tokens(self.runner, self.tokenizer, new_ids, s, stats,
+                                               history=ids[:common], should_stop=lambda: self._abort):
+                yield piece
+        finally:
+            self.cached_ids = (list(ids) + stats.token_ids)[: self.runner.pos]
+
+    def close(self) -> None:
+        self.graph.destroy()
+
+
+def _common_prefix(a, b) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _droppable(messages) -> bool:
+    body = [m for m in messages if m.get("role") != "system"]
+    return len(body) > 1
+
+
+def _drop_oldest_turn(messages) -> list:
+    """Drop the first non-system message (and its reply, keeping turns paired)."""
+    out = list(messages)
+    for i, m in enumerate(out):
+        if m.get("role") != "system":
+            del out[i]
+            if i < len(out) - 1 and out[i].get("role") == "assistant":
+                del out[i]
+            return out
+    return out

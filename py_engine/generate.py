@@ -1,0 +1,167 @@
+"""Prefill + decode over a built llama graph, with streaming, stop conditions and abort.
+
+`LlamaRunner` owns the graph and the position: `feed(ids)` runs the ids at the current
+position (prefill in chunks of up to max_prefill, decode as S = 1) and returns the logits of
+the last one. `rewind(n)` moves back to position n: the cache rows past n are simply
+overwritten later, because attention only reads rows 0..pos+s.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .sampling import Sampler, SamplingParams
+from .tokenizer import StreamDecoder
+
+
+class ContextFullError(ValueError):
+    """More tokens than the KV cache holds."""
+
+
+class LlamaRunner:
+    def __init__(self, graph, lp):
+        self.graph = graph
+        self.lp = lp
+        self.context = graph.tensors[_first_cache(lp)].max_dims[1]
+        self.max_prefill = lp.max_prefill
+        self.pos = 0
+        self.prefilled_tokens = 0  # tokens fed in chunks of more than one (for stats and tests)
+
+    def rewind(self, pos: int) -> None:
+        if not 0 <= pos <= self.pos:
+            raise ValueError(f"rewind: position {pos} outside 0..{self.pos}")
+        self.pos = pos
+
+    async def feed(self, ids) -> np.ndarray:
+        """Run `ids` at the current position; returns float32 logits [vocab] of the last id."""
+        ids = list(ids)
+        if not ids:
+            raise ValueError("feed: no tokens")
+        if self.pos + len(ids) > self.context:
+            raise ContextFullError(f"context full: position {self.pos} + {len(ids)} tokens exceeds the "
+                                   f"KV cache of {self.context} positions")
+        vocab = self.lp.config.vocab
+        bad = [t for t in ids if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"feed: token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
+        logits = None
+        for start in range(0, len(ids), self.max_prefill):
+            chunk = ids[start:start + self.max_prefill]
+            tokens = np.asarray(chunk, dtype=np.int32).reshape(1, -1)
+            (logits,) = await self.graph.step([tokens, np.array([self.pos], dtype=np.int32)])
+            self.pos += len(chunk)
+            if len(chunk) > 1:
+                self.prefilled_tokens += len(chunk)
+        return logits.reshape(-1)
+
+
+def _first_cache(lp) -> int:
+    """Value id of the first layer's K cache (its dims give the context length)."""
+    for call in lp.program.chain:
+        if call.name == "sdpa_with_kv_cache.default":
+            return call.args[3]
+    raise ValueError("llama program has no sdpa_with_kv_cache")
+
+
+@dataclass
+class GenerationSettings:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    seed: int | None = 0
+    stop: tuple = ()  # stop strings
+
+    def sampling(self) -> SamplingParams:
+        return SamplingParams(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                              min_p=self.min_p, repetition_penalty=self.repetition_penalty).validate()
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prefilled_tokens: int = 0
+    generated_tokens: int = 0
+    prefill_seconds: float = 0.0
+    decode_seconds: float = 0.0
+    finish_reason: str = ""
+    token_ids: list = field(default_factory=list)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
+
+
+async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: GenerationSettings,
+                          stats: GenerationStats, history=(), should_stop=lambda: False):
+    """Feed `new_ids`, then sample until a stop condition; yields text pieces as they
+    become valid UTF-8. `history` is the ids already in the cache (for the repetition
+    penalty). stats.finish_reason: 'stop' (EOS / end of turn / stop string), 'length',
+    'abort' or 'context'."""
+    sampler = Sampler(settings.sampling(), settings.seed)
+    decoder = StreamDecoder(tokenizer, skip_special=True)
+    stop_ids = tokenizer.stop_ids
+    previous = list(history) + list(new_ids)
+    stats.prompt_tokens = len(new_ids)
+    t0 = time.perf_counter()
+    logits = await runner.feed(new_ids)
+    stats.prefilled_tokens = len(new_ids)
+    stats.prefill_seconds = time.perf_counter() - t0
+    text = ""
+    t1 = time.perf_counter()
+    pending_from = 0  # text before this index has been yielded
+    hold = max((len(s) for s in settings.stop), default=0)
+    cut_by_stop_string = False
+    while True:
+        if should_stop():
+            stats.finish_reason = "abort"
+            break
+        tid = sampler.sample(logits, previous)
+        if tid in stop_ids:
+            stats.finish_reason = "stop"
+            break
+        stats.token_ids.append(tid)
+        previous.append(tid)
+        stats.generated_tokens += 1
+        text += decoder.push(tid)
+        hit = _find_stop(text, settings.stop, pending_from)
+        if hit is not None:
+            if hit > pending_from:
+                yield text[pending_from:hit]
+            stats.finish_reason = "stop"
+            cut_by_stop_string = True
+            break
+        # Hold back what could be the start of a stop string.
+        safe = len(text) - (hold - 1 if hold else 0)
+        if safe > pending_from:
+            yield text[pending_from:safe]
+            pending_from = safe
+        if stats.generated_tokens >= settings.max_tokens:
+            stats.finish_reason = "length"
+            break
+        if runner.pos >= runner.context:
+            stats.finish_reason = "context"
+            break
+        logits = await runner.feed([tid])
+    stats.decode_seconds = time.perf_counter() - t1
+    if not cut_by_stop_string:
+        text += decoder.flush()
+        if len(text) > pending_from:
+            yield text[pending_from:]
+
+
+def _find_stop(text: str, stops, start: int):
+    best = None
+    for s in stops:
+        i = text.find(s, max(0, start - len(s) + 1))
+        if i >= 0 and (best is None or i < best):
+            best = i
+    return best
