@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve [--host 127.0.0.1] [--port 8000]`."""
+"""Command line: `python -m app serve|generate|chat` (see --help of each)."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,17 @@ def main(argv: list[str] | None = None) -> None:
     serve_cmd.add_argument("--host", default="127.0.0.1")
     serve_cmd.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     serve_cmd.add_argument("--quiet", action="store_true", help="do not log each request")
+    from . import cli
+
+    gen_cmd = commands.add_parser("generate", help="complete a prompt on the native GPU backend")
+    cli.add_arguments(gen_cmd)
+    gen_cmd.add_argument("--prompt", required=True)
+    chat_cmd = commands.add_parser("chat", help="interactive chat on the native GPU backend")
+    cli.add_arguments(chat_cmd)
+    chat_cmd.add_argument("--system", default="", help="system prompt")
     args = parser.parse_args(argv)
+    if args.command in ("generate", "chat"):
+        cli.run(args)
     if args.command == "serve":
         from .serve import serve
 
