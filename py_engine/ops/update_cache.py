@@ -1,0 +1,90 @@
+"""update_cache.default(value, cache, input_pos, out): in-place KV-cache write, fp32.
+
+value [1, S, H, D] is written into cache [1, Cmax, H, D] at rows input_pos .. input_pos+S-1.
+S comes from value's live dims; input_pos is an Int or a live SymInt. `out` is a dummy (the
+cache is the result) and is never written. The kernel (`CacheWriter`) is shared with
+sdpa_with_kv_cache, which writes its k/v through the same cached pipeline.
+"""
+from __future__ import annotations
+
+import struct
+
+from ..graph.registry import register
+from .base import Op, ceil_div, workgroup_size
+
+PARAMS = struct.Struct("<4I")
+assert PARAMS.size == 16  # matches `struct Params` in update_cache.wgsl
+
+U32_WORDS = 1 << 32  # word offsets and counts travel as u32
+
+
+def check_cache_shapes(err, value_dims, cache_dims, value_what="value", cache_what="cache") -> None:
+    """Static checks of a [1, S, H, D] write into a [1, Cmax, H, D] cache; `err(msg)` builds the error."""
+    if len(value_dims) != 4 or len(cache_dims) != 4:
+        raise err(f"{value_what} {list(value_dims)} and {cache_what} {list(cache_dims)} must both be "
+                  f"[batch, seq, heads, head_dim]")
+    if value_dims[0] != 1 or cache_dims[0] != 1:
+        raise err(f"batch must be 1, got {value_what} {list(value_dims)} and {cache_what} {list(cache_dims)}")
+    if value_dims[2] != cache_dims[2]:
+        raise err(f"n_heads mismatch: {value_what} has {value_dims[2]}, {cache_what} has {cache_dims[2]}")
+    if value_dims[3] != cache_dims[3]:
+        raise err(f"head_dim mismatch: {value_what} has {value_dims[3]}, {cache_what} has {cache_dims[3]}")
+    cache_words = cache_dims[1] * cache_dims[2] * cache_dims[3]
+    if cache_words >= U32_WORDS:
+        raise err(f"{cache_what} {list(cache_dims)} holds {cache_words} words, past u32 offsets")
+
+
+def cache_write_params(err, seq: int, pos: int, cache_dims) -> tuple:
+    """(n, dst_offset, cache_len) in words for writing `seq` rows at `pos`; validates the range
+    with Python integers, so nothing can overflow before the u32 values are packed."""
+    _, cmax, heads, dim = cache_dims
+    if pos < 0:
+        raise err(f"input_pos must be non-negative, got {pos}")
+    if pos + seq > cmax:
+        raise err(f"input_pos {pos} + seq_len {seq} exceeds cache capacity {cmax}")
+    row = heads * dim
+    n, dst, cache_len = seq * row, pos * row, cmax * row
+    assert dst + n <= cache_len < U32_WORDS
+    return n, dst, cache_len
+
+
+class CacheWriter:
+    """One dispatch of update_cache.wgsl from `value` into `cache` (pipeline shared via the cache)."""
+
+    def __init__(self, g, value, cache, label):
+        self.wg = workgroup_size(g.limits)
+        pipe = g.pipelines.get("update_cache", WG=self.wg)
+        self.params = g.uniforms.alloc(PARAMS.size, label)
+        self.d = g.add_dispatch(pipe, [value, cache, self.params], label)
+
+    def set(self, g, write: tuple) -> None:
+        """Apply a (n, dst_offset, cache_len) from cache_write_params."""
+        n, dst, cache_len = write
+        self.params.write(PARAMS.pack(n, dst, cache_len, 0))
+        g.set_workgroups(self.d, ceil_div(n, self.wg))
+
+
+@register("update_cache.default", "llama.update_cache.default")
+class UpdateCache(Op):
+    def validate(self, ctx):
+        self.expect_args(4)
+        self.value, self.cache, pos_id, self.out = self.args
+        v = ctx.tensor(self.name, self.value, "value", dtypes=("float32",), rank=4)
+        c = ctx.tensor(self.name, self.cache, "cache", dtypes=("float32",), rank=4)
+        ctx.tensor(self.name, self.out, "out")
+        check_cache_shapes(self.error, v.dims, c.dims)
+        self.cache_dims = tuple(c.dims)
+        self.pos = ctx.int_or_symint(self.name, pos_id, "input_pos")
+        if self.pos[0] == "int":
+            # A constant position must fit the largest write the graph allows.
+            cache_write_params(self.error, v.dims[1], self.pos[1], self.cache_dims)
+        self.triggers = frozenset([self.value] + ([pos_id] if self.pos[0] == "symint" else []))
+
+    def build(self, g):
+        self.writer = CacheWriter(g, g.tensor(self.value), g.tensor(self.cache), self.name)
+
+    def configure(self, g):
+        dims = g.tensor(self.value).dims
+        if tuple(dims[2:]) != self.cache_dims[2:]:
+            raise self.step_error(f"live value dims {list(dims)} do not match cache {list(self.cache_dims)}")
+        self.writer.set(g, cache_write_params(self.step_error, dims[1], g.live_int(self.pos), self.cache_dims))

@@ -1,0 +1,25 @@
+// KV-cache write: copy the n = S*H*D new words of `value` into `cache` starting at word
+// dst_offset = input_pos*H*D. The host verified dst_offset + n <= cache_len; the shader checks
+// again without any sum that could wrap u32 (i < n, and i < cache_len - dst_offset).
+override WG: u32 = 256;
+
+struct Params {
+  n: u32,
+  dst_offset: u32,
+  cache_len: u32,
+  _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> value: array<f32>;
+@group(0) @binding(1) var<storage, read_write> cache: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (i >= p.n || p.dst_offset > p.cache_len || i >= p.cache_len - p.dst_offset) {
+    return;
+  }
+  cache[p.dst_offset + i] = value[i];
+}
