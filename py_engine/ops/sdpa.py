@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from ..graph.registry import register
 from .base import Op, workgroup_size
 from .rms_norm import pow2_floor
-from .update_cache import U32_WORDS, CacheWriter, cache_write_params, check_cache_shapes
+from .update_cache import (U32_WORDS, CacheWriter, cache_write_params, check_binding_sizes,
+                           check_cache_shapes)
 
 PARAMS = struct.Struct("<5If2I")
 assert PARAMS.size == 32  # matches `struct Params` in sdpa_attend.wgsl
@@ -42,10 +43,11 @@ class SdpaWithKvCache(Op):
         (self.q, self.k, self.v, self.k_cache, self.v_cache, pos_id, _seq_len, mask_id,
          dropout_id, causal_id, scale_id, self.out) = self.args
         f32 = ("float32",)
-        dims = {}
+        tensors = {}
         for what, vid in (("q", self.q), ("k", self.k), ("v", self.v), ("k_cache", self.k_cache),
                           ("v_cache", self.v_cache), ("out", self.out)):
-            dims[what] = tuple(ctx.tensor(self.name, vid, what, dtypes=f32, rank=4).dims)
+            tensors[what] = ctx.tensor(self.name, vid, what, dtypes=f32, rank=4)
+        dims = {what: tuple(t.dims) for what, t in tensors.items()}
         q = dims["q"]
         if q[0] != 1:
             raise self.error(f"batch must be 1, got q {list(q)}")
@@ -67,6 +69,7 @@ class SdpaWithKvCache(Op):
         if self.head_dim == 0:
             raise self.error("zero head_dim")
         self.cache_dims = dims["k_cache"]
+        check_binding_sizes(self.error, ctx.limits, tensors.items())
         if q[1] * self.n_heads * self.head_dim >= U32_WORDS:
             raise self.error(f"q {list(q)} holds too many words for u32 offsets")
 

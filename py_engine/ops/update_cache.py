@@ -34,6 +34,14 @@ def check_cache_shapes(err, value_dims, cache_dims, value_what="value", cache_wh
         raise err(f"{cache_what} {list(cache_dims)} holds {cache_words} words, past u32 offsets")
 
 
+def check_binding_sizes(err, limits, tensors) -> None:
+    """Each (what, Tensor) must fit one storage binding; checked before anything is allocated."""
+    for what, t in tensors:
+        if t.nbytes > limits.max_storage_binding_size:
+            raise err(f"{what} {list(t.dims)} needs {t.nbytes} bytes, past the device's storage binding "
+                      f"limit {limits.max_storage_binding_size}")
+
+
 def cache_write_params(err, seq: int, pos: int, cache_dims) -> tuple:
     """(n, dst_offset, cache_len) in words for writing `seq` rows at `pos`; validates the range
     with Python integers, so nothing can overflow before the u32 values are packed."""
@@ -73,6 +81,7 @@ class UpdateCache(Op):
         c = ctx.tensor(self.name, self.cache, "cache", dtypes=("float32",), rank=4)
         ctx.tensor(self.name, self.out, "out")
         check_cache_shapes(self.error, v.dims, c.dims)
+        check_binding_sizes(self.error, ctx.limits, (("value", v), ("cache", c)))
         self.cache_dims = tuple(c.dims)
         self.pos = ctx.int_or_symint(self.name, pos_id, "input_pos")
         if self.pos[0] == "int":

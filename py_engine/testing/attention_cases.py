@@ -224,6 +224,12 @@ def uc_fp16():
                      f"{UC}: value has dtype float16; supported: float32")
 
 
+def uc_cache_past_u32_offsets():
+    """A cache of 2^32 words: its offsets cannot travel as u32, refused before any allocation."""
+    return ErrorSpec(_uc_program(1, 32, 32, 1 << 22)[0], OpError,
+                     f"{UC}: cache [1, 4194304, 32, 32] holds 4294967296 words, past u32 offsets")
+
+
 def _uc_step_error(bad_pos, s, match):
     p, _ = _uc_program(4, 2, 4, 8)
     ok = np.ones((1, 4, 2, 4), np.float32)
@@ -305,7 +311,7 @@ def sdpa_symint_pos_past_capacity():
 
 ERROR_CASES = {f.__name__: f for f in (
     uc_negative_int_pos, uc_int_pos_past_capacity, uc_batch_2, uc_heads_mismatch, uc_head_dim_mismatch,
-    uc_fp16, uc_negative_symint_pos, uc_symint_pos_past_capacity,
+    uc_fp16, uc_cache_past_u32_offsets, uc_negative_symint_pos, uc_symint_pos_past_capacity,
     sdpa_batch_2, sdpa_fp16, sdpa_heads_not_multiple, sdpa_cache_heads_mismatch, sdpa_head_dim_mismatch,
     sdpa_cache_head_dim_mismatch, sdpa_negative_int_pos, sdpa_int_pos_past_capacity, sdpa_attn_mask,
     sdpa_not_causal, sdpa_negative_symint_pos, sdpa_symint_pos_past_capacity)}
