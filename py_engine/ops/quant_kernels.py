@@ -1,0 +1,156 @@
+"""Kernels over packed weight rows (shaders/quant_weights.wgsl), shared by the quantized
+linear and embedding op families.
+
+A `WeightLayout` says how row n of a weight tensor is stored (format, byte stride, scale
+indexing); `QuantMatmul` records a GEMV dispatch (M == 1, decode) and a tiled one (M > 1,
+prefill) and `set_rows` gives the unused one 0 workgroups; `QuantGather` gathers rows by index.
+Also the common validation and resize hook of the linear ops (`QuantLinearOp`).
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from ..graph.context import BuildContext
+from .base import Op, ceil_div, numel
+
+SHADER = "quant_weights"
+PARAMS = struct.Struct("<8I")
+assert PARAMS.size == 32  # matches `struct Params` in quant_weights.wgsl
+
+# Weight formats (the shader's FMT override): GGUF types keep their ggml ids.
+FMT_F32, FMT_F16, FMT_Q4_0, FMT_Q4_1, FMT_Q8_0 = 0, 1, 2, 3, 8
+FMT_Q4_LOW_EVEN = 16   # q4gsw linear packing: low nibble = even k
+FMT_Q4_HIGH_EVEN = 17  # qcs4w / embedding_4bit packing: high nibble = even k
+
+CHUNK = 8          # elements the shader dequantizes at a time; 4-bit group sizes are multiples
+GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode)
+# Workgroups of 64 threads: WebGPU guarantees at least 256, so no clamping is needed.
+GEMV_WG, GEMV_TPR = 64, 16      # 4 output columns per GEMV workgroup, 16 threads each
+TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
+GATHER_WG = 64
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    fmt: int
+    rows: int         # N (linear) or V (embedding)
+    width: int        # K (linear) or E (embedding): elements per row
+    row_bytes: int    # byte stride between rows
+    group_size: int = CHUNK  # 4-bit formats: elements per scale (a multiple of CHUNK)
+    s_stride_g: int = 0      # scale index = (k // group_size) * s_stride_g + n * s_stride_n
+    s_stride_n: int = 0
+
+    @property
+    def uses_scales(self) -> bool:
+        return self.fmt in (FMT_Q4_LOW_EVEN, FMT_Q4_HIGH_EVEN)
+
+
+def check_group_size(op: Op, group_size: int) -> None:
+    if group_size <= 0 or group_size % CHUNK:
+        raise op.error(f"group_size {group_size} must be a positive multiple of {CHUNK}")
+
+
+def check_dispatch(op: Op, ctx: BuildContext, total: int, what: str) -> None:
+    cap = ctx.limits.max_workgroups_per_dim
+    if total > cap * cap:
+        raise op.error(f"{what} needs {total} workgroups, more than the device's {cap} x {cap}")
+
+
+def matmul_workgroups(m: int, n: int) -> tuple:
+    """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0."""
+    if m == 0 or n == 0:
+        return 0, 0
+    if m <= GEMV_MAX_ROWS:
+        return m * ceil_div(n, GEMV_WG // GEMV_TPR), 0
+    return 0, ceil_div(m, TILE_M) * ceil_div(n, TILE_N)
+
+
+def _params(layout: WeightLayout, m: int, has_bias: bool) -> bytes:
+    return PARAMS.pack(m, layout.rows, layout.width, layout.row_bytes, layout.group_size,
+                       layout.s_stride_g, layout.s_stride_n, int(has_bias))
+
+
+class QuantMatmul:
+    """out[M, N] = x[M, K] @ dequant(W)[N, K].T (+ bias)."""
+
+    def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str):
+        self.layout = layout
+        self.has_bias = bias is not None
+        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=GEMV_WG, TPR=GEMV_TPR)
+        tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt)
+        self.params = g.uniforms.alloc(PARAMS.size, label)
+        # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
+        buffers = [x, weight, scales if scales is not None else weight, out, self.params,
+                   bias if bias is not None else weight]
+        self.d_gemv = g.add_dispatch(gemv, buffers, f"{label}:gemv")
+        self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
+
+    def set_rows(self, g, m: int) -> None:
+        self.params.write(_params(self.layout, m, self.has_bias))
+        gemv, tiled = matmul_workgroups(m, self.layout.rows)
+        g.set_workgroups(self.d_gemv, gemv)
+        g.set_workgroups(self.d_tiled, tiled)
+
+
+class QuantGather:
+    """out[I, E] = dequant(W)[indices[I], :]; indices outside [0, V) give zero rows."""
+
+    def __init__(self, g, layout: WeightLayout, indices, weight, scales, out, label: str):
+        self.layout = layout
+        pipe = g.pipelines.get(SHADER, "gather", FMT=layout.fmt, WG=GATHER_WG)
+        self.params = g.uniforms.alloc(PARAMS.size, label)
+        self.d = g.add_dispatch(pipe, [indices, weight, scales if scales is not None else weight, out,
+                                       self.params], label)
+
+    def set_count(self, g, n_indices: int) -> None:
+        self.params.write(_params(self.layout, n_indices, False))
+        g.set_workgroups(self.d, gather_workgroups(n_indices, self.layout.width))
+
+
+def gather_workgroups(n_indices: int, width: int) -> int:
+    return ceil_div(n_indices * ceil_div(width, CHUNK), GATHER_WG)
+
+
+class QuantLinearOp(Op):
+    """Shared shape of the quantized linears: x[..., K] (float32) -> out[..., N].
+
+    Subclasses set `self.x`, `self.weight`, `self.scales` (or None), `self.bias` (or None),
+    `self.out`; their `validate` calls `check_activation` (-> K), checks the weight, then
+    `check_bias_and_out` with the weight's layout.
+    """
+
+    def check_activation(self, ctx: BuildContext) -> int:
+        x = ctx.tensor(self.name, self.x, "input", dtypes=("float32",))
+        if not x.dims:
+            raise self.error("input must have at least one dim")
+        k = int(x.dims[-1])
+        if k == 0:
+            raise self.error("input has K = 0")
+        self.x_dims = tuple(x.dims)
+        return k
+
+    def check_bias_and_out(self, ctx: BuildContext, layout: WeightLayout) -> None:
+        n = layout.rows
+        if self.bias is not None:
+            ctx.tensor(self.name, self.bias, "bias", dtypes=("float32",))
+            self.same_dims(ctx, self.bias, (n,), "bias")
+        ctx.tensor(self.name, self.out, "out", dtypes=("float32",))
+        self.same_dims(ctx, self.out, self.x_dims[:-1] + (n,), "out")
+        m_max = numel(self.x_dims[:-1])
+        check_dispatch(self, ctx, max(matmul_workgroups(m_max, n)), "the matmul")
+        self.layout = layout
+        self.triggers = frozenset([self.x])
+
+    def build(self, g):
+        t = g.tensor
+        self.mm = QuantMatmul(g, self.layout, t(self.x), t(self.weight),
+                              t(self.scales) if self.scales is not None else None,
+                              t(self.bias) if self.bias is not None else None, t(self.out), self.name)
+
+    def configure(self, g):
+        dims = g.tensor(self.x).dims
+        if dims[-1] != self.layout.width:
+            raise self.step_error(f"live input K {dims[-1]} differs from the weight's K {self.layout.width}")
+        self.mm.set_rows(g, numel(dims[:-1]))
+        g.set_dims(self.out, tuple(dims[:-1]) + (self.layout.rows,))

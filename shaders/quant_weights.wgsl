@@ -1,0 +1,284 @@
+// Matmul and row gather over packed weight rows, one weight format per pipeline (override FMT):
+//   0 F32, 1 F16, 2 Q4_0, 3 Q4_1, 8 Q8_0      GGUF blocks (the ggml type ids)
+//   16 4-bit, low nibble = even k             ExecuTorch q4gsw (and embedding_q4gsw is_linear_weight)
+//   17 4-bit, high nibble = even k            ExecuTorch qcs4w (and embedding_q4gsw)
+// Every format is read in chunks of 8 elements: chunk c of row n holds k = 8c .. 8c+7, so one
+// chunk is one u32 of nibbles, a quarter of a 32-element GGUF block, or 8 floats/halves.
+// Weights are raw bytes read as array<u32>; GGUF blocks (18/34 bytes) are not 4-byte aligned,
+// so unaligned words are assembled from two neighbours. f16 goes through unpack2x16float (no
+// shader-f16 needed). Entry points: gemv (few activation rows), tiled (many), gather (embedding).
+override FMT: u32 = 0u;
+override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
+override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
+
+struct Params {
+  M: u32,          // activation rows (linear) / number of indices (gather)
+  N: u32,          // weight rows: output columns (linear) / table rows (gather)
+  K: u32,          // elements per weight row
+  row_bytes: u32,  // byte stride of one weight row
+  group_size: u32, // 4-bit formats: elements per scale, a multiple of 8
+  s_stride_g: u32, // 4-bit formats: scale index = (k / group_size) * s_stride_g + n * s_stride_n
+  s_stride_n: u32,
+  has_bias: u32,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;     // x as f32 bits (linear) / i32 indices (gather)
+@group(0) @binding(1) var<storage, read> w: array<u32>;       // raw weight bytes
+@group(0) @binding(2) var<storage, read> scales: array<f32>;  // 4-bit formats only (else any buffer)
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;    // linear only (else any buffer)
+
+struct W8 {
+  a: vec4<f32>,
+  b: vec4<f32>,
+}
+
+// The 4 bytes starting at any byte offset (little endian).
+fn word_at(off: u32) -> u32 {
+  let i = off >> 2u;
+  let sh = (off & 3u) * 8u;
+  if (sh == 0u) {
+    return w[i];
+  }
+  return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+}
+
+// An f16 at an even byte offset (never straddles two words).
+fn half_at(off: u32) -> f32 {
+  let h = unpack2x16float(w[off >> 2u]);
+  return select(h.x, h.y, (off & 2u) != 0u);
+}
+
+// One nibble from each byte of `word`: low nibbles (shift 0) or high nibbles (shift 4).
+fn byte_nibbles(word: u32, shift: u32) -> vec4<f32> {
+  return vec4<f32>((vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u));
+}
+
+// The four bytes of `word` as signed int8.
+fn bytes_i8(word: u32) -> vec4<f32> {
+  let v = bitcast<vec4<i32>>(vec4<u32>(word) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+  return vec4<f32>(v);
+}
+
+// Chunk c of weight row n, dequantized.
+fn dq8(n: u32, c: u32) -> W8 {
+  let row = n * p.row_bytes;
+  if (FMT == 0u) {
+    let i = (row >> 2u) + c * 8u;  // F32 rows are 4-byte aligned
+    return W8(bitcast<vec4<f32>>(vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u])),
+              bitcast<vec4<f32>>(vec4<u32>(w[i + 4u], w[i + 5u], w[i + 6u], w[i + 7u])));
+  }
+  if (FMT == 1u) {
+    let o = row + c * 16u;  // 2-byte aligned when K is odd
+    return W8(vec4<f32>(unpack2x16float(word_at(o)), unpack2x16float(word_at(o + 4u))),
+              vec4<f32>(unpack2x16float(word_at(o + 8u)), unpack2x16float(word_at(o + 12u))));
+  }
+  let blk = c >> 2u;
+  let sub = c & 3u;
+  if (FMT == 2u || FMT == 3u) {
+    // 16 bytes of nibbles: element j < 16 is the low nibble of byte j, j + 16 the high one.
+    let head = select(2u, 4u, FMT == 3u);
+    let off = row + blk * (head + 16u);
+    let d = half_at(off);
+    let qs = off + head + (sub & 1u) * 8u;
+    let sh = (sub >> 1u) * 4u;
+    let qa = byte_nibbles(word_at(qs), sh);
+    let qb = byte_nibbles(word_at(qs + 4u), sh);
+    if (FMT == 2u) {
+      return W8(d * (qa - vec4<f32>(8.0)), d * (qb - vec4<f32>(8.0)));
+    }
+    let m = vec4<f32>(half_at(off + 2u));
+    return W8(d * qa + m, d * qb + m);
+  }
+  if (FMT == 8u) {
+    let off = row + blk * 34u;
+    let d = half_at(off);
+    let qs = off + 2u + sub * 8u;
+    return W8(d * bytes_i8(word_at(qs)), d * bytes_i8(word_at(qs + 4u)));
+  }
+  // ExecuTorch 4-bit: one word holds 8 nibbles; element i is nibble i after ordering.
+  var word = word_at(row + c * 4u);
+  if (FMT == 17u) {
+    word = ((word >> 4u) & 0x0F0F0F0Fu) | ((word & 0x0F0F0F0Fu) << 4u);
+  }
+  let s = scales[((c * 8u) / p.group_size) * p.s_stride_g + n * p.s_stride_n];
+  let lo = vec4<f32>((vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+  let hi = vec4<f32>((vec4<u32>(word) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+  return W8(s * (lo - vec4<f32>(8.0)), s * (hi - vec4<f32>(8.0)));
+}
+
+// Zero the elements of a chunk past the row end (K need not be a multiple of 8).
+fn mask8(v: W8, c: u32) -> W8 {
+  let k = vec4<u32>(c * 8u) + vec4<u32>(0u, 1u, 2u, 3u);
+  let kk = vec4<u32>(p.K);
+  return W8(select(vec4<f32>(0.0), v.a, k < kk), select(vec4<f32>(0.0), v.b, k + vec4<u32>(4u) < kk));
+}
+
+fn x_at(base: u32, k: u32) -> f32 {
+  if (k < p.K) {
+    return bitcast<f32>(src[base + k]);
+  }
+  return 0.0;
+}
+
+fn x8(base: u32, c: u32) -> W8 {
+  let k = c * 8u;
+  return W8(vec4<f32>(x_at(base, k), x_at(base, k + 1u), x_at(base, k + 2u), x_at(base, k + 3u)),
+            vec4<f32>(x_at(base, k + 4u), x_at(base, k + 5u), x_at(base, k + 6u), x_at(base, k + 7u)));
+}
+
+// ---- gemv: WG / TPR output columns per workgroup, TPR threads stride over one column's chunks.
+var<workgroup> red: array<f32, WG>;
+
+@compute @workgroup_size(WG)
+fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let cols = WG / TPR;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  let m = g / col_blocks;
+  let n = (g % col_blocks) * cols + lid / TPR;
+  let lane = lid % TPR;
+  // Threads past the end still take part in the barriers (uniform control flow).
+  let live = m < p.M && n < p.N;
+  var acc = 0.0;
+  if (live) {
+    let chunks = (p.K + 7u) / 8u;
+    let xb = m * p.K;
+    for (var c = lane; c < chunks; c += TPR) {
+      let wv = mask8(dq8(n, c), c);
+      let xv = x8(xb, c);
+      acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
+    }
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      red[lid] += red[lid + s];
+    }
+    workgroupBarrier();
+  }
+  if (live && lane == 0u) {
+    var v = red[lid];
+    if (p.has_bias != 0u) {
+      v += bias[n];
+    }
+    out[m * p.N + n] = v;
+  }
+}
+
+// ---- tiled: a TM x TN output tile per workgroup of 64 threads (4 x 16), each thread 4 x 4.
+// Per step of TK along K, the x tile and the dequantized weight tile go to workgroup memory
+// (k-major, vec4 along m / n) so every weight element is dequantized once per tile.
+const TM: u32 = 16u;
+const TN: u32 = 64u;
+const TK: u32 = 32u;
+var<workgroup> xs: array<vec4<f32>, 128>;  // TK * TM / 4
+var<workgroup> ws: array<vec4<f32>, 512>;  // TK * TN / 4
+
+@compute @workgroup_size(64)
+fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+  let n_tiles = (p.N + TN - 1u) / TN;
+  let g = wid.y * nwg.x + wid.x;
+  if (g >= ((p.M + TM - 1u) / TM) * n_tiles) {
+    return;  // uniform per workgroup
+  }
+  let m0 = (g / n_tiles) * TM;
+  let n0 = (g % n_tiles) * TN;
+  let tm = lid / 16u;  // rows m0 + 4 tm .. +3
+  let tn = lid % 16u;  // cols n0 + 4 tn .. +3
+  var acc: array<vec4<f32>, 4>;
+  for (var i = 0u; i < 4u; i++) {
+    acc[i] = vec4<f32>(0.0);
+  }
+  let k_steps = (p.K + TK - 1u) / TK;
+  for (var ks = 0u; ks < k_steps; ks++) {
+    let k0 = ks * TK;
+    // x tile: 512 values, 8 per thread, consecutive threads along k.
+    for (var t = 0u; t < 8u; t++) {
+      let j = lid + t * 64u;
+      let ml = j / TK;
+      let kl = j % TK;
+      let m = m0 + ml;
+      var v = 0.0;
+      if (m < p.M) {
+        v = x_at(m * p.K, k0 + kl);
+      }
+      xs[kl * (TM / 4u) + ml / 4u][ml % 4u] = v;
+    }
+    // weight tile: TN rows x 4 chunks = 256 chunks, 4 per thread.
+    for (var t = 0u; t < 4u; t++) {
+      let j = lid + t * 64u;
+      let nl = j / 4u;
+      let cl = j % 4u;
+      let n = n0 + nl;
+      var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+      if (n < p.N) {
+        let c = k0 / 8u + cl;
+        v = mask8(dq8(n, c), c);
+      }
+      let base = cl * 8u * (TN / 4u) + nl / 4u;
+      let comp = nl % 4u;
+      for (var e = 0u; e < 4u; e++) {
+        ws[base + e * (TN / 4u)][comp] = v.a[e];
+        ws[base + (e + 4u) * (TN / 4u)][comp] = v.b[e];
+      }
+    }
+    workgroupBarrier();
+    for (var kl = 0u; kl < TK; kl++) {
+      let xv = xs[kl * (TM / 4u) + tm];
+      let wv = ws[kl * (TN / 4u) + tn];
+      acc[0] += xv.x * wv;
+      acc[1] += xv.y * wv;
+      acc[2] += xv.z * wv;
+      acc[3] += xv.w * wv;
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + tm * 4u + i;
+    if (m < p.M) {
+      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + tn * 4u + j;
+        if (n < p.N) {
+          var v = acc[i][j];
+          if (p.has_bias != 0u) {
+            v += bias[n];
+          }
+          out[m * p.N + n] = v;
+        }
+      }
+    }
+  }
+}
+
+// ---- gather: out[i, :] = row indices[i] of the table; one thread per output chunk.
+// An index outside [0, N) yields a zero row (never an out-of-bounds read).
+@compute @workgroup_size(WG)
+fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let chunks = (p.K + 7u) / 8u;
+  let t = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (t >= p.M * chunks) {
+    return;
+  }
+  let i = t / chunks;
+  let c = t % chunks;
+  let tok = bitcast<i32>(src[i]);
+  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (tok >= 0 && u32(tok) < p.N) {
+    v = dq8(u32(tok), c);
+  }
+  let base = i * p.K + c * 8u;
+  for (var e = 0u; e < 4u; e++) {
+    if (c * 8u + e < p.K) {
+      out[base + e] = v.a[e];
+    }
+    if (c * 8u + e + 4u < p.K) {
+      out[base + e + 4u] = v.b[e];
+    }
+  }
+}
