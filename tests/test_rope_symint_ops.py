@@ -34,7 +34,11 @@ def test_check(native_backend, name):
                                          ("select_negative", ("exact", 0.0))])
 def test_exported_pte(native_backend, fixture, tol):
     """Programs exported by ExecuTorch's WebGPU partitioner, against torch's outputs."""
-    program = load_pte_file(str(FIXTURES / f"{fixture}.pte")).program
+    module = load_pte_file(str(FIXTURES / f"{fixture}.pte"))
+    program = module.program
+    # forward() argument / output index for each Program input / output id
+    arg_of = {f.program_input: f.index for f in module.forward_inputs}
+    out_of = {f.program_output: f.index for f in module.forward_outputs}
     inputs = np.load(FIXTURES / f"{fixture}.inputs.npz")
     expected = np.load(FIXTURES / f"{fixture}.expected.npz")
     n_steps = len({k.split(".")[0] for k in inputs.files})
@@ -43,9 +47,9 @@ def test_exported_pte(native_backend, fixture, tol):
         g = await Graph.build(program, native_backend)
         try:
             for s in range(n_steps):
-                args = [inputs[f"step{s}.arg{i}"] for i in range(len(program.input_ids))]
-                outs = await g.step(args)
-                for i, got in enumerate(outs):
+                outs = await g.step([inputs[f"step{s}.arg{arg_of[vid]}"] for vid in program.input_ids])
+                for vid, got in zip(program.output_ids, outs):
+                    i = out_of[vid]
                     compare(f"{fixture} step {s} out {i}", got, expected[f"step{s}.out{i}"], *tol)
         finally:
             g.destroy()

@@ -14,12 +14,16 @@ import operator
 import numpy as np
 
 from ..graph.context import SymInt
+from ..program import ProgramError
 from ..graph.registry import register
 from .base import Op
 
 
 def _symint_out(op: Op, ctx, vid: int) -> int:
-    v = ctx._get(op.name, vid)
+    try:
+        v = ctx.program.value(vid)
+    except ProgramError as e:
+        raise op.error(str(e)) from None
     if not isinstance(v, SymInt):
         raise op.error(f"out (value {vid}) must be a SymInt, got {type(v).__name__}")
     return vid
