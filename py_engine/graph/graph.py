@@ -211,14 +211,17 @@ class Graph:
             ref = self.tensors[vid]
             a = np.asarray(x)
             want = np.dtype(DTYPES[ref.dtype])
-            if a.dtype != want and not (ref.dtype == "int64" and a.dtype.kind in "iu"):
+            # Integer inputs of another width (e.g. int64 token ids for an int32 tensor) are
+            # converted here after a range check; anything else must match exactly.
+            int_cast = ref.gpu_dtype == "int32" and a.dtype.kind in "iu"
+            if a.dtype != want and not int_cast:
                 raise StepError(f"step: input {i} has dtype {a.dtype}, expected {want}")
             if a.ndim != len(ref.max_dims) or any(d > m for d, m in zip(a.shape, ref.max_dims)):
                 raise StepError(f"step: input {i} has shape {list(a.shape)}, bounds are {list(ref.max_dims)}")
-            if ref.gpu_dtype != ref.dtype:
+            if a.dtype != np.int32 and int_cast:
                 if a.size and (a.min() < -2**31 or a.max() >= 2**31):
                     raise StepError(f"step: input {i} has values that do not fit int32")
-                a = a.astype(DTYPES[ref.gpu_dtype])
+                a = a.astype(np.int32)
             staged.append(np.ascontiguousarray(a))
         return staged
 
