@@ -45,7 +45,7 @@ except ImportError:  # older executorch: the WebGPU backend consumes the Vulkan 
     )
     PARTITIONER = "VulkanPartitioner"
 
-from py_engine.loaders.pte import load_pte  # noqa: E402
+from py_engine.loaders.pte import PteError, load_pte  # noqa: E402
 
 FIXTURES = {}
 
@@ -64,9 +64,14 @@ def _randn(*shape, seed=0, scale=1.0):
 
 
 # ---------------------------------------------------------------- export core
-def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
-                    compile_options=None, capture_scalar=False, notes=""):
-    """Lower `module`, run `steps` eagerly on a copy, write the three files."""
+def export_and_save(name, module=None, example_args=None, steps=(), dynamic_shapes=None,
+                    compile_options=None, capture_scalar=False, notes="", llama_args=None,
+                    partition=True):
+    """Lower `module` (or run the llama export), run `steps` eagerly, write the files."""
+    if llama_args is not None:
+        pte, model = _llama_export(name, llama_args, notes)
+        return _save(name, pte, _LlamaStep(model), steps, "from_plan", notes,
+                     partitioner="VulkanPartitioner (export_llama -V)")
     if not isinstance(module, torch.fx.GraphModule):  # pt2e-converted models refuse eval()
         module = module.eval()
     eager = copy.deepcopy(module)
@@ -77,10 +82,15 @@ def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
                 ep = torch.export.export(module, example_args, dynamic_shapes=dynamic_shapes)
         else:
             ep = torch.export.export(module, example_args, dynamic_shapes=dynamic_shapes)
-        lowered = to_edge_transform_and_lower(
-            ep, partitioner=[_Partitioner(compile_options or {})])
+        partitioners = [_Partitioner(compile_options or {})] if partition else []
+        lowered = to_edge_transform_and_lower(ep, partitioner=partitioners)
         et = lowered.to_executorch()
     pte = bytes(et.buffer)
+    return _save(name, pte, eager, steps, dynamic_shapes, notes,
+                 partitioner=PARTITIONER if partition else "none")
+
+
+def _save(name, pte, eager, steps, dynamic_shapes, notes, partitioner=PARTITIONER):
     with open(os.path.join(OUT, f"{name}.pte"), "wb") as f:
         f.write(pte)
 
@@ -102,15 +112,22 @@ def export_and_save(name, module, example_args, steps, dynamic_shapes=None,
     np.savez(os.path.join(OUT, f"{name}.inputs.npz"), **inputs)
     np.savez(os.path.join(OUT, f"{name}.expected.npz"), **expected)
 
-    mod = load_pte(pte)  # our own reader: the manifest is what the engine will see
+    try:
+        mod = load_pte(pte)  # our own reader: the manifest is what the engine will see
+    except PteError as exc:  # fixtures made to be rejected record why
+        return {"partitioner": partitioner, "expect_error": str(exc), "notes": notes,
+                "pte_bytes": len(pte)}
     dyn = {}
-    if dynamic_shapes:
+    if dynamic_shapes == "from_plan":  # llama export: S of the tokens is dynamic
+        dyn = {str(fi.index): {"1": [1, fi.sizes[1]]} for fi in mod.forward_inputs
+               if fi.dynamic}
+    elif dynamic_shapes:
         specs = dynamic_shapes if isinstance(dynamic_shapes, (list, tuple)) else []
         for i, spec in enumerate(specs):
             if spec:
                 dyn[str(i)] = {str(d): [dim.min, dim.max] for d, dim in spec.items()}
     entry = {
-        "partitioner": PARTITIONER,
+        "partitioner": partitioner,
         "ops": [c.name for c in mod.program.chain],
         "op_args": sorted({_signature(mod.program, c) for c in mod.program.chain}),
         "inputs": [[list(a.shape), str(a.numpy().dtype)] for a in steps[0]],
@@ -165,6 +182,14 @@ def fx_select_negative():
 
 
 Dim = torch.export.Dim
+
+
+@fixture
+def fx_error_no_delegate():
+    x, y = _randn(2, 8, seed=1), _randn(2, 8, seed=2)
+    return dict(module=AddMulSigmoid(), example_args=(x, y), steps=[(x, y)], partition=False,
+                notes="lowered without a partitioner: portable CPU kernels, no delegate; "
+                      "the reader must reject it")
 
 
 # ---------------------------------------------------------------- KV cache ops
@@ -385,6 +410,100 @@ def fx_linear_qcs4w():
                 notes="VulkanQuantizer 4-bit per-channel symmetric weights: x [4,32] -> [4,16]")
 
 
+# ---------------------------------------------------------------- tiny llama
+TINY_LLAMA_PARAMS = {
+    "dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 128,
+    "multiple_of": 32, "ffn_dim_multiplier": None, "norm_eps": 1e-5,
+    "rope_theta": 10000.0, "use_scaled_rope": False,
+}
+
+
+def _llama_export(name, extra_args, notes):
+    """ExecuTorch's own llama export (examples/models/llama) on a tiny random model.
+
+    Returns (pte bytes, eager transformed model). The eager model is the one the export
+    traced (quantized, custom sdpa, KV cache), so its outputs are the expected ones.
+    """
+    import tempfile
+    from executorch.examples.models.llama.export_llama_lib import (
+        _export_llama, build_args_parser,
+    )
+    from executorch.extension.llm.export.config.llm_config import LlmConfig
+    tmp = tempfile.mkdtemp(prefix="tiny_llama_")
+    params = os.path.join(tmp, "params.json")
+    with open(params, "w") as f:
+        json.dump(TINY_LLAMA_PARAMS, f)
+    ckpt = os.path.join(tmp, "tiny.pth")
+    torch.save(_tiny_llama_weights(), ckpt)
+    argv = ["--model", "llama3", "--params", params, "-c", ckpt,
+            "-kv", "--use_sdpa_with_kv_cache",
+            "-V", "-qmode", "4w", "-G", "32", "-d", "fp32", "--max_seq_length", "8",
+            "--max_context_length", "16", "--output-dir", tmp,
+            "-n", os.path.join(tmp, f"{name}.pte"),
+            *extra_args]
+    args = build_args_parser().parse_args(argv)
+    cfg = LlmConfig.from_args(args)
+    torch.manual_seed(0)  # random weights, fixed
+    builder = _export_llama(cfg)
+    with open(os.path.join(tmp, f"{name}.pte"), "rb") as f:
+        pte = f.read()
+    return pte, builder.model.eval()
+
+
+def _tiny_llama_weights() -> dict:
+    """A seeded checkpoint: without one the export leaves weights uninitialized (NaNs)."""
+    from executorch.examples.models.llama.llama_transformer import construct_transformer
+    from executorch.examples.models.llama.model_args import ModelArgs
+    params = {k: v for k, v in TINY_LLAMA_PARAMS.items() if v is not None}
+    model = construct_transformer(ModelArgs(**params))
+    g = _gen(1234)
+    state = {}
+    for key, t in model.state_dict().items():
+        if not t.is_floating_point() or "cache" in key or "freqs" in key or "mask" in key:
+            continue
+        if key.endswith("norm.weight"):
+            state[key] = 1.0 + 0.1 * torch.randn(t.shape, generator=g)
+        else:
+            fan_in = t.shape[-1] if t.dim() > 1 else 1
+            state[key] = torch.randn(t.shape, generator=g) / fan_in ** 0.5
+    return state
+
+
+class _LlamaStep(torch.nn.Module):
+    """forward(tokens, input_pos) as the exported method sees its two arguments."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, input_pos):
+        return self.model(tokens, {"input_pos": input_pos})
+
+
+def _llama_steps():
+    g = _gen(90)
+    prompt = torch.randint(0, 128, (1, 5), generator=g)
+    steps = [(prompt, torch.tensor([0]))]
+    for pos in range(5, 9):  # several decode steps, one token each
+        steps.append((torch.randint(0, 128, (1, 1), generator=g), torch.tensor([pos])))
+    return steps
+
+
+@fixture
+def fx_tiny_llama_q4():
+    return dict(llama_args=[], steps=_llama_steps(),
+                notes="ExecuTorch llama export: dim 64, 2 layers, 4 heads, 2 kv heads, "
+                      "vocab 128, 4-bit groupwise (32) linears, KV cache + "
+                      "sdpa_with_kv_cache, dynamic S (max 8), context 16; steps: prefill "
+                      "5 tokens @0 then 4 decode steps; outputs are last-token logits")
+
+
+@fixture
+def fx_tiny_llama_q4_emb4():
+    return dict(llama_args=["-E", "4,32"], steps=_llama_steps(),
+                notes="as tiny_llama_q4 plus 4-bit groupwise (32) embedding")
+
+
 def main(argv):
     os.makedirs(OUT, exist_ok=True)
     manifest_path = os.path.join(OUT, "MANIFEST.json")
@@ -399,7 +518,8 @@ def main(argv):
         try:
             spec = FIXTURES[name]()
             manifest[name] = export_and_save(name, **spec)
-            print(f"   ops: {manifest[name]['ops']}  ({manifest[name]['pte_bytes']} bytes)")
+            print(f"   ops: {manifest[name].get('ops', manifest[name].get('expect_error'))}"
+                  f"  ({manifest[name]['pte_bytes']} bytes)")
         except Exception:  # keep going: record which fixtures could not be made
             traceback.print_exc()
             failed.append(name)

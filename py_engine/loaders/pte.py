@@ -100,7 +100,13 @@ class PteModule:
 
     @property
     def int64_inputs(self) -> list:
+        """Program input ids the host must convert from int64 to int32 when staging."""
         return [i for i in self.program.input_ids if self.staged_from.get(i) == "int64"]
+
+    @property
+    def int64_outputs(self) -> list:
+        """Program output ids the host widens back to int64 for the caller."""
+        return [i for i in self.program.output_ids if self.staged_from.get(i) == "int64"]
 
 
 # ---------------------------------------------------------------- enum tables
@@ -166,10 +172,10 @@ def _load(data: memoryview) -> PteModule:
     segments = []
     for i, seg in enumerate(root.vector(4, "Program.segments").tables()):
         segments.append((seg.scalar(0, "uint64"), seg.scalar(1, "uint64")))
-    if segments and segment_base == 0:
+    if segment_base == 0 and any(sz for _, sz in segments):
         raise PteError("pte: program has segments but the extended header gives no segment "
                        "base offset")
-    if segments:
+    if any(sz for _, sz in segments):
         if segment_base < program_size:
             raise PteError(f"pte: segment base offset {segment_base} lies inside the program "
                            f"flatbuffer ({program_size} bytes)")
@@ -313,14 +319,24 @@ def _load_plan(box: _Container) -> PteModule:
             fi.dtype, fi.sizes, fi.dynamic = _plan_tensor_info(body, e)
         if fi.program_input is None:
             fi.note = "not a delegate input (unused by the lowered graph)"
+        elif fi.dtype in ("int64", "float64"):
+            # The Vulkan serializer already narrows 64-bit tensors in the VkGraph; the
+            # plan keeps the 64-bit type, which is what the caller hands us.
+            prog.staged_from[fi.program_input] = fi.dtype
         forward_inputs.append(fi)
 
     forward_pos = {e: k for k, e in enumerate(plan_inputs)}
-    copied_to = {src: forward_pos.get(dest) for dest, src in copies}
+    copy_dests = {dest for dest, _ in copies}
     forward_outputs = []
     for k, e in enumerate(plan_outputs):
         _plan_value(values, e, f"forward output {k}")
-        fo = ForwardOutput(k, e, arg_out.get(e), mutated_input=copied_to.get(e))
+        mutated = forward_pos.get(e) if e in copy_dests else None
+        fo = ForwardOutput(k, e, arg_out.get(e), mutated_input=mutated)
+        tag, body = values[e]
+        if tag == 5 and fo.program_output is not None:
+            dtype = _plan_tensor_info(body, e)[0]
+            if dtype in ("int64", "float64"):
+                prog.staged_from[fo.program_output] = dtype
         if fo.program_output is None:
             src = [s for d, s in copies if d == e]
             if src and src[0] in arg_out:
