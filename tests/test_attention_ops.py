@@ -59,3 +59,18 @@ def test_exported_pte(native_backend, fixture):
             g.destroy()
 
     asyncio.run(run())
+
+
+def test_cache_writes_share_one_pipeline(native_backend):
+    """sdpa's k and v cache writes reuse update_cache's pipeline: 2 pipelines for 3 dispatches."""
+    spec = CASES["sdpa_dynamic_seq"]()
+
+    async def run():
+        g = await Graph.build(spec.program, native_backend)
+        try:
+            stats = g.memory_stats()
+            assert (stats["pipelines"], stats["dispatches"]) == (2, 3), stats
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
