@@ -1,0 +1,26 @@
+"""The same quantized linear / embedding cases as test_quant_ops.py, inside Pyodide on the browser backend."""
+import pytest
+from pytest_pyodide import run_in_pyodide
+
+from py_engine.testing.quant_cases import CASES, ERROR_CASES
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@run_in_pyodide
+async def test_case_in_browser(selenium, name):
+    from py_engine.testing.quant_cases import CASES
+    from py_engine.testing.harness import run_case
+    from py_engine.testing.shared_backend import shared_backend
+
+    result = await run_case(await shared_backend(), CASES[name](), name)
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_CASES))
+@run_in_pyodide
+async def test_error_case_in_browser(selenium, name):
+    from py_engine.testing.quant_cases import ERROR_CASES
+    from py_engine.testing.harness import run_error_case
+    from py_engine.testing.shared_backend import shared_backend
+
+    await run_error_case(await shared_backend(), ERROR_CASES[name](), name)
