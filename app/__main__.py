@@ -19,7 +19,13 @@ def main(argv: list[str] | None = None) -> None:
     chat_cmd = commands.add_parser("chat", help="interactive chat on the native GPU backend")
     cli.add_arguments(chat_cmd)
     chat_cmd.add_argument("--system", default="", help="system prompt")
+    from . import bench
+
+    bench_cmd = commands.add_parser("bench", help="speed on the native GPU backend, as JSON")
+    bench.add_arguments(bench_cmd)
     args = parser.parse_args(argv)
+    if args.command == "bench":
+        bench.run(args)
     if args.command in ("generate", "chat"):
         cli.run(args)
     if args.command == "serve":

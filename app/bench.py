@@ -1,0 +1,83 @@
+"""`python -m app bench`: engine speed on the native (wgpu) backend, printed as JSON.
+
+Figures: load time; prefill tokens/s at 128 and 512 prompt tokens; decode tokens/s over N
+tokens at a short and a long context; host milliseconds per decode step (Python work to
+prepare and encode a step, without the GPU wait); dispatches per token.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import time
+
+import numpy as np
+
+
+async def _bench(args) -> dict:
+    from py_engine.gpu import create_backend
+    from py_engine.generate import LlamaRunner
+    from py_engine.graph import Graph
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+
+    t0 = time.perf_counter()
+    with open(args.model, "rb") as f:
+        data = f.read()
+    backend = await create_backend()
+    gguf = read_gguf(memoryview(data))
+    lp = build_llama_program(gguf, context=args.context, max_prefill=512,
+                             max_buffer_bytes=backend.limits.max_storage_binding_size)
+    graph = await Graph.build(lp.program, backend)
+    runner = LlamaRunner(graph, lp)
+    await runner.feed([1])  # first step compiles nothing more, but warms caches
+    load_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    vocab = lp.config.vocab
+    out = {"device": backend.adapter_info, "backend": backend.name, "model": args.model,
+           "context": runner.context, "dispatches_per_step": int(len(graph.table)),
+           "load_seconds": round(load_s, 3), "python": platform.python_version()}
+
+    for n in args.prefill:
+        if n > runner.context - 1:
+            continue
+        ids = rng.integers(0, vocab, n).tolist()
+        runner.rewind(0)
+        await runner.feed(ids)  # warm-up at this size
+        runner.rewind(0)
+        t = time.perf_counter()
+        await runner.feed(ids)
+        out[f"prefill_{n}_tokens_per_s"] = round(n / (time.perf_counter() - t), 2)
+
+    for label, start in (("short", 16), ("long", max(16, min(runner.context - args.decode - 1, args.long_context)))):
+        runner.rewind(0)
+        await runner.feed(rng.integers(0, vocab, start).tolist())
+        host = []
+        tid = 1
+        t = time.perf_counter()
+        for _ in range(args.decode):
+            h = time.perf_counter()
+            staged = graph.prepare([np.array([[tid]], np.int32), np.array([runner.pos], np.int32)])
+            graph.submit(staged)
+            host.append(time.perf_counter() - h)
+            logits = await graph.read(lp.logits_id)
+            runner.pos += 1
+            tid = int(np.argmax(logits))
+        dt = time.perf_counter() - t
+        out[f"decode_{label}_context"] = start
+        out[f"decode_{label}_tokens_per_s"] = round(args.decode / dt, 2)
+        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(host)), 4)
+    graph.destroy()
+    return out
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
+    p.add_argument("--context", type=int, default=2048)
+    p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
+    p.add_argument("--decode", type=int, default=128)
+    p.add_argument("--long-context", type=int, default=1024)
+
+
+def run(args) -> None:
+    print(json.dumps(asyncio.run(_bench(args)), indent=2))
