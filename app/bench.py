@@ -14,6 +14,44 @@ import time
 import numpy as np
 
 
+# SmolLM2-135M's shapes, for a synthetic model of the same cost where the file is not at hand.
+SMOLLM2_135M = dict(n_layers=30, dim=576, n_heads=9, n_kv_heads=3, ffn=1536, vocab=49152, context=8192,
+                    rope_base=100000.0)
+
+
+def synthetic_gguf(n_layers, dim, n_heads, n_kv_heads, ffn, vocab, context, rope_base, seed=0) -> bytes:
+    """A llama GGUF with random weights in SmolLM2's formats (Q4_1 linears, Q8_0 tied
+    embedding, F32 norms). Speed depends on shapes and formats only, not on the values."""
+    from py_engine.loaders.gguf import tensor_from_array, write_gguf
+
+    q41, q80, f32 = 3, 8, 0
+    rng = np.random.default_rng(seed)
+    hd = dim // n_heads
+
+    def w(rows, cols, t):
+        return tensor_from_array((rng.standard_normal((rows, cols)) * 0.02).astype(np.float32), t)
+
+    tensors = {"token_embd.weight": w(vocab, dim, q80), "output_norm.weight": tensor_from_array(np.ones(dim), f32)}
+    for i in range(n_layers):
+        b = f"blk.{i}."
+        tensors.update({
+            b + "attn_norm.weight": tensor_from_array(np.ones(dim), f32),
+            b + "attn_q.weight": w(n_heads * hd, dim, q41), b + "attn_k.weight": w(n_kv_heads * hd, dim, q41),
+            b + "attn_v.weight": w(n_kv_heads * hd, dim, q41), b + "attn_output.weight": w(dim, n_heads * hd, q41),
+            b + "ffn_norm.weight": tensor_from_array(np.ones(dim), f32),
+            b + "ffn_gate.weight": w(ffn, dim, q41), b + "ffn_up.weight": w(ffn, dim, q41),
+            b + "ffn_down.weight": w(dim, ffn, q41),
+        })
+    metadata = {
+        "general.architecture": "llama", "llama.block_count": n_layers, "llama.context_length": context,
+        "llama.embedding_length": dim, "llama.feed_forward_length": ffn, "llama.attention.head_count": n_heads,
+        "llama.attention.head_count_kv": n_kv_heads, "llama.rope.freq_base": rope_base,
+        "llama.attention.layer_norm_rms_epsilon": 1e-5, "llama.vocab_size": vocab,
+        "llama.rope.dimension_count": hd,
+    }
+    return write_gguf(metadata, tensors)
+
+
 async def _bench(args) -> dict:
     from py_engine.gpu import create_backend
     from py_engine.generate import LlamaRunner
@@ -21,9 +59,13 @@ async def _bench(args) -> dict:
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
 
+    if args.synthetic:
+        data = synthetic_gguf(**SMOLLM2_135M)
+        args.model = "synthetic SmolLM2-135M shapes (Q4_1, Q8_0 tied embedding)"
     t0 = time.perf_counter()
-    with open(args.model, "rb") as f:
-        data = f.read()
+    if not args.synthetic:
+        with open(args.model, "rb") as f:
+            data = f.read()
     backend = await create_backend()
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=args.context, max_prefill=512,
@@ -77,6 +119,7 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
+    p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
 
 
 def run(args) -> None:
