@@ -27,6 +27,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if _is_browser_test(item):
             item.add_marker(pytest.mark.browser)
+    # CPython tests first (fast feedback), browser tests after; the sort is stable, so modules
+    # stay together. It also means session fixtures that call asyncio.run() (native_backend)
+    # are created before Playwright's sync API holds a loop in this thread.
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
