@@ -83,6 +83,8 @@ def test_fixture_parses_into_consistent_program(name):
 
     # forward() outputs: user outputs map onto program outputs of matching rank
     expected = _npz(name, "expected")
+    for key, arr in expected.items():  # eager references are usable numbers
+        assert np.all(np.isfinite(arr)), f"{name}: {key} has non-finite values"
     user = [fo for fo in mod.forward_outputs if fo.mutated_input is None]
     assert len(user) == len(entry["outputs"])
     for j, fo in enumerate(user):
@@ -255,3 +257,25 @@ def test_random_corruption_raises_only_pte_error(name):
             load_pte(bytes(bad))
         except PteError:
             pass
+
+
+@pytest.mark.parametrize("name", ["tiny_llama_q4", "tiny_llama_q4_emb4"])
+def test_tiny_llama_structure(name):
+    mod = load_pte(_bytes(name))
+    prog = mod.program
+    tokens, pos = mod.forward_inputs
+    assert tokens.dtype == pos.dtype == "int64" and tokens.dynamic and not pos.dynamic
+    assert mod.int64_inputs == [tokens.program_input, pos.program_input]
+    names = [c.name for c in prog.chain]
+    emb = "et_vk.embedding_q4gsw.default" if name.endswith("emb4") else "aten.embedding.default"
+    for op in (emb, "et_vk.rms_norm.default", "et_vk.linear_q4gsw.default",
+               "et_vk.apply_rotary_emb.default", "sdpa_with_kv_cache.default",
+               "et_vk.select_as_symint.default", "aten.select_copy.int"):
+        assert op in names, op
+    sdpas = [c for c in prog.chain if c.name == "sdpa_with_kv_cache.default"]
+    assert len(sdpas) == 2  # one per layer, same live start position
+    assert sdpas[0].args[5] == sdpas[1].args[5]
+    caches = {prog.values[c.args[i]].constant_id for c in sdpas for i in (3, 4)}
+    assert len(caches) == 4  # k and v of two layers: four separate buffers
+    logits = prog.values[prog.output_ids[0]]
+    assert logits.dims == (1, 128)
