@@ -190,10 +190,11 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   let n0 = (g % n_tiles) * TN;
   let tm = lid / 16u;  // rows m0 + 4 tm .. +3
   let tn = lid % 16u;  // cols n0 + 4 tn .. +3
-  var acc: array<vec4<f32>, 4>;
-  for (var i = 0u; i < 4u; i++) {
-    acc[i] = vec4<f32>(0.0);
-  }
+  // Four named accumulators, constant indices only: keeps them in registers.
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
@@ -222,35 +223,47 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
       }
       let base = cl * 8u * (TN / 4u) + nl / 4u;
       let comp = nl % 4u;
-      for (var e = 0u; e < 4u; e++) {
-        ws[base + e * (TN / 4u)][comp] = v.a[e];
-        ws[base + (e + 4u) * (TN / 4u)][comp] = v.b[e];
-      }
+      let st = TN / 4u;
+      ws[base][comp] = v.a.x;
+      ws[base + st][comp] = v.a.y;
+      ws[base + 2u * st][comp] = v.a.z;
+      ws[base + 3u * st][comp] = v.a.w;
+      ws[base + 4u * st][comp] = v.b.x;
+      ws[base + 5u * st][comp] = v.b.y;
+      ws[base + 6u * st][comp] = v.b.z;
+      ws[base + 7u * st][comp] = v.b.w;
     }
     workgroupBarrier();
     for (var kl = 0u; kl < TK; kl++) {
       let xv = xs[kl * (TM / 4u) + tm];
       let wv = ws[kl * (TN / 4u) + tn];
-      acc[0] += xv.x * wv;
-      acc[1] += xv.y * wv;
-      acc[2] += xv.z * wv;
-      acc[3] += xv.w * wv;
+      acc0 += xv.x * wv;
+      acc1 += xv.y * wv;
+      acc2 += xv.z * wv;
+      acc3 += xv.w * wv;
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + tm * 4u + i;
-    if (m < p.M) {
-      for (var j = 0u; j < 4u; j++) {
-        let n = n0 + tn * 4u + j;
-        if (n < p.N) {
-          var v = acc[i][j];
-          if (p.has_bias != 0u) {
-            v += bias[n];
-          }
-          out[m * p.N + n] = v;
-        }
+  let m = m0 + tm * 4u;
+  let n = n0 + tn * 4u;
+  store4(m, n, acc0);
+  store4(m + 1u, n, acc1);
+  store4(m + 2u, n, acc2);
+  store4(m + 3u, n, acc3);
+}
+
+// out[m, n .. n+3] = v (+ bias), within bounds.
+fn store4(m: u32, n: u32, v: vec4<f32>) {
+  if (m >= p.M) {
+    return;
+  }
+  for (var j = 0u; j < 4u; j++) {
+    if (n + j < p.N) {
+      var r = v[j];
+      if (p.has_bias != 0u) {
+        r += bias[n + j];
       }
+      out[m * p.N + n + j] = r;
     }
   }
 }
