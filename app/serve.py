@@ -3,7 +3,9 @@
 URLs:
   /                 web/ (index.html, vendor/pyodide/, ...)
   /engine/<wheel>   the py_engine wheel, built from the working tree when the server starts
-  /models/<file>    models/ (GGUF files fetched by scripts/fetch_model.sh)
+  /models/<file>    models/ (GGUF files fetched by scripts/fetch_model.sh), then each folder
+                    of $PY_ENGINE_EXTRA_MODELS (os.pathsep-separated; tests serve the tiny model so)
+Pages: / (chat), /diagnostics.html (Pyodide + WebGPU check), /demo-host.html (the widget).
 Host-only code (CPython): never imported by the page.
 """
 from __future__ import annotations
@@ -37,9 +39,10 @@ EXTRA_MIME_TYPES = {
 class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **EXTRA_MIME_TYPES}
 
-    def __init__(self, *args, engine_dir: Path, quiet: bool = False, **kwargs):
+    def __init__(self, *args, engine_dir: Path, quiet: bool = False, extra_models=(), **kwargs):
         self.engine_dir = engine_dir
         self.quiet = quiet
+        self.models_dirs = [*map(Path, extra_models), MODELS_DIR]
         super().__init__(*args, directory=str(WEB_DIR), **kwargs)
 
     def translate_path(self, path: str) -> str:
@@ -49,7 +52,10 @@ class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
         if clean.startswith("/models/"):
             name = clean[len("/models/"):]
             # Only plain file names: no sub-folders, no way out of models/.
-            if name and "/" not in name and not name.startswith("."):
+            if name and "/" not in name and "\\" not in name and not name.startswith("."):
+                for folder in self.models_dirs:
+                    if (folder / name).is_file():
+                        return str(folder / name)
                 return str(MODELS_DIR / name)
             return str(MODELS_DIR / ".forbidden")
         return super().translate_path(path)
@@ -64,13 +70,27 @@ class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+def extra_models_from_env() -> list[Path]:
+    raw = os.environ.get("PY_ENGINE_EXTRA_MODELS", "")
+    return [Path(p) for p in raw.split(os.pathsep) if p]
+
+
+def make_server(host: str, port: int, engine_dir: Path, quiet: bool = True,
+                extra_models=()) -> http.server.ThreadingHTTPServer:
+    """The HTTP server (not started): tests run it in a thread with their own model folders."""
+    handler = functools.partial(EngineRequestHandler, engine_dir=Path(engine_dir), quiet=quiet,
+                                extra_models=tuple(extra_models))
+    httpd = http.server.ThreadingHTTPServer((host, port), handler)
+    httpd.daemon_threads = True
+    return httpd
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, quiet: bool = False) -> None:
     if not (WEB_DIR / "vendor" / "pyodide" / "pyodide.mjs").is_file():
         sys.exit(f"serve: {WEB_DIR / 'vendor' / 'pyodide'} is missing Pyodide; run scripts/setup.sh (or make serve)")
     with tempfile.TemporaryDirectory(prefix="py_engine-serve-") as tmp:
         wheel = build_engine_wheel(tmp)
-        handler = functools.partial(EngineRequestHandler, engine_dir=Path(tmp), quiet=quiet)
-        with http.server.ThreadingHTTPServer((host, port), handler) as httpd:
+        with make_server(host, port, Path(tmp), quiet, extra_models_from_env()) as httpd:
             bound_host, bound_port = httpd.server_address[:2]
             print(f"serve: engine wheel {wheel.name} ({wheel.stat().st_size} bytes)", flush=True)
             print(f"serve: http://{bound_host}:{bound_port}/ (Ctrl-C stops)", flush=True)

@@ -1,4 +1,5 @@
-"""`python -m app serve` serves the foundation page, which runs the engine in Chromium."""
+"""`python -m app serve` serves the chat page and the diagnostics page (diagnostics.html), which runs
+the engine in Chromium."""
 from __future__ import annotations
 
 import queue
@@ -49,6 +50,8 @@ def test_serve_delivers_page_wheel_and_wasm_with_right_types(served_url):
             return r.headers.get_content_type(), r.read(4)
 
     assert head("")[0] == "text/html"
+    assert head("diagnostics.html")[0] == "text/html"
+    assert head("engine.js")[0] == "text/javascript"
     assert head("vendor/pyodide/pyodide.asm.wasm") == ("application/wasm", b"\0asm")
     assert head("vendor/pyodide/pyodide.mjs")[0] == "text/javascript"
     assert head("engine/py_engine-0.1.0-py3-none-any.whl") == ("application/zip", b"PK\x03\x04")
@@ -59,7 +62,7 @@ def test_serve_delivers_page_wheel_and_wasm_with_right_types(served_url):
 def test_page_shows_adapter_and_checked_result(served_url, chromium):
     page = chromium.new_page()
     try:
-        page.goto(served_url)
+        page.goto(served_url + "diagnostics.html")
         page.wait_for_function(
             "['done', 'error'].includes(document.getElementById('status').dataset.state)",
             timeout=PAGE_TIMEOUT_S * 1000)

@@ -1,4 +1,4 @@
-// Foundation page: load Pyodide from vendor/ (never a CDN), numpy and the engine wheel from
+// Diagnostics page (diagnostics.html): load Pyodide from vendor/ (never a CDN), numpy and the engine wheel from
 // this server, then run py_engine.testing.demo.run_demo (when the engine has it) and show
 // the adapter and the checked result. Tests read #status[data-state], #adapter and #result.
 import { loadPyodide } from "./vendor/pyodide/pyodide.mjs";

@@ -1,0 +1,174 @@
+// The engine's Web Worker: Pyodide (from vendor/, never a CDN), numpy, the engine wheel and the
+// model live here, so the page never freezes. web/engine.js is the only code that talks to it.
+//
+// Page -> worker: {type: "load", id, source, options}   source: {url} | {file: File|Blob} | {bytes: ArrayBuffer}
+//                 {type: "chat", id, messages, settings}  {type: "abort"}  {type: "reset", id}
+//                 {type: "clear-cache", id}  {type: "lose-device", id} (test hook)
+// Worker -> page: {type: "progress", id, stage, loaded?, total?, info?}  {type: "loaded", id, info}
+//                 {type: "chunk", id, text}  {type: "done", id, stats}  {type: "ok", id, result?}
+//                 {type: "error", id, error: {name, kind, message, hint}}
+// Commands run one at a time in arrival order; "abort" acts at once (between two decode steps).
+"use strict";
+
+const params = new URL(self.location.href).searchParams;
+const BASE = new URL("./", self.location.href);
+const PYODIDE_URL = new URL(params.get("pyodide") || "vendor/pyodide/", BASE).href;
+const WHEEL_URL = new URL(params.get("wheel") || "engine/py_engine-0.1.0-py3-none-any.whl", BASE).href;
+const CACHE_NAME = "py-engine-models-v1";
+
+let pyodideReady = null;  // Promise of {pyodide, session, describeError}
+let queue = Promise.resolve();
+
+function post(msg, transfer) { self.postMessage(msg, transfer || []); }
+
+function errorInfo(err) {
+  if (err && err.kind && err.message) return err;
+  const message = err && err.message ? err.message : String(err);
+  // A Python exception arrives as PythonError: its message is the whole traceback.
+  return { name: (err && err.name) || "Error", kind: "error", message,
+           hint: "Something went wrong; the details are below. Reload the page to start again." };
+}
+
+// Python exceptions are described by Python (py_engine.web_worker.describe_error).
+async function pythonError(err) {
+  try {
+    const rt = await pyodideReady;
+    const last = rt.pyodide.globals.get("_last_error_json")();
+    if (last) return JSON.parse(last);
+  } catch (_) { /* fall through */ }
+  return errorInfo(err);
+}
+
+function runtime(id) {
+  if (!pyodideReady) {
+    pyodideReady = (async () => {
+      if (!self.navigator.gpu) {
+        throw { name: "GpuError", kind: "no-webgpu", message: "WebGPU is not available in this worker (navigator.gpu is missing)",
+                hint: "Use a recent Chrome or Edge (113+), or enable WebGPU in your browser's settings." };
+      }
+      post({ type: "progress", id, stage: "runtime", info: { step: "Python (Pyodide)" } });
+      importScripts(PYODIDE_URL + "pyodide.js");
+      const pyodide = await self.loadPyodide({ indexURL: PYODIDE_URL });
+      post({ type: "progress", id, stage: "runtime", info: { step: "numpy and the engine" } });
+      const errors = [];
+      await pyodide.loadPackage(["numpy", WHEEL_URL], { messageCallback: () => {}, errorCallback: (m) => errors.push(m) });
+      if (errors.length) throw new Error("loading Python packages failed: " + errors.join("; "));
+      // _call runs a session method and remembers a Python exception, so that the page gets
+      // describe_error's {kind, message, hint} instead of a bare traceback.
+      pyodide.runPython(`
+from py_engine.web_worker import WorkerSession, describe_error
+session = WorkerSession()
+_last_error = None
+
+async def _call(name, *args):
+    global _last_error
+    try:
+        return await getattr(session, name)(*args)
+    except BaseException as e:
+        _last_error = e
+        raise
+
+def _last_error_json():
+    global _last_error
+    exc, _last_error = _last_error, None
+    return describe_error(exc) if exc is not None else ""
+`);
+      return { pyodide, session: pyodide.globals.get("session"), call: pyodide.globals.get("_call") };
+    })();
+  }
+  return pyodideReady;
+}
+
+// Bytes of the model with download progress; same-origin URLs are kept in the Cache API.
+async function modelBytes(id, source, useCache) {
+  if (source.bytes) return new Uint8Array(source.bytes);
+  if (source.file) {
+    post({ type: "progress", id, stage: "read", loaded: 0, total: source.file.size });
+    const buf = new Uint8Array(await source.file.arrayBuffer());
+    post({ type: "progress", id, stage: "read", loaded: buf.length, total: buf.length });
+    return buf;
+  }
+  const url = new URL(source.url, BASE).href;
+  const cache = useCache && self.caches ? await self.caches.open(CACHE_NAME) : null;
+  if (cache) {
+    const hit = await cache.match(url);
+    if (hit) {
+      const buf = new Uint8Array(await hit.arrayBuffer());
+      post({ type: "progress", id, stage: "cache", loaded: buf.length, total: buf.length });
+      return buf;
+    }
+  }
+  const resp = await fetch(url);
+  if (!resp.ok) throw { name: "DownloadError", kind: "download", message: `downloading ${url} failed: HTTP ${resp.status} ${resp.statusText}`,
+                        hint: "Check the model URL (it must be on this site) or choose a local .gguf file." };
+  const total = Number(resp.headers.get("content-length")) || 0;
+  const reader = resp.body.getReader();
+  let buf = new Uint8Array(total || 1 << 20), loaded = 0, lastPost = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (loaded + value.length > buf.length) {  // unknown or wrong length: grow
+      const bigger = new Uint8Array(Math.max(buf.length * 2, loaded + value.length));
+      bigger.set(buf.subarray(0, loaded));
+      buf = bigger;
+    }
+    buf.set(value, loaded);
+    loaded += value.length;
+    const now = performance.now();
+    if (now - lastPost > 100) { post({ type: "progress", id, stage: "download", loaded, total }); lastPost = now; }
+  }
+  buf = buf.subarray(0, loaded);
+  post({ type: "progress", id, stage: "download", loaded, total: total || loaded });
+  if (cache) {
+    try {
+      await cache.put(url, new Response(buf, { headers: { "content-type": "application/octet-stream", "content-length": String(loaded) } }));
+    } catch (e) {  // quota: still usable, just not kept
+      post({ type: "progress", id, stage: "cache-skipped", info: { reason: String(e && e.message || e) } });
+    }
+  }
+  return buf;
+}
+
+const handlers = {
+  async load(msg) {
+    const { id, source, options = {} } = msg;
+    const bytesP = modelBytes(id, source, options.cache !== false);
+    const rt = await runtime(id);
+    const bytes = await bytesP;
+    const onProgress = (stage, infoJson) => post({ type: "progress", id, stage, info: JSON.parse(infoJson) });
+    const info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill }), onProgress);
+    post({ type: "loaded", id, info: JSON.parse(info) });
+  },
+  async chat(msg) {
+    const rt = await runtime(msg.id);
+    const onPiece = (text) => post({ type: "chunk", id: msg.id, text });
+    const stats = await rt.call("chat", JSON.stringify(msg.messages), JSON.stringify(msg.settings || {}), onPiece);
+    post({ type: "done", id: msg.id, stats: JSON.parse(stats) });
+  },
+  async reset(msg) {
+    if (pyodideReady) (await pyodideReady).session.reset();
+    post({ type: "ok", id: msg.id });
+  },
+  async "clear-cache"(msg) {
+    const removed = self.caches ? await self.caches.delete(CACHE_NAME) : false;
+    post({ type: "ok", id: msg.id, result: { removed } });
+  },
+  async "lose-device"(msg) {
+    (await runtime(msg.id)).session.lose_device();
+    post({ type: "ok", id: msg.id });
+  },
+};
+
+self.onmessage = (event) => {
+  const msg = event.data || {};
+  if (msg.type === "abort") {  // at once, not queued: the running chat checks it between steps
+    if (pyodideReady) pyodideReady.then((rt) => rt.session.abort(), () => {});
+    return;
+  }
+  const handler = handlers[msg.type];
+  if (!handler) { post({ type: "error", id: msg.id, error: errorInfo(new Error(`unknown message type ${msg.type}`)) }); return; }
+  queue = queue.then(() => handler(msg)).catch(async (err) => {
+    const error = err && err.kind ? err : await pythonError(err);
+    post({ type: "error", id: msg.id, error });
+  });
+};
