@@ -39,8 +39,9 @@ EXTRA_MIME_TYPES = {
 class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **EXTRA_MIME_TYPES}
 
-    def __init__(self, *args, engine_dir: Path, quiet: bool = False, extra_models=(), **kwargs):
+    def __init__(self, *args, engine_dir: Path, quiet: bool = False, extra_models=(), request_log=None, **kwargs):
         self.engine_dir = engine_dir
+        self.request_log = request_log
         self.quiet = quiet
         self.models_dirs = [*map(Path, extra_models), MODELS_DIR]
         super().__init__(*args, directory=str(WEB_DIR), **kwargs)
@@ -60,6 +61,11 @@ class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
             return str(MODELS_DIR / ".forbidden")
         return super().translate_path(path)
 
+    def send_response(self, code, message=None):
+        if self.request_log is not None:  # tests assert what the browser asked for
+            self.request_log.append((self.command, self.path, code))
+        super().send_response(code, message)
+
     def end_headers(self):
         # The wheel and pages change while developing: never let the browser reuse a stale copy.
         self.send_header("Cache-Control", "no-store")
@@ -76,10 +82,11 @@ def extra_models_from_env() -> list[Path]:
 
 
 def make_server(host: str, port: int, engine_dir: Path, quiet: bool = True,
-                extra_models=()) -> http.server.ThreadingHTTPServer:
-    """The HTTP server (not started): tests run it in a thread with their own model folders."""
+                extra_models=(), request_log: list | None = None) -> http.server.ThreadingHTTPServer:
+    """The HTTP server (not started): tests run it in a thread with their own model folders and
+    a request_log list that receives (method, path, status) of every request."""
     handler = functools.partial(EngineRequestHandler, engine_dir=Path(engine_dir), quiet=quiet,
-                                extra_models=tuple(extra_models))
+                                extra_models=tuple(extra_models), request_log=request_log)
     httpd = http.server.ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
     return httpd

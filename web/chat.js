@@ -138,6 +138,7 @@ async function loadModel(model, label) {
     setComposer(true);
     $("prompt").focus();
     refreshCacheState();
+    drainQueued();
   } catch (err) {
     if (previous && !state.engine) previous.terminate?.();
     $("loader").hidden = true;
@@ -219,6 +220,7 @@ async function send(text) {
       const piece = chunk.choices[0].delta.content;
       if (piece) {
         reply += piece;
+        wrap.dataset.chunks = String(Number(wrap.dataset.chunks || 0) + 1);
         bridge.post({ type: "py-engine:chunk", text: piece });
         if (!scheduled) { scheduled = true; requestAnimationFrame(paint); }
       }
@@ -247,6 +249,7 @@ async function send(text) {
     state.current = null;
     setComposer(!!state.engine && !(state.problem && state.problem.kind === "device-lost"));
   }
+  setTimeout(drainQueued, 0);
   return true;
 }
 
@@ -332,6 +335,12 @@ function autosize() {
   area.style.height = Math.min(area.scrollHeight, 200) + "px";
 }
 
+// Messages sent by the host page before the model is ready (or while a reply is written) wait here.
+const queued = [];
+function drainQueued() {
+  if (queued.length && state.engine && !state.generating) send(queued.shift());
+}
+
 // ---------- the widget bridge (embed=1): only the declared parent, only postMessage ----------
 const bridge = (() => {
   let parentOrigin = null;
@@ -349,7 +358,7 @@ const bridge = (() => {
       return;
     }
     const msg = event.data || {};
-    if (msg.type === "py-engine:send" && typeof msg.text === "string") send(msg.text);
+    if (msg.type === "py-engine:send" && typeof msg.text === "string") { queued.push(msg.text); drainQueued(); }
     else if (msg.type === "py-engine:stop") stopReply();
     else if (msg.type === "py-engine:new-chat") newChat(true);
   });
