@@ -216,9 +216,9 @@ async def run_pte_once(pte_bytes, inputs=None, backend=None) -> dict:
 
     `inputs`: forward arguments in order (numpy arrays or scalars); None makes example
     inputs (see `example_inputs`). Errors propagate (PteError, OpError, StepError)."""
+    backend = backend or await _default_backend()
     t0 = time.perf_counter()
     module = load_pte(pte_bytes)
-    backend = backend or await _default_backend()
     t1 = time.perf_counter()
     session = await PteSession.create(module, backend)
     try:

@@ -158,3 +158,37 @@ def test_example_inputs_follow_the_plan():
     args = example_inputs(m)
     assert [(a.shape, a.dtype) for a in args] == [((1, 8, 4, 8), np.float32), ((1, 8, 2, 8), np.float32),
                                                   ((1, 8, 2, 8), np.float32), ((1,), np.int64)]
+
+
+def test_host_held_mutable_buffer(native_backend):
+    """A delegate input that is no forward argument (a mutable buffer the delegate does not
+    own): the session feeds it from `state` (zeros at first) and updates it from its copy_
+    write-back. No exported fixture has one, so update_cache_input_pos5's cache argument is
+    turned into such a buffer here."""
+    from py_engine.loaders.pte import StateInput, WriteBack, load_pte
+
+    data, inputs, _ = load_fixture_files(FIXTURES, "update_cache_input_pos5")
+    m = load_pte(data)
+    cache_arg = m.forward_inputs.pop(1)
+    m.state_inputs = [StateInput(cache_arg.evalue, cache_arg.program_input, "cache")]
+    m.write_backs = [WriteBack(w.dest_evalue, w.source_program_output, None) for w in m.write_backs]
+    m.forward_outputs = [fo for fo in m.forward_outputs if fo.mutated_input is None]
+    v = inputs["step0.arg0"]
+
+    async def run():
+        s = await PteSession.create(m, native_backend)
+        try:
+            (out,) = await s.forward(v)
+            want = np.zeros((1, 8, 2, 4), np.float32)
+            want[:, 5:7] = v
+            assert np.array_equal(out, want) and np.array_equal(s.state[cache_arg.evalue], want)
+            assert s.mutated == {}
+            s.state[cache_arg.evalue] = inputs["step0.arg1"].copy()  # the buffer is fed in
+            (out,) = await s.forward(2 * v)
+            want = inputs["step0.arg1"].copy()
+            want[:, 5:7] = 2 * v
+            assert np.array_equal(out, want) and np.array_equal(s.state[cache_arg.evalue], want)
+        finally:
+            s.destroy()
+
+    asyncio.run(run())
