@@ -74,6 +74,7 @@ WEBGPU_FLAGS = [
     "--disable-sync",
 ]
 ENGINE_URL_PATH = f"/engine/{WHEEL_NAME}"
+MODELS_URL_PATH = "/models/"
 
 
 def chromium_path() -> str:
@@ -131,8 +132,12 @@ class _EngineHandler(DefaultHandler):
         super().__init__(*args, **kwargs)
 
     def translate_path(self, path):
-        if path.split("?", 1)[0] == ENGINE_URL_PATH:
+        clean = path.split("?", 1)[0]
+        if clean == ENGINE_URL_PATH:
             return os.path.join(self.engine_dir, WHEEL_NAME)
+        if clean.startswith(MODELS_URL_PATH):
+            # The default model from setup, fetched by the page rather than pickled into it.
+            return str(REPO / "models" / os.path.basename(clean))
         return super().translate_path(path)
 
 
