@@ -12,6 +12,7 @@ import numpy as np
 
 from ..gpu.base import GpuBackend
 from ..program import DTYPES, Program, SymInt, Tensor
+from .aliasing import plan_aliases, root
 from .context import BuildContext
 from .dispatch import fold
 from .errors import OpError, StepError
@@ -71,6 +72,7 @@ class Graph:
         self.bind_groups: list = []
         self.table = np.zeros((0, 5), dtype=np.int32)
         self.dispatch_labels: list = []
+        self.aliases: dict = {}  # view output id -> source id sharing one buffer
         self._resized: set = set()
         self._needs_full_configure = False
         self._destroyed = False
@@ -112,19 +114,24 @@ class Graph:
         used = set(self.program.input_ids) | set(self.program.output_ids)
         for op in self.ops:
             used.update(op.value_ids())
+        self.aliases = plan_aliases(self.program, self.ops)
         for vid in sorted(used):
             v = self.program.values[vid]
             if isinstance(v, Tensor):
                 ref = TensorRef(vid, v)
-                ref.buffer = self.backend.create_buffer(max(4, ref.numel * ref.itemsize), "storage", f"t{vid}")
-                if ref.constant:
-                    self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
+                if vid not in self.aliases:
+                    ref.buffer = self.backend.create_buffer(max(4, ref.numel * ref.itemsize), "storage", f"t{vid}")
+                    if ref.constant:
+                        self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
                 self.tensors[vid] = ref
             elif isinstance(v, SymInt):
                 ref = SymIntRef(vid, int(v.value))
                 ref.slot = self.uniforms.alloc(16, f"symint{vid}")
                 ref.slot.write(np.array([ref.value, 0, 0, 0], dtype=np.int32).tobytes())
                 self.symints[vid] = ref
+
+        for vid in self.aliases:
+            self.tensors[vid].buffer = self.tensors[root(self.aliases, vid)].buffer
 
     def _constant_for_gpu(self, vid: int, ref: TensorRef):
         data = self.program.constant_bytes(vid)
@@ -286,7 +293,8 @@ class Graph:
 
     # ------------------------------------------------------------- teardown
     def memory_stats(self) -> dict:
-        tensor_bytes = sum(t.buffer.nbytes for t in self.tensors.values() if t.buffer and not t.buffer.destroyed)
+        buffers = {id(t.buffer): t.buffer for t in self.tensors.values() if t.buffer and not t.buffer.destroyed}
+        tensor_bytes = sum(b.nbytes for b in buffers.values())
         return {
             "tensors": len(self.tensors),
             "tensor_bytes": tensor_bytes,

@@ -53,13 +53,16 @@ class ViewCopy(Op):
         if x.numel != out.numel:
             raise self.error(f"out dims {list(out.dims)} hold {out.numel} elements, input has {x.numel}")
         self.triggers = frozenset([self.x] + [v for k, v in self.sizes if k == "symint"])
+        # The graph may let out share x's buffer (graph/aliasing.py); then no copy runs.
+        self.alias_pair = (self.x, self.out)
 
     def build(self, g):
-        self.copy = CopyKernel(g, g.tensor(self.x), g.tensor(self.out), self.name)
+        self.copy = None if self.out in g.aliases else CopyKernel(g, g.tensor(self.x), g.tensor(self.out), self.name)
 
     def configure(self, g):
         x = g.tensor(self.x)
         sizes = [g.live_int(s) for s in self.sizes]
         dims = resolve_sizes(sizes, x.dims, x.max_dims, self.step_error)
         g.set_dims(self.out, dims)
-        self.copy.set(g, x.numel * x.itemsize)
+        if self.copy is not None:
+            self.copy.set(g, x.numel * x.itemsize)
