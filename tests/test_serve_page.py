@@ -60,12 +60,21 @@ def test_serve_delivers_page_wheel_and_wasm_with_right_types(served_url):
 @pytest.mark.browser
 @pytest.mark.timeout(PAGE_TIMEOUT_S + 60)
 def test_page_shows_adapter_and_checked_result(served_url, chromium):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
     page = chromium.new_page()
+    console: list[str] = []
+    page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: console.append(f"pageerror: {err}"))
     try:
         page.goto(served_url + "diagnostics.html")
-        page.wait_for_function(
-            "['done', 'error'].includes(document.getElementById('status').dataset.state)",
-            timeout=PAGE_TIMEOUT_S * 1000)
+        try:
+            page.wait_for_function(
+                "['done', 'error'].includes(document.getElementById('status').dataset.state)",
+                timeout=PAGE_TIMEOUT_S * 1000)
+        except PlaywrightTimeoutError:
+            pytest.fail(f"page not done after {PAGE_TIMEOUT_S}s; status: {page.inner_text('#status')!r}\n"
+                        "console:\n" + "\n".join(console))
         status = page.inner_text("#status")
         adapter = page.inner_text("#adapter")
         result = page.inner_text("#result")
