@@ -34,8 +34,9 @@ class LlamaRunner:
             raise ValueError(f"rewind: position {pos} outside 0..{self.pos}")
         self.pos = pos
 
-    async def feed(self, ids) -> np.ndarray:
-        """Run `ids` at the current position; returns float32 logits [vocab] of the last id."""
+    async def feed(self, ids, greedy: bool = False):
+        """Run `ids` at the current position. Returns the float32 logits [vocab] of the last
+        id, or with `greedy` only their argmax (computed on the GPU: 4 bytes read back)."""
         ids = list(ids)
         if not ids:
             raise ValueError("feed: no tokens")
@@ -46,15 +47,16 @@ class LlamaRunner:
         bad = [t for t in ids if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"feed: token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
-        logits = None
         for start in range(0, len(ids), self.max_prefill):
             chunk = ids[start:start + self.max_prefill]
             tokens = np.asarray(chunk, dtype=np.int32).reshape(1, -1)
-            (logits,) = await self.graph.step([tokens, np.array([self.pos], dtype=np.int32)])
+            self.graph.submit(self.graph.prepare([tokens, np.array([self.pos], dtype=np.int32)]))
             self.pos += len(chunk)
             if len(chunk) > 1:
                 self.prefilled_tokens += len(chunk)
-        return logits.reshape(-1)
+        if greedy:
+            return int((await self.graph.read(self.lp.next_token_id))[0])
+        return (await self.graph.read(self.lp.logits_id)).reshape(-1)
 
 
 def _first_cache(lp) -> int:
@@ -111,8 +113,10 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     stop_ids = tokenizer.stop_ids
     previous = list(history) + list(new_ids)
     stats.prompt_tokens = len(new_ids)
+    # Greedy decoding without a repetition penalty needs only the GPU's argmax.
+    gpu_greedy = sampler.params.greedy and sampler.params.repetition_penalty == 1.0
     t0 = time.perf_counter()
-    logits = await runner.feed(new_ids)
+    logits = await runner.feed(new_ids, greedy=gpu_greedy)
     stats.prefilled_tokens = len(new_ids)
     stats.prefill_seconds = time.perf_counter() - t0
     text = ""
@@ -124,7 +128,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
         if should_stop():
             stats.finish_reason = "abort"
             break
-        tid = sampler.sample(logits, previous)
+        tid = logits if gpu_greedy else sampler.sample(logits, previous)
         if tid in stop_ids:
             stats.finish_reason = "stop"
             break
@@ -150,7 +154,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
         if runner.pos >= runner.context:
             stats.finish_reason = "context"
             break
-        logits = await runner.feed([tid])
+        logits = await runner.feed([tid], greedy=gpu_greedy)
     stats.decode_seconds = time.perf_counter() - t1
     if not cut_by_stop_string:
         text += decoder.flush()

@@ -47,7 +47,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                        "xfailed": "skipped"}.get(stat, "failed" if stat in ("failed", "error") else None)
             if outcome is None:
                 continue
-            env = "browser" if "browser" in report.keywords else "cpython"
+            env = "browser" if "browser" in getattr(report, "keywords", {}) else "cpython"
             old = outcome_of.get(report.nodeid)
             if old is None or rank[outcome] > rank[old[1]]:
                 outcome_of[report.nodeid] = (env, outcome)

@@ -5,7 +5,8 @@ One graph serves prefill and decode. Inputs: `tokens` int32 [1, S] (S live, up t
 `S = sym_size(tokens, 1)` are SymInts; the views take their sizes from them, RoPE reads
 rows pos..pos+S of a precomputed cos/sin table through slice_copy, and sdpa_with_kv_cache
 writes the S new rows of each layer's KV cache (held inside the graph) at pos. The output
-is the logits of the last row, [1, vocab].
+is the logits of the last row, [1, vocab], and their argmax (so greedy decoding reads back
+4 bytes per token).
 
 GGUF weights are uploaded as their raw blocks (uint8 [N, row_bytes]) and consumed by
 `py_engine.linear_gguf` / `py_engine.embedding_gguf`; the output head reuses token_embd
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..loaders.gguf import GGUFError, GGUFFile
-from ..program import Double, Int, IntList, Null, Program, SymInt, ValueList
+from ..program import Bool, Double, Int, Null, Program, SymInt, ValueList
 from .llama_config import LlamaConfig, config_from_gguf
 
 SYMINT_ADD = "add"
@@ -34,6 +35,7 @@ class LlamaProgram:
     tokens_id: int
     input_pos_id: int
     logits_id: int
+    next_token_id: int  # argmax of the logits, computed on the GPU
 
 
 def default_context(config: LlamaConfig, requested: int | None, *, kv_budget_bytes: int,
@@ -143,8 +145,10 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     p.call("aten.select_copy.int", x, p.add(Int(1)), p.add(Int(-1)), last)
     head = "output.weight" if "output.weight" in gguf.tensors else "token_embd.weight"
     logits = b.linear(last, head, (1, c.vocab))
-    p.output_ids = [logits]
-    return LlamaProgram(p, c, s_max, tokens, input_pos, logits)
+    next_token = p.tensor("int32", (1,))
+    p.call("aten.argmax.default", logits, p.add(Int(-1)), p.add(Bool(False)), next_token)
+    p.output_ids = [logits, next_token]
+    return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token)
 
 
 class _Builder:

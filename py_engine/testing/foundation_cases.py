@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph import OpError, StepError
-from ..program import Double, IntList, Program, Tensor
+from ..program import Bool, Double, Int, IntList, Program, Tensor
 from ..reference import elementwise as ew
 from ..reference.norm import rms_norm
 from .harness import CaseSpec, ErrorSpec, Step
@@ -164,10 +164,30 @@ def chain_dynamic_rows():
     return CaseSpec(p, steps, 1e-5, 1e-5)
 
 
+def _argmax(shape, seed, ties=False):
+    r = _rng(seed)
+    x = r.standard_normal(shape).astype(np.float32)
+    if ties:
+        x = np.round(x).astype(np.float32)  # many equal maxima: the lowest index must win
+    p = Program()
+    ix, o = p.tensor(F32, shape), p.tensor("int32", shape[:-1])
+    p.call("aten.argmax.default", ix, p.add(Int(-1)), p.add(Bool(False)), o)
+    p.input_ids, p.output_ids = [ix], [o]
+    return CaseSpec(p, [Step([x], [np.argmax(x, axis=-1).astype(np.int32)])])
+
+
+def argmax_vocab_row():
+    return _argmax((1, 49152), 15)
+
+
+def argmax_rows_with_ties():
+    return _argmax((5, 333), 16, ties=True)
+
+
 CASES = {f.__name__: f for f in (
     add_broadcast, add_odd_sizes, add_size_one_dims, add_scalar, mul_broadcast, sigmoid, view_copy,
     prepack_then_add, rms_norm_small, rms_norm_wide_odd, rms_norm_size_one, rms_norm_2d_dispatch,
-    chain_static, chain_dynamic_rows)}
+    chain_static, chain_dynamic_rows, argmax_vocab_row, argmax_rows_with_ties)}
 
 
 # ---------------------------------------------------------------- bad input

@@ -27,6 +27,9 @@ async def compare_with_reference(backend, gguf_bytes, prompt_ids, *, n_decode: i
         got = await runner.feed(prompt_ids)
         want = ref.forward(prompt_ids)[-1]
         errs = [_check(got, want, atol, "prefill")]
+        # The GPU's argmax agrees with the logits it produced.
+        if int((await graph.read(lp.next_token_id))[0]) != int(np.argmax(got)):
+            raise AssertionError("GPU argmax differs from the argmax of the GPU logits")
         ids = []
         for step in range(n_decode):
             tid, ref_tid = int(np.argmax(got)), int(np.argmax(want))
