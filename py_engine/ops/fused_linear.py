@@ -1,0 +1,129 @@
+"""Fused GGUF linears (shaders/fused_linear.wgsl), emitted by py_engine.passes:
+
+py_engine.linear_gguf_multi.default(x[..., K], weight u8 [N0+N1(+N2), row_bytes], ggml_type,
+    splits IntList [N0, N1(, N2)], outs ValueList [out0[..., N0], out1[..., N1](, out2)])
+  Several linears of one input in one dispatch: the weight holds the rows of each linear's
+  weight one after another (the pass concatenates them); output j gets its own tensor.
+
+py_engine.linear_gguf_swiglu.default(x[..., K], weight u8 [2F, row_bytes], ggml_type, out[..., F])
+  out = silu(x @ Wg.T) * (x @ Wu.T) with weight = [Wg; Wu]: the gate and up linears, the
+  sigmoid and the two muls of a llama FFN in one dispatch.
+
+Like linear_gguf, each records a GEMV dispatch (M == 1, decode) and a tiled one (M > 1,
+prefill); the live M picks one and the other gets 0 workgroups. The dot products run in the
+same order as linear_gguf's kernels, so results match the unfused ops bit for bit.
+"""
+from __future__ import annotations
+
+import struct
+
+from ..graph.registry import register
+from ..loaders.gguf import ggml_type_name
+from .base import Op, ceil_div, numel
+from .linear_gguf import gguf_layout
+from .quant_kernels import (CHUNK, GEMV_MAX_ROWS, GEMV_TPR, GEMV_WG, PARAMS, TILE_M, TILE_N,
+                            check_dispatch, matmul_workgroups)
+
+SHADER = "fused_linear"
+SPLIT = struct.Struct("<4I")
+assert SPLIT.size == 16  # matches `struct Split` in fused_linear.wgsl
+SWIGLU_COLS = GEMV_WG // GEMV_TPR // 2  # outputs per GEMV workgroup (gate + up groups)
+
+
+def swiglu_workgroups(m: int, f: int) -> tuple:
+    """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0."""
+    if m == 0 or f == 0:
+        return 0, 0
+    if m <= GEMV_MAX_ROWS:
+        return m * ceil_div(f, SWIGLU_COLS), 0
+    return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
+
+
+class _FusedGgufLinear(Op):
+    """Shared validation and resize hook; subclasses set `self.outs` [(vid, n)], `self.n_total`,
+    `self.split` (the Split uniform's n0, n1), the entry point names and `self.workgroups`."""
+
+    def check_x_and_weight(self, ctx, weight_id: int, type_id: int) -> int:
+        x = ctx.tensor(self.name, self.x, "input", dtypes=("float32",))
+        if not x.dims or int(x.dims[-1]) == 0:
+            raise self.error(f"input must have a nonzero last dim, got dims {list(x.dims)}")
+        self.x_dims = tuple(int(d) for d in x.dims)
+        self.layout = gguf_layout(self, ctx, weight_id, type_id)
+        if self.layout.width != self.x_dims[-1]:
+            raise self.error(f"input K={self.x_dims[-1]} differs from the weight's K={self.layout.width} "
+                             f"({self.layout.row_bytes} bytes per row of {ggml_type_name(self.layout.fmt)})")
+        return self.layout.rows
+
+    def check_outs(self, ctx) -> None:
+        for i, (vid, n) in enumerate(self.outs):
+            ctx.tensor(self.name, vid, f"out {i}", dtypes=("float32",))
+            self.same_dims(ctx, vid, self.x_dims[:-1] + (n,), f"out {i}")
+        check_dispatch(self, ctx, max(self.workgroups(numel(self.x_dims[:-1]))), "the matmul")
+        self.triggers = frozenset([self.x])
+
+    def build(self, g):
+        fmt = self.layout.fmt
+        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=GEMV_WG, TPR=GEMV_TPR)
+        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt)
+        self.params = g.uniforms.alloc(PARAMS.size, self.name)
+        split = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
+        split.write(SPLIT.pack(*self.split, 0, 0))
+        w = g.tensor(self.weight)
+        # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
+        buffers = [g.tensor(self.x), w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
+        self.d_gemv = g.add_dispatch(gemv, buffers, f"{self.name}:gemv")
+        self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
+
+    def configure(self, g):
+        dims = g.tensor(self.x).dims
+        if dims[-1] != self.layout.width:
+            raise self.step_error(f"live input K {dims[-1]} differs from the weight's K {self.layout.width}")
+        m = numel(dims[:-1])
+        lay = self.layout
+        self.params.write(PARAMS.pack(m, self.n_total, lay.width, lay.row_bytes, CHUNK, 0, 0, 0))
+        gemv, tiled = self.workgroups(m)
+        g.set_workgroups(self.d_gemv, gemv)
+        g.set_workgroups(self.d_tiled, tiled)
+        for vid, n in self.outs:
+            g.set_dims(vid, tuple(dims[:-1]) + (n,))
+
+
+@register("py_engine.linear_gguf_multi.default")
+class LinearGgufMulti(_FusedGgufLinear):
+    def validate(self, ctx):
+        self.expect_args(5)
+        self.x, self.weight, type_id, splits_id, outs_id = self.args
+        rows = self.check_x_and_weight(ctx, self.weight, type_id)
+        splits = ctx.int_list(self.name, splits_id, "splits")
+        if len(splits) not in (2, 3) or any(n <= 0 for n in splits):
+            raise self.error(f"splits must be 2 or 3 positive row counts, got {list(splits)}")
+        if sum(splits) != rows:
+            raise self.error(f"splits {list(splits)} add up to {sum(splits)}, the weight has {rows} rows")
+        outs = ctx.value_list(self.name, outs_id, "outs", length=len(splits))
+        self.outs = list(zip(outs, splits))
+        self.n_total = rows
+        self.split = (splits[0], splits[1])
+        self.gemv_entry, self.tiled_entry = f"gemv{len(splits)}", f"tiled{len(splits)}"
+        self.check_outs(ctx)
+
+    def workgroups(self, m: int) -> tuple:
+        return matmul_workgroups(m, self.n_total)
+
+
+@register("py_engine.linear_gguf_swiglu.default")
+class LinearGgufSwiglu(_FusedGgufLinear):
+    def validate(self, ctx):
+        self.expect_args(4)
+        self.x, self.weight, type_id, out = self.args
+        rows = self.check_x_and_weight(ctx, self.weight, type_id)
+        if rows % 2:
+            raise self.error(f"weight must hold gate and up rows (an even count), got {rows}")
+        f = rows // 2
+        self.outs = [(out, f)]
+        self.n_total = f
+        self.split = (f, 0)
+        self.gemv_entry, self.tiled_entry = "gemv_swiglu", "tiled_swiglu"
+        self.check_outs(ctx)
+
+    def workgroups(self, m: int) -> tuple:
+        return swiglu_workgroups(m, self.n_total)

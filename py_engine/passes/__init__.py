@@ -1,0 +1,25 @@
+"""Program -> Program fusion passes: pure data, no GPU.
+
+Each pass pattern-matches op calls it knows and rewrites them into fewer calls (fewer
+dispatches per token), leaving everything it does not recognize unchanged; the input
+Program is never modified. `optimize` runs them all in an order where each one still finds
+its pattern: SwiGLU first (it consumes the gate/up linears that the parallel-linear pass
+would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm.
+"""
+from __future__ import annotations
+
+from ..program import Program
+from .fuse_add_rms_norm import fuse_add_rms_norm
+from .fuse_parallel_linears import fuse_parallel_linears
+from .fuse_swiglu import fuse_swiglu
+
+PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm)
+
+
+def optimize(program: Program, passes=PASSES) -> Program:
+    for p in passes:
+        program = p(program)
+    return program
+
+
+__all__ = ["optimize", "PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm"]

@@ -1,0 +1,416 @@
+// GENERATED from fused_linear.wgsl.in by `python -m py_engine.ops.fused_shader_text`: edit the template.
+// Fused GGUF linears over one weight tensor whose rows are several weights one after another.
+//   gemv2/gemv3, tiled2/tiled3 (linear_gguf_multi): out_j[m, :] = x[m, :] @ W_j.T for 2 or 3
+//     weights; s.n0 / s.n1 = rows of W_0 / W_1, p.N = all rows (output j gets columns of W_j).
+//   gemv_swiglu, tiled_swiglu (linear_gguf_swiglu): out0[m, n] = silu(x[m] . Wg[n]) * (x[m] . Wu[n]),
+//     up rows start at row s.n0, p.N = F = s.n0 (outputs per row).
+// The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
+// so a weight format is decoded by one piece of code; sums run in the same order as its
+// gemv/tiled kernels, so fused and unfused results agree bit for bit.
+// Bindings are numbered in the order the op passes its buffers; every entry point uses 0..its last.
+override FMT: u32 = 0u;
+override WG: u32 = 64u;   // gemv workgroup size (a power of two)
+override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
+
+// ---- from quant_weights.wgsl (included) ----
+struct Params {
+  M: u32,          // activation rows (linear) / number of indices (gather)
+  N: u32,          // weight rows: output columns (linear) / table rows (gather)
+  K: u32,          // elements per weight row
+  row_bytes: u32,  // byte stride of one weight row
+  group_size: u32, // 4-bit formats: elements per scale, a multiple of 8
+  s_stride_g: u32, // 4-bit formats: scale index = (k / group_size) * s_stride_g + n * s_stride_n
+  s_stride_n: u32,
+  has_bias: u32,
+}
+// ---- end of quant_weights.wgsl ----
+
+struct Split {
+  n0: u32,
+  n1: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;     // x as f32 bits
+@group(0) @binding(1) var<storage, read> w: array<u32>;       // raw weight bytes
+@group(0) @binding(2) var<storage, read> scales: array<f32>;  // read only by 4-bit ExecuTorch formats: any buffer
+@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(4) var<uniform> s: Split;
+@group(0) @binding(5) var<storage, read_write> out0: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out2: array<f32>;
+
+// ---- from quant_weights.wgsl (included) ----
+struct W8 {
+  a: vec4<f32>,
+  b: vec4<f32>,
+}
+
+// The 4 bytes starting at any byte offset (little endian).
+fn word_at(off: u32) -> u32 {
+  let i = off >> 2u;
+  let sh = (off & 3u) * 8u;
+  if (sh == 0u) {
+    return w[i];
+  }
+  return (w[i] >> sh) | (w[i + 1u] << (32u - sh));
+}
+
+// An f16 at an even byte offset (never straddles two words).
+fn half_at(off: u32) -> f32 {
+  let h = unpack2x16float(w[off >> 2u]);
+  return select(h.x, h.y, (off & 2u) != 0u);
+}
+
+// One nibble from each byte of `word`: low nibbles (shift 0) or high nibbles (shift 4).
+fn byte_nibbles(word: u32, shift: u32) -> vec4<f32> {
+  return vec4<f32>((vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(shift))) & vec4<u32>(15u));
+}
+
+// The four bytes of `word` as signed int8.
+fn bytes_i8(word: u32) -> vec4<f32> {
+  let v = bitcast<vec4<i32>>(vec4<u32>(word) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
+  return vec4<f32>(v);
+}
+
+// Chunk c of weight row n, dequantized.
+fn dq8(n: u32, c: u32) -> W8 {
+  let row = n * p.row_bytes;
+  if (FMT == 0u) {
+    let i = (row >> 2u) + c * 8u;  // F32 rows are 4-byte aligned
+    return W8(bitcast<vec4<f32>>(vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u])),
+              bitcast<vec4<f32>>(vec4<u32>(w[i + 4u], w[i + 5u], w[i + 6u], w[i + 7u])));
+  }
+  if (FMT == 1u) {
+    let o = row + c * 16u;  // 2-byte aligned when K is odd
+    return W8(vec4<f32>(unpack2x16float(word_at(o)), unpack2x16float(word_at(o + 4u))),
+              vec4<f32>(unpack2x16float(word_at(o + 8u)), unpack2x16float(word_at(o + 12u))));
+  }
+  let blk = c >> 2u;
+  let sub = c & 3u;
+  if (FMT == 2u || FMT == 3u) {
+    // 16 bytes of nibbles: element j < 16 is the low nibble of byte j, j + 16 the high one.
+    let head = select(2u, 4u, FMT == 3u);
+    let off = row + blk * (head + 16u);
+    let d = half_at(off);
+    let qs = off + head + (sub & 1u) * 8u;
+    let sh = (sub >> 1u) * 4u;
+    let qa = byte_nibbles(word_at(qs), sh);
+    let qb = byte_nibbles(word_at(qs + 4u), sh);
+    if (FMT == 2u) {
+      return W8(d * (qa - vec4<f32>(8.0)), d * (qb - vec4<f32>(8.0)));
+    }
+    let m = vec4<f32>(half_at(off + 2u));
+    return W8(d * qa + m, d * qb + m);
+  }
+  if (FMT == 8u) {
+    let off = row + blk * 34u;
+    let d = half_at(off);
+    let qs = off + 2u + sub * 8u;
+    return W8(d * bytes_i8(word_at(qs)), d * bytes_i8(word_at(qs + 4u)));
+  }
+  // ExecuTorch 4-bit: one word holds 8 nibbles; element i is nibble i after ordering.
+  var word = word_at(row + c * 4u);
+  if (FMT == 17u) {
+    word = ((word >> 4u) & 0x0F0F0F0Fu) | ((word & 0x0F0F0F0Fu) << 4u);
+  }
+  let s = scales[((c * 8u) / p.group_size) * p.s_stride_g + n * p.s_stride_n];
+  let lo = vec4<f32>((vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
+  let hi = vec4<f32>((vec4<u32>(word) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
+  return W8(s * (lo - vec4<f32>(8.0)), s * (hi - vec4<f32>(8.0)));
+}
+
+// Zero the elements of a chunk past the row end (K need not be a multiple of 8).
+fn mask8(v: W8, c: u32) -> W8 {
+  let k = vec4<u32>(c * 8u) + vec4<u32>(0u, 1u, 2u, 3u);
+  let kk = vec4<u32>(p.K);
+  return W8(select(vec4<f32>(0.0), v.a, k < kk), select(vec4<f32>(0.0), v.b, k + vec4<u32>(4u) < kk));
+}
+
+fn x_at(base: u32, k: u32) -> f32 {
+  if (k < p.K) {
+    return bitcast<f32>(src[base + k]);
+  }
+  return 0.0;
+}
+
+fn x8(base: u32, c: u32) -> W8 {
+  let k = c * 8u;
+  return W8(vec4<f32>(x_at(base, k), x_at(base, k + 1u), x_at(base, k + 2u), x_at(base, k + 3u)),
+            vec4<f32>(x_at(base, k + 4u), x_at(base, k + 5u), x_at(base, k + 6u), x_at(base, k + 7u)));
+}
+
+// ---- end of quant_weights.wgsl ----
+
+fn silu_mul(g: f32, u: f32) -> f32 {
+  // The unfused chain: sigmoid (unary.wgsl), gate * sig, then * up (binary.wgsl).
+  let sg = 1.0 / (1.0 + exp(-g));
+  return (g * sg) * u;
+}
+
+fn store2(m: u32, n: u32, v: f32) {
+  if (n < s.n0) {
+    out0[m * s.n0 + n] = v;
+  } else {
+    out1[m * (p.N - s.n0) + n - s.n0] = v;
+  }
+}
+
+fn store3(m: u32, n: u32, v: f32) {
+  let n01 = s.n0 + s.n1;
+  if (n < s.n0) {
+    out0[m * s.n0 + n] = v;
+  } else if (n < n01) {
+    out1[m * s.n1 + n - s.n0] = v;
+  } else {
+    out2[m * (p.N - n01) + n - n01] = v;
+  }
+}
+
+// ---- gemv: TPR threads stride over the chunks of one (activation row, weight row) pair.
+var<workgroup> red: array<f32, WG>;
+
+// Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
+fn gemv_dot(m: u32, row: u32, live: bool, lid: u32) -> f32 {
+  let lane = lid % TPR;
+  var acc = 0.0;
+  if (live) {
+    let chunks = (p.K + 7u) / 8u;
+    let xb = m * p.K;
+    for (var c = lane; c < chunks; c += TPR) {
+      let wv = mask8(dq8(row, c), c);
+      let xv = x8(xb, c);
+      acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
+    }
+  }
+  red[lid] = acc;
+  workgroupBarrier();
+  for (var st = TPR / 2u; st > 0u; st >>= 1u) {
+    if (lane < st) {
+      red[lid] += red[lid + st];
+    }
+    workgroupBarrier();
+  }
+  return red[lid];
+}
+
+struct Col {
+  m: u32,
+  n: u32,
+  live: bool,
+  v: f32,
+}
+
+// WG / TPR output columns per workgroup, as in quant_weights.wgsl's gemv.
+fn gemv_col(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
+  let cols = WG / TPR;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  let m = g / col_blocks;
+  let n = (g % col_blocks) * cols + lid / TPR;
+  let live = m < p.M && n < p.N;
+  return Col(m, n, live && lid % TPR == 0u, gemv_dot(m, n, live, lid));
+}
+
+@compute @workgroup_size(WG)
+fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+  let c = gemv_col(wid, nwg, lid);
+  if (c.live) {
+    store2(c.m, c.n, c.v);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+  let c = gemv_col(wid, nwg, lid);
+  if (c.live) {
+    store3(c.m, c.n, c.v);
+  }
+}
+
+// SwiGLU: the first half of the TPR groups take gate rows n, the second half up rows s.n0 + n
+// of the same columns; WG / TPR / 2 output columns per workgroup.
+@compute @workgroup_size(WG)
+fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+  let half = WG / TPR / 2u;
+  let col_blocks = (p.N + half - 1u) / half;
+  let g = wid.y * nwg.x + wid.x;
+  let m = g / col_blocks;
+  let grp = lid / TPR;
+  let is_up = grp >= half;
+  let n = (g % col_blocks) * half + grp % half;
+  let live = m < p.M && n < p.N;
+  let v = gemv_dot(m, select(n, s.n0 + n, is_up), live, lid);
+  if (live && !is_up && lid % TPR == 0u) {
+    out0[m * p.N + n] = silu_mul(v, red[lid + half * TPR]);
+  }
+}
+
+// ---- tiled: a TM x TN tile of (activation row, weight row) dot products per workgroup of 64
+// threads (4 x 16), each thread 4 x 4, exactly as quant_weights.wgsl's tiled.
+const TM: u32 = 16u;
+const TN: u32 = 64u;
+const TK: u32 = 32u;
+var<workgroup> xs: array<vec4<f32>, 128>;  // TK * TM / 4
+var<workgroup> ws: array<vec4<f32>, 512>;  // TK * TN / 4
+
+struct Acc {
+  r0: vec4<f32>,
+  r1: vec4<f32>,
+  r2: vec4<f32>,
+  r3: vec4<f32>,
+}
+
+// Weight row of tile column nl (0 .. TN-1) and whether it exists. Plain tiles: rows n0 + nl.
+// SwiGLU tiles cover TN / 2 outputs: columns < TN / 2 are gate rows, the rest the up rows.
+fn tile_row(n0: u32, nl: u32, swiglu: bool) -> vec2<u32> {
+  if (swiglu) {
+    let n = n0 + nl % (TN / 2u);
+    return vec2<u32>(select(n, s.n0 + n, nl >= TN / 2u), u32(n < p.N));
+  }
+  return vec2<u32>(n0 + nl, u32(n0 + nl < p.N));
+}
+
+fn tiled_acc(m0: u32, n0: u32, lid: u32, swiglu: bool) -> Acc {
+  let tm = lid / 16u;
+  let tn = lid % 16u;
+  // Four named accumulators, constant indices only: keeps them in registers.
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  let k_steps = (p.K + TK - 1u) / TK;
+  for (var ks = 0u; ks < k_steps; ks++) {
+    let k0 = ks * TK;
+    for (var t = 0u; t < 8u; t++) {
+      let j = lid + t * 64u;
+      let ml = j / TK;
+      let kl = j % TK;
+      let m = m0 + ml;
+      var v = 0.0;
+      if (m < p.M) {
+        v = x_at(m * p.K, k0 + kl);
+      }
+      xs[kl * (TM / 4u) + ml / 4u][ml % 4u] = v;
+    }
+    for (var t = 0u; t < 4u; t++) {
+      let j = lid + t * 64u;
+      let nl = j / 4u;
+      let cl = j % 4u;
+      let row = tile_row(n0, nl, swiglu);
+      var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+      if (row.y != 0u) {
+        let c = k0 / 8u + cl;
+        v = mask8(dq8(row.x, c), c);
+      }
+      let base = cl * 8u * (TN / 4u) + nl / 4u;
+      let comp = nl % 4u;
+      let st = TN / 4u;
+      ws[base][comp] = v.a.x;
+      ws[base + st][comp] = v.a.y;
+      ws[base + 2u * st][comp] = v.a.z;
+      ws[base + 3u * st][comp] = v.a.w;
+      ws[base + 4u * st][comp] = v.b.x;
+      ws[base + 5u * st][comp] = v.b.y;
+      ws[base + 6u * st][comp] = v.b.z;
+      ws[base + 7u * st][comp] = v.b.w;
+    }
+    workgroupBarrier();
+    for (var kl = 0u; kl < TK; kl++) {
+      let xv = xs[kl * (TM / 4u) + tm];
+      let wv = ws[kl * (TN / 4u) + tn];
+      acc0 += xv.x * wv;
+      acc1 += xv.y * wv;
+      acc2 += xv.z * wv;
+      acc3 += xv.w * wv;
+    }
+    workgroupBarrier();
+  }
+  return Acc(acc0, acc1, acc2, acc3);
+}
+
+// Tile origin (m0, n0) of workgroup g for `cols` outputs per tile; m0 = p.M when g is past the end.
+fn tile_origin(wid: vec3<u32>, nwg: vec3<u32>, cols: u32) -> vec2<u32> {
+  let n_tiles = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  if (g >= ((p.M + TM - 1u) / TM) * n_tiles) {
+    return vec2<u32>(p.M, 0u);
+  }
+  return vec2<u32>((g / n_tiles) * TM, (g % n_tiles) * cols);
+}
+
+@compute @workgroup_size(64)
+fn tiled2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let o = tile_origin(wid, nwg, TN);
+  if (o.x >= p.M) {
+    return;  // uniform per workgroup
+  }
+  let a = tiled_acc(o.x, o.y, lid, false);
+  var rows = array<vec4<f32>, 4>(a.r0, a.r1, a.r2, a.r3);
+  let m = o.x + (lid / 16u) * 4u;
+  let n = o.y + (lid % 16u) * 4u;
+  for (var r = 0u; r < 4u; r++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (m + r < p.M && n + j < p.N) {
+        store2(m + r, n + j, rows[r][j]);
+      }
+    }
+  }
+}
+
+@compute @workgroup_size(64)
+fn tiled3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let o = tile_origin(wid, nwg, TN);
+  if (o.x >= p.M) {
+    return;  // uniform per workgroup
+  }
+  let a = tiled_acc(o.x, o.y, lid, false);
+  var rows = array<vec4<f32>, 4>(a.r0, a.r1, a.r2, a.r3);
+  let m = o.x + (lid / 16u) * 4u;
+  let n = o.y + (lid % 16u) * 4u;
+  for (var r = 0u; r < 4u; r++) {
+    for (var j = 0u; j < 4u; j++) {
+      if (m + r < p.M && n + j < p.N) {
+        store3(m + r, n + j, rows[r][j]);
+      }
+    }
+  }
+}
+
+// SwiGLU tiles: TN / 2 outputs; the gate and up sums of one output sit in different threads,
+// so the tile goes through workgroup memory (ws is free after tiled_acc's last barrier).
+@compute @workgroup_size(64)
+fn tiled_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+  let o = tile_origin(wid, nwg, TN / 2u);
+  if (o.x >= p.M) {
+    return;  // uniform per workgroup
+  }
+  let a = tiled_acc(o.x, o.y, lid, true);
+  let row0 = (lid / 16u) * 4u;  // tile rows row0 .. row0 + 3, tile columns 4 * (lid % 16) ..
+  let tn = lid % 16u;
+  ws[row0 * 16u + tn] = a.r0;
+  ws[(row0 + 1u) * 16u + tn] = a.r1;
+  ws[(row0 + 2u) * 16u + tn] = a.r2;
+  ws[(row0 + 3u) * 16u + tn] = a.r3;
+  workgroupBarrier();
+  let half = TN / 2u;
+  for (var t = 0u; t < TM * half / 64u; t++) {
+    let j = lid + t * 64u;
+    let ml = j / half;
+    let c = j % half;
+    let m = o.x + ml;
+    let n = o.y + c;
+    if (m < p.M && n < p.N) {
+      let gv = ws[ml * 16u + c / 4u][c % 4u];
+      let uv = ws[ml * 16u + (c + half) / 4u][c % 4u];
+      out0[m * p.N + n] = silu_mul(gv, uv);
+    }
+  }
+}
