@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..loaders.gguf import GGUFError, GGUFFile
+from ..passes import optimize
 from ..program import Bool, Double, Int, Null, Program, SymInt, ValueList
 from .llama_config import LlamaConfig, config_from_gguf
 
@@ -71,7 +72,10 @@ def rope_table(config: LlamaConfig, context: int) -> tuple:
 
 
 def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefill: int = 512,
-                        kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30) -> LlamaProgram:
+                        kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30,
+                        fuse: bool = True) -> LlamaProgram:
+    """`fuse`: run py_engine.passes.optimize (fewer dispatches per token); False keeps the
+    plain ExecuTorch-style op chain, e.g. to test the fused graph against it."""
     arch = gguf.get("general.architecture", "llama")
     if arch != "llama":
         raise GGUFError(f"gguf: architecture '{arch}' is not supported (only llama)")
@@ -148,6 +152,8 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     next_token = p.tensor("int32", (1,))
     p.call("aten.argmax.default", logits, p.add(Int(-1)), p.add(Bool(False)), next_token)
     p.output_ids = [logits, next_token]
+    if fuse:
+        p = optimize(p)
     return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token)
 
 
