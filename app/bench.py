@@ -119,7 +119,14 @@ def add_arguments(p) -> None:
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
+    from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)
+
+    bench_browser.add_arguments(p)
 
 
 def run(args) -> None:
+    if args.browser:
+        from . import bench_browser
+
+        return bench_browser.run(args)
     print(json.dumps(asyncio.run(_bench(args)), indent=2))

@@ -5,7 +5,9 @@ URLs:
   /engine/<wheel>   the py_engine wheel, built from the working tree when the server starts
   /models/<file>    models/ (GGUF files fetched by scripts/fetch_model.sh), then each folder
                     of $PY_ENGINE_EXTRA_MODELS (os.pathsep-separated; tests serve the tiny model so)
-Pages: / (chat), /diagnostics.html (Pyodide + WebGPU check), /demo-host.html (the widget).
+Pages: / (chat), /diagnostics.html (Pyodide + WebGPU check), /demo-host.html (the widget),
+/bench/ (browser benchmark: `python -m app bench --browser`; served cross-origin isolated so that
+wllama may use threads, and POST /bench/result and /bench/log go to the server's bench_sink).
 Host-only code (CPython): never imported by the page.
 """
 from __future__ import annotations
@@ -39,8 +41,10 @@ EXTRA_MIME_TYPES = {
 class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **EXTRA_MIME_TYPES}
 
-    def __init__(self, *args, engine_dir: Path, quiet: bool = False, extra_models=(), request_log=None, **kwargs):
+    def __init__(self, *args, engine_dir: Path, quiet: bool = False, extra_models=(), request_log=None,
+                 bench_sink=None, **kwargs):
         self.engine_dir = engine_dir
+        self.bench_sink = bench_sink
         self.request_log = request_log
         self.quiet = quiet
         self.models_dirs = [*map(Path, extra_models), MODELS_DIR]
@@ -69,7 +73,23 @@ class EngineRequestHandler(http.server.SimpleHTTPRequestHandler):
     def end_headers(self):
         # The wheel and pages change while developing: never let the browser reuse a stale copy.
         self.send_header("Cache-Control", "no-store")
+        if self.path.startswith("/bench/"):
+            # Cross-origin isolation gives the page SharedArrayBuffer (wllama's threads).
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
         super().end_headers()
+
+    def do_POST(self):
+        # Only the bench page posts: its result JSON and log lines, handed to bench_sink(kind, text).
+        kind = {"/bench/result": "result", "/bench/log": "log"}.get(self.path.split("?", 1)[0])
+        if kind is None or self.bench_sink is None:
+            self.send_error(404, "no such POST endpoint")
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace")
+        self.bench_sink(kind, body)
+        self.send_response(204)
+        self.end_headers()
 
     def log_message(self, format, *args):
         if not self.quiet:
@@ -82,11 +102,12 @@ def extra_models_from_env() -> list[Path]:
 
 
 def make_server(host: str, port: int, engine_dir: Path, quiet: bool = True,
-                extra_models=(), request_log: list | None = None) -> http.server.ThreadingHTTPServer:
+                extra_models=(), request_log: list | None = None, bench_sink=None) -> http.server.ThreadingHTTPServer:
     """The HTTP server (not started): tests run it in a thread with their own model folders and
-    a request_log list that receives (method, path, status) of every request."""
+    a request_log list that receives (method, path, status) of every request. bench_sink(kind,
+    text) receives what the bench page POSTs (app/bench_browser.py)."""
     handler = functools.partial(EngineRequestHandler, engine_dir=Path(engine_dir), quiet=quiet,
-                                extra_models=tuple(extra_models), request_log=request_log)
+                                extra_models=tuple(extra_models), request_log=request_log, bench_sink=bench_sink)
     httpd = http.server.ThreadingHTTPServer((host, port), handler)
     httpd.daemon_threads = True
     return httpd

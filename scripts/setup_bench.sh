@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Development dependency of the browser benchmark (python -m app bench --browser): wllama
+# (llama.cpp in WebAssembly + WebGPU), from the npm registry only, into web/vendor/wllama/
+# (git-ignored: web/vendor/ is). Not needed by `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VERSION="${WLLAMA_VERSION:-3.8.1}"
+DEST=web/vendor/wllama
+if [[ -f "$DEST/package.json" ]] && grep -q "\"version\": \"$VERSION\"" "$DEST/package.json"; then
+  echo "setup_bench: @wllama/wllama@$VERSION already in $DEST"; exit 0
+fi
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+# npm pack fetches the published tarball (no install scripts run, no dependencies).
+(cd "$tmp" && npm pack --silent "@wllama/wllama@$VERSION" >/dev/null)
+rm -rf "$DEST"
+mkdir -p "$DEST"
+tar -xzf "$tmp"/wllama-wllama-"$VERSION".tgz -C "$DEST" --strip-components=1
+echo "setup_bench: @wllama/wllama@$VERSION in $DEST"
+ls "$DEST"

@@ -1,0 +1,168 @@
+"""The engine's side of the browser benchmark: runs inside Pyodide on the page's WebGPU.
+
+bench.js fetches this file, runs it, and awaits `run_engine_bench(cfg_json, get_model, log)`,
+which returns JSON text. The figures mirror `python -m app bench` (app/bench.py) and add the
+load from the Cache API and, when the adapter has 'timestamp-query', GPU time per token.
+"""
+import json
+import time
+
+import numpy as np
+from pyodide.code import run_js  # type: ignore[import-not-found]
+
+# Replaces the backend's pass encoder with one that can bracket the pass with timestamps; the
+# dispatch loop is the same as py_engine/gpu/browser.py's. GPU ns of the last pass: gpuNs().
+_TIMESTAMPS_JS = """
+(device) => {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const st = { on: false };
+  const run = (dev, pipelines, groups, table, n) => {
+    const enc = dev.createCommandEncoder();
+    const pass = enc.beginComputePass(st.on ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0,
+                                                                   endOfPassWriteIndex: 1 } } : {});
+    for (let i = 0; i < n; i++) {
+      const o = i * 5;
+      const x = table[o + 2];
+      if (x === 0) continue;
+      pass.setPipeline(pipelines[table[o]]);
+      pass.setBindGroup(0, groups[table[o + 1]]);
+      pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
+    }
+    pass.end();
+    if (st.on) {
+      enc.resolveQuerySet(qs, 0, 2, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
+    }
+    dev.queue.submit([enc.finish()]);
+  };
+  const gpuNs = async () => {
+    await read.mapAsync(GPUMapMode.READ);
+    const a = new BigUint64Array(read.getMappedRange());
+    const d = Number(a[1] - a[0]);
+    read.unmap();
+    return d;
+  };
+  return { run, gpuNs, setOn: (v) => { st.on = !!v; }, destroy: () => { qs.destroy(); resolve.destroy(); read.destroy(); } };
+}
+"""
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+async def _load(get_model, url, mode, cfg, log):
+    """Bytes (from the network or the Cache API) -> built graph, timed; first step included
+    because it is where the browser finishes compiling pipelines."""
+    from py_engine.generate import LlamaRunner
+    from py_engine.gpu import create_backend
+    from py_engine.graph import Graph
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+
+    t0 = _now()
+    got = await get_model(url, mode)
+    data = got.bytes.to_bytes()
+    t_bytes = _now()
+    backend = await create_backend(features=("timestamp-query",))
+    gguf = read_gguf(memoryview(data))
+    lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
+                             max_buffer_bytes=backend.limits.max_storage_binding_size)
+    graph = await Graph.build(lp.program, backend)
+    runner = LlamaRunner(graph, lp)
+    await runner.feed([1], greedy=True)
+    t1 = _now()
+    log(f"engine: loaded from {mode} in {t1 - t0:.2f}s (bytes {t_bytes - t0:.2f}s, {len(data)} bytes)")
+    return backend, graph, lp, runner, {"seconds": round(t1 - t0, 3), "bytes_seconds": round(t_bytes - t0, 3),
+                                        "model_bytes": len(data)}
+
+
+async def _decode(graph, lp, runner, start, n, rng, ts=None):
+    """n greedy decode steps after a prompt of `start` tokens: (seconds, host seconds per step,
+    live dispatches, GPU ns per step or [])."""
+    runner.rewind(0)
+    await runner.feed(rng.integers(0, lp.config.vocab, start).tolist(), greedy=True)
+    host, gpu = [], []
+    tid, live = 1, 0
+    t = _now()
+    for _ in range(n):
+        h = _now()
+        staged = graph.prepare([np.array([[tid]], np.int32), np.array([runner.pos], np.int32)])
+        graph.submit(staged)
+        host.append(_now() - h)
+        live = int(np.count_nonzero(graph.table[:, 2]))
+        tid = int((await graph.read(lp.next_token_id))[0])  # GPU argmax: 4 bytes back
+        if ts is not None:
+            gpu.append(await ts.gpuNs())
+        runner.pos += 1
+    return _now() - t, host, live, gpu
+
+
+async def run_engine_bench(cfg_json, get_model, log):
+    cfg = json.loads(cfg_json)
+    log = (lambda f: (lambda msg: f(str(msg))))(log)
+    url = cfg["model"]
+    out = {}
+    # Cold: from the network (the page cleared the cache entry); the bytes are then cached.
+    backend, graph, lp, runner, cold = await _load(get_model, url, "network", cfg, log)
+    graph.destroy()
+    backend.destroy()
+    backend, graph, lp, runner, cached = await _load(get_model, url, "cache", cfg, log)
+    out["load_cold_seconds"] = cold["seconds"]
+    out["load_cold_fetch_seconds"] = cold["bytes_seconds"]
+    out["load_cached_seconds"] = cached["seconds"]
+    out["load_cached_read_seconds"] = cached["bytes_seconds"]
+    out["model_bytes"] = cold["model_bytes"]
+    out["adapter"] = backend.adapter_info
+    out["timestamp_query"] = "timestamp-query" in backend.features
+    out["context"] = runner.context
+    out["dispatches_per_step"] = int(len(graph.table))
+    rng = np.random.default_rng(0)
+    vocab = lp.config.vocab
+
+    for n in cfg["prefill"]:
+        if n > min(runner.context - 1, lp.max_prefill):
+            log(f"engine: prefill {n} skipped (context {runner.context}, max_prefill {lp.max_prefill})")
+            continue
+        ids = rng.integers(0, vocab, n).tolist()
+        runner.rewind(0)
+        await runner.feed(ids, greedy=True)  # warm-up at this size
+        runner.rewind(0)
+        t = _now()
+        await runner.feed(ids, greedy=True)
+        out[f"prefill_{n}_tokens_per_s"] = round(n / (_now() - t), 2)
+        log(f"engine: prefill {n}: {out[f'prefill_{n}_tokens_per_s']} tokens/s")
+
+    n = cfg["decode"]
+    long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
+    for label, start in (("short", min(16, runner.context - n - 1)), ("long", long_start)):
+        dt, host, live, _ = await _decode(graph, lp, runner, start, n, rng)
+        out[f"decode_{label}_context"] = start
+        out[f"decode_{label}_tokens_per_s"] = round(n / dt, 2)
+        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(host)), 4)
+        out["dispatches_per_token"] = live
+        log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
+
+    if out["timestamp_query"]:
+        # A separate pass, so that reading timestamps back never slows the timed decode above.
+        ts = run_js(_TIMESTAMPS_JS)(backend.device)
+        backend._run_js = ts.run
+        ts.setOn(True)
+        try:
+            _, _, _, gpu = await _decode(graph, lp, runner, 16, min(n, 32), rng, ts)
+            gpu = [g for g in gpu if g > 0]
+            if gpu:
+                out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
+        finally:
+            ts.setOn(False)
+        if "gpu_ms_per_token_short" not in out:
+            out["gpu_ms_per_token_short"] = None
+            out["gpu_ms_note"] = "timestamps read back as zero (the adapter does not count them)"
+    else:
+        out["gpu_ms_per_token_short"] = None
+        out["gpu_ms_note"] = "adapter has no 'timestamp-query'"
+    graph.destroy()
+    backend.destroy()
+    return json.dumps(out)
