@@ -1,0 +1,331 @@
+"""Cases for the fusion passes and the fused ops (shared by CPython and browser runs).
+
+Every op case builds the UNFUSED pattern the way the llama builder emits it (existing ops),
+runs `py_engine.passes.optimize`, checks that the expected fused op replaced it (a case that
+silently stopped fusing would test nothing), and compares the GPU result with the numpy
+references composed as the unfused chain computes them (reference/gguf_quant.py dequantizes,
+reference/quant_linear.py, elementwise.py, norm.py). Dynamic cases are built at their
+largest M/S and stepped through smaller ones and back (the resize hooks, GEMV <-> tiled).
+
+Tolerances: linears atol 2e-4 + rtol 1e-4 (as quant_cases: fp32 sums over K <= 256);
+SwiGLU atol 5e-4 + rtol 2e-4 (silu(g) * u of two such sums); add + RMSNorm 1e-5 (as rms_norm).
+`compare_fused_llama` runs a whole llama GGUF fused and unfused: logits within 1e-5.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph import Graph, OpError, StepError
+from ..passes import optimize
+from ..program import Double, Int, IntList, Null, Program, ValueList
+from ..reference import elementwise as ew
+from ..reference import gguf_quant as gq
+from ..reference.norm import rms_norm
+from ..reference.quant_linear import linear
+from .harness import CaseSpec, ErrorSpec, Step
+
+F32 = "float32"
+LIN_ATOL, LIN_RTOL = 2e-4, 1e-4
+SWIGLU_ATOL, SWIGLU_RTOL = 5e-4, 2e-4
+NORM_TOL = 1e-5
+LLAMA_FUSED_TOL = 1e-5
+MULTI = "py_engine.linear_gguf_multi.default"
+SWIGLU = "py_engine.linear_gguf_swiglu.default"
+ADD_NORM = "py_engine.add_rms_norm.default"
+
+
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _gguf_weight(type_id, n, k, seed):
+    """(raw blocks u8 [n, row_bytes], dequantized float32 [n, k])."""
+    w = (_rng(seed).standard_normal((n, k)) * 0.5).astype(np.float32)
+    raw = np.frombuffer(gq.quantize(type_id, w), dtype=np.uint8).reshape(n, -1)
+    return raw, gq.dequantize(type_id, raw.tobytes(), (n, k))
+
+
+def _linear_call(p, x, raw, type_id, out_dims):
+    out = p.tensor(F32, out_dims)
+    p.call("py_engine.linear_gguf.default", x, p.tensor("uint8", raw.shape, raw), p.add(Int(type_id)),
+           p.add(Null()), out)
+    return out
+
+
+def fused(p: Program, op: str, count: int) -> Program:
+    """optimize(p), asserting it now holds `count` calls of `op`."""
+    out = optimize(p)
+    n = sum(c.name == op for c in out.chain)
+    if n != count:
+        raise AssertionError(f"fusion: expected {count} {op} call(s) after optimize, got {n}: "
+                             f"{[c.name for c in out.chain]}")
+    return out
+
+
+def _x_steps(r, x_max, sizes, axis):
+    """Inputs with the live size `s` along `axis` for each s in `sizes`."""
+    out = []
+    for s in sizes:
+        shape = list(x_max)
+        shape[axis] = s
+        out.append(r.standard_normal(shape).astype(np.float32))
+    return out
+
+
+# ------------------------------------------------------------ parallel linears
+def _multi(types, ns, x_max, sizes, seed):
+    """len(ns) linears of one input (weights of `types`) -> linear_gguf_multi."""
+    k = x_max[-1]
+    p = Program()
+    ix = p.tensor(F32, x_max)
+    dense, outs = [], []
+    for i, (t, n) in enumerate(zip(types, ns)):
+        raw, d = _gguf_weight(t, n, k, seed + i)
+        outs.append(_linear_call(p, ix, raw, t, tuple(x_max[:-1]) + (n,)))
+        dense.append(d)
+    p.input_ids, p.output_ids = [ix], outs
+    prog = fused(p, MULTI, 1)
+    steps = [Step([x], [linear(x, d) for d in dense]) for x in _x_steps(_rng(seed + 50), x_max, sizes, -2)]
+    return CaseSpec(prog, steps, LIN_ATOL, LIN_RTOL)
+
+
+def multi2_q4_1_m1():
+    return _multi((gq.GGML_Q4_1,) * 2, (40, 24), (1, 64), (1,), seed=1)
+
+
+def multi3_q4_0_dynamic_s():
+    # q/k/v shapes of a small attention block: S 12 -> 1 -> 5 -> 12 (tiled, GEMV, tiled).
+    # 96 outputs: the second 64-column tile straddles out1 and out2.
+    return _multi((gq.GGML_Q4_0,) * 3, (32, 16, 48), (1, 12, 64), (12, 1, 5, 12), seed=2)
+
+
+def multi3_q8_0_k_tail():
+    # K = 96: not a multiple of the 32-wide K tile's 64 x 2 pattern; odd split sizes.
+    return _multi((gq.GGML_Q8_0,) * 3, (33, 7, 70), (20, 96), (20, 1, 17), seed=3)
+
+
+def multi2_f16_and_f32():
+    return _multi((gq.GGML_F16,) * 2, (10, 6), (3, 40), (3, 1), seed=4)
+
+
+def multi_f32_pairs_of_four():
+    """Four linears of one input: two fused pairs (the kernel has 2 or 3 outputs)."""
+    x_max, ns = (4, 32), (8, 16, 12, 4)
+    p = Program()
+    ix = p.tensor(F32, x_max)
+    dense, outs = [], []
+    for i, n in enumerate(ns):
+        raw, d = _gguf_weight(gq.GGML_F32, n, 32, 10 + i)
+        outs.append(_linear_call(p, ix, raw, gq.GGML_F32, (4, n)))
+        dense.append(d)
+    p.input_ids, p.output_ids = [ix], outs
+    prog = fused(p, MULTI, 2)
+    steps = [Step([x], [linear(x, d) for d in dense]) for x in _x_steps(_rng(14), x_max, (4, 1), 0)]
+    return CaseSpec(prog, steps, LIN_ATOL, LIN_RTOL)
+
+
+# ------------------------------------------------------------ SwiGLU
+def _swiglu(type_id, f, x_max, sizes, seed, form="sigmoid", swap=False):
+    """gate/up linears + silu (sigmoid * gate, or aten.silu) * up -> linear_gguf_swiglu."""
+    k = x_max[-1]
+    dims = tuple(x_max[:-1]) + (f,)
+    p = Program()
+    ix = p.tensor(F32, x_max)
+    raw_g, wg = _gguf_weight(type_id, f, k, seed)
+    raw_u, wu = _gguf_weight(type_id, f, k, seed + 1)
+    gate = _linear_call(p, ix, raw_g, type_id, dims)
+    up = _linear_call(p, ix, raw_u, type_id, dims)
+    silu = p.tensor(F32, dims)
+    if form == "sigmoid":
+        sig = p.tensor(F32, dims)
+        p.call("aten.sigmoid.default", gate, sig)
+        p.call("aten.mul.Tensor", *((sig, gate) if swap else (gate, sig)), silu)
+    else:
+        p.call("aten.silu.default", gate, silu)
+    out = p.tensor(F32, dims)
+    p.call("aten.mul.Tensor", *((up, silu) if swap else (silu, up)), out)
+    p.input_ids, p.output_ids = [ix], [out]
+    prog = fused(p, SWIGLU, 1)
+    steps = []
+    for x in _x_steps(_rng(seed + 50), x_max, sizes, -2):
+        g = linear(x, wg)
+        steps.append(Step([x], [ew.mul(ew.mul(g, ew.sigmoid(g)), linear(x, wu))]))
+    return CaseSpec(prog, steps, SWIGLU_ATOL, SWIGLU_RTOL)
+
+
+def swiglu_q4_1_m1():
+    return _swiglu(gq.GGML_Q4_1, 48, (1, 1, 64), (1,), seed=20)
+
+
+def swiglu_q4_0_dynamic_s():
+    # F = 80: the last 32-output tile and the last GEMV pair are partial. S 17 -> 1 -> 3 -> 17.
+    return _swiglu(gq.GGML_Q4_0, 80, (1, 17, 64), (17, 1, 3, 17), seed=21)
+
+
+def swiglu_q8_0_silu_op_swapped():
+    return _swiglu(gq.GGML_Q8_0, 33, (6, 96), (6, 1), seed=22, form="silu", swap=True)
+
+
+def swiglu_f16_sigmoid_swapped():
+    return _swiglu(gq.GGML_F16, 16, (2, 40), (2, 1), seed=23, swap=True)
+
+
+# ------------------------------------------------------------ add + RMSNorm
+def _add_norm(x_max, sizes, alpha, seed):
+    """y = a + alpha * b; n = rms_norm(y) -> add_rms_norm; both outputs checked."""
+    width = x_max[-1]
+    r = _rng(seed)
+    w = (1.0 + 0.1 * r.standard_normal(width)).astype(np.float32)
+    p = Program()
+    ia, ib = p.tensor(F32, x_max), p.tensor(F32, x_max)
+    y, n = p.tensor(F32, x_max), p.tensor(F32, x_max)
+    p.call("aten.add.Tensor", ia, ib, p.add(Double(alpha)), y)
+    p.call("et_vk.rms_norm.default", y, p.tensor(F32, (width,), w), p.add(Double(1e-5)), n)
+    p.input_ids, p.output_ids = [ia, ib], [y, n]
+    prog = fused(p, ADD_NORM, 1)
+    steps = []
+    for a, b in zip(_x_steps(r, x_max, sizes, -2), _x_steps(r, x_max, sizes, -2)):
+        want_y = ew.add(a, b, alpha)
+        steps.append(Step([a, b], [want_y, rms_norm(want_y, w, 1e-5)]))
+    return CaseSpec(prog, steps, NORM_TOL, NORM_TOL)
+
+
+def add_rms_norm_static():
+    return _add_norm((1, 4, 100), (4,), 1.0, seed=30)
+
+
+def add_rms_norm_dynamic_s_alpha():
+    # width 576 (SmolLM2's): several elements per thread; S 9 -> 1 -> 9.
+    return _add_norm((1, 9, 576), (9, 1, 9), 0.5, seed=31)
+
+
+def add_rms_norm_chain():
+    """A residual stream: add -> norm -> linear -> add -> norm, where the first sum is read again."""
+    r = _rng(32)
+    width = 64
+    w1 = (1.0 + 0.1 * r.standard_normal(width)).astype(np.float32)
+    w2 = (1.0 + 0.1 * r.standard_normal(width)).astype(np.float32)
+    raw, dense = _gguf_weight(gq.GGML_Q8_0, width, width, 33)
+    dims = (1, 5, width)
+    p = Program()
+    ia, ib = p.tensor(F32, dims), p.tensor(F32, dims)
+    one, eps = p.add(Double(1.0)), p.add(Double(1e-5))
+    y1, n1, y2, n2 = (p.tensor(F32, dims) for _ in range(4))
+    p.call("aten.add.Tensor", ia, ib, one, y1)
+    p.call("et_vk.rms_norm.default", y1, p.tensor(F32, (width,), w1), eps, n1)
+    h = _linear_call(p, n1, raw, gq.GGML_Q8_0, dims)
+    p.call("aten.add.Tensor", y1, h, one, y2)
+    p.call("et_vk.rms_norm.default", y2, p.tensor(F32, (width,), w2), eps, n2)
+    p.input_ids, p.output_ids = [ia, ib], [n2]
+    prog = fused(p, ADD_NORM, 2)
+    steps = []
+    for s in (5, 1):
+        a, b = (r.standard_normal((1, s, width)).astype(np.float32) for _ in range(2))
+        s1 = ew.add(a, b)
+        s2 = ew.add(s1, linear(rms_norm(s1, w1, 1e-5), dense))
+        steps.append(Step([a, b], [rms_norm(s2, w2, 1e-5)]))
+    return CaseSpec(prog, steps, 2e-4, 1e-4)  # through a linear: linear tolerance
+
+
+CASES = {f.__name__: f for f in (
+    multi2_q4_1_m1, multi3_q4_0_dynamic_s, multi3_q8_0_k_tail, multi2_f16_and_f32, multi_f32_pairs_of_four,
+    swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
+    add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain)}
+
+
+# ------------------------------------------------------------ bad input
+def multi_splits_do_not_add_up():
+    raw, _ = _gguf_weight(gq.GGML_Q8_0, 12, 32, 40)
+    p = Program()
+    ix = p.tensor(F32, (2, 32))
+    o0, o1 = p.tensor(F32, (2, 8)), p.tensor(F32, (2, 5))
+    p.call(MULTI, ix, p.tensor("uint8", raw.shape, raw), p.add(Int(gq.GGML_Q8_0)), p.add(IntList((8, 5))),
+           p.add(ValueList((o0, o1))))
+    p.input_ids, p.output_ids = [ix], [o0, o1]
+    return ErrorSpec(p, OpError, f"{MULTI}: splits [8, 5] add up to 13, the weight has 12 rows")
+
+
+def swiglu_odd_rows():
+    raw, _ = _gguf_weight(gq.GGML_Q4_0, 7, 32, 41)
+    p = Program()
+    ix, o = p.tensor(F32, (1, 32)), p.tensor(F32, (1, 3))
+    p.call(SWIGLU, ix, p.tensor("uint8", raw.shape, raw), p.add(Int(gq.GGML_Q4_0)), o)
+    p.input_ids, p.output_ids = [ix], [o]
+    return ErrorSpec(p, OpError, f"{SWIGLU}: weight must hold gate and up rows (an even count), got 7")
+
+
+def swiglu_wrong_k():
+    raw, _ = _gguf_weight(gq.GGML_Q4_1, 8, 64, 42)
+    p = Program()
+    ix, o = p.tensor(F32, (1, 32)), p.tensor(F32, (1, 4))
+    p.call(SWIGLU, ix, p.tensor("uint8", raw.shape, raw), p.add(Int(gq.GGML_Q4_1)), o)
+    p.input_ids, p.output_ids = [ix], [o]
+    return ErrorSpec(p, OpError, "input K=32 differs from the weight's K=64")
+
+
+def _add_norm_raw(a_dims, b_dims):
+    p = Program()
+    ia, ib = p.tensor(F32, a_dims), p.tensor(F32, b_dims)
+    y, n = p.tensor(F32, a_dims), p.tensor(F32, a_dims)
+    p.call(ADD_NORM, ia, ib, p.add(Double(1.0)), p.tensor(F32, (a_dims[-1],), np.ones(a_dims[-1], np.float32)),
+           p.add(Double(1e-5)), y, n)
+    p.input_ids, p.output_ids = [ia, ib], [n]
+    return p
+
+
+def add_rms_norm_b_dims_differ():
+    return ErrorSpec(_add_norm_raw((2, 16), (1, 16)), OpError, f"{ADD_NORM}: b has dims [1, 16], expected [2, 16]")
+
+
+def add_rms_norm_live_dims_differ():
+    """A step whose live a and b rows differ fails with a StepError; the graph stays usable."""
+    ok = [np.ones((3, 16), np.float32), np.ones((3, 16), np.float32)]
+    bad = [np.ones((3, 16), np.float32), np.ones((2, 16), np.float32)]
+    return ErrorSpec(_add_norm_raw((3, 16), (3, 16)), StepError, "live a [3, 16] and b [2, 16] differ",
+                     steps=[ok, bad])
+
+
+ERROR_CASES = {f.__name__: f for f in (
+    multi_splits_do_not_add_up, swiglu_odd_rows, swiglu_wrong_k, add_rms_norm_b_dims_differ,
+    add_rms_norm_live_dims_differ)}
+
+
+# ------------------------------------------------------------ whole llama, fused vs unfused
+async def compare_fused_llama(backend, gguf_bytes, prompt_ids, *, n_decode: int = 4, context: int = 64,
+                              max_prefill: int = 8, tol: float = LLAMA_FUSED_TOL) -> dict:
+    """Run the llama program unfused and fused on the same tokens (prompt in chunks of
+    max_prefill, then greedy decode steps): logits must agree within `tol` at every step
+    and the fused graph must have fewer dispatches. Returns the errors and dispatch counts."""
+    from ..generate import LlamaRunner
+    from ..loaders.gguf import read_gguf
+    from ..models.llama import build_llama_program
+
+    gguf = read_gguf(gguf_bytes)
+    results = {}
+    for fuse in (False, True):
+        lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, fuse=fuse)
+        graph = await Graph.build(lp.program, backend)
+        try:
+            runner = LlamaRunner(graph, lp)
+            logits = [np.asarray(await runner.feed(list(prompt_ids)))]
+            ids = []
+            for _ in range(n_decode):
+                ids.append(int(np.argmax(logits[-1])))
+                logits.append(np.asarray(await runner.feed([ids[-1]])))
+            results[fuse] = {"logits": logits, "ids": ids, "rows": len(graph.table),
+                             "live_rows": int(np.count_nonzero(graph.table[:, 2]))}
+        finally:
+            graph.destroy()
+    plain, fast = results[False], results[True]
+    errs = []
+    for step, (a, b) in enumerate(zip(plain["logits"], fast["logits"])):
+        err = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+        if not err <= tol:
+            raise AssertionError(f"fused llama: step {step} logits differ by {err:.3g} (> {tol})")
+        errs.append(err)
+    if plain["ids"] != fast["ids"]:
+        raise AssertionError(f"fused llama: greedy ids {fast['ids']} differ from unfused {plain['ids']}")
+    if not fast["rows"] < plain["rows"]:
+        raise AssertionError(f"fused llama: {fast['rows']} dispatch rows, unfused {plain['rows']}")
+    return {"max_err": max(errs), "ids": fast["ids"], "rows": (plain["rows"], fast["rows"]),
+            "live_rows": (plain["live_rows"], fast["live_rows"])}

@@ -1,0 +1,153 @@
+"""Fusion passes (pure data) and the fused ops, in CPython on the native (wgpu) backend."""
+import asyncio
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from py_engine.loaders.gguf import GGML_Q4_0, GGML_Q4_1, read_gguf
+from py_engine.models.llama import build_llama_program
+from py_engine.ops.fused_shader_text import OUTPUT, SHADERS, render
+from py_engine.passes import fuse_add_rms_norm, fuse_parallel_linears, fuse_swiglu, optimize
+from py_engine.program import Double, Int, Null, Program
+from py_engine.testing.fusion_cases import CASES, ERROR_CASES, compare_fused_llama
+from py_engine.testing.harness import run_case, run_error_case
+from py_engine.testing.llama_cases import compare_with_reference
+from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+
+# Every projection in one format, as in SmolLM2's Q4_1 file, so every fusion applies.
+UNIFORM = {k: GGML_Q4_1 for k in ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")}
+
+
+@pytest.fixture(scope="module")
+def tiny_uniform():
+    return make_tiny_llama_gguf(seed=0, weight_types=UNIFORM)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_case(native_backend, name):
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+@pytest.mark.parametrize("name", sorted(ERROR_CASES))
+def test_error_case(native_backend, name):
+    asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))
+
+
+def test_generated_shader_is_up_to_date():
+    # shaders/fused_linear.wgsl = template + quant_weights.wgsl's helpers; regenerate with
+    # `python -m py_engine.ops.fused_shader_text` after editing either.
+    assert (SHADERS / OUTPUT).read_text() == render()
+
+
+# ------------------------------------------------------------ passes as pure data
+def _names(p):
+    return Counter(c.name for c in p.chain)
+
+
+def test_llama_program_fusion_counts(tiny_uniform):
+    gguf = read_gguf(tiny_uniform)
+    plain = build_llama_program(gguf, context=64, max_prefill=8, fuse=False).program
+    fused = build_llama_program(gguf, context=64, max_prefill=8).program
+    n_layers = 2
+    got, before = _names(fused), _names(plain)
+    assert got["py_engine.linear_gguf_multi.default"] == n_layers          # q/k/v
+    assert got["py_engine.linear_gguf_swiglu.default"] == n_layers         # gate/up/silu/mul
+    assert got["py_engine.add_rms_norm.default"] == 2 * n_layers           # every residual add
+    assert got["aten.sigmoid.default"] == got["aten.mul.Tensor"] == got["aten.add.Tensor"] == 0
+    assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
+    assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
+    assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 2 * n_layers
+    assert before["aten.sigmoid.default"] == n_layers  # the unfused program is untouched
+
+
+def test_passes_do_not_modify_their_input(tiny_uniform):
+    p = build_llama_program(read_gguf(tiny_uniform), context=64, max_prefill=8, fuse=False).program
+    chain, n_values, n_consts = list(p.chain), len(p.values), len(p.constants)
+    out = optimize(p)
+    assert p.chain == chain and len(p.values) == n_values and len(p.constants) == n_consts
+    assert out is not p and len(out.chain) < len(chain)
+
+
+def test_mixed_formats_are_left_alone():
+    # The default tiny model mixes Q4_0/Q4_1/Q8_0 in q/k/v and gate/up: those stay unfused.
+    gguf = read_gguf(make_tiny_llama_gguf(seed=0))
+    got = _names(build_llama_program(gguf, context=64, max_prefill=8).program)
+    assert got["py_engine.linear_gguf_multi.default"] == 0
+    assert got["py_engine.linear_gguf_swiglu.default"] == 0
+    assert got["aten.sigmoid.default"] == 2
+    assert got["py_engine.add_rms_norm.default"] == 4
+
+
+def _swiglu_pattern(extra_use=False, bias=False):
+    p = Program()
+    x = p.tensor("float32", (2, 32))
+    w = p.tensor("uint8", (8, 20), np.zeros((8, 20), np.uint8))
+    t = p.add(Int(GGML_Q4_1))
+    gate, up, sig, silu, out = (p.tensor("float32", (2, 8)) for _ in range(5))
+    b = p.tensor("float32", (8,), np.zeros(8, np.float32)) if bias else p.add(Null())
+    p.call("py_engine.linear_gguf.default", x, w, t, b, gate)
+    p.call("py_engine.linear_gguf.default", x, w, t, p.add(Null()), up)
+    p.call("aten.sigmoid.default", gate, sig)
+    p.call("aten.mul.Tensor", gate, sig, silu)
+    p.call("aten.mul.Tensor", silu, up, out)
+    p.input_ids, p.output_ids = [x], [out] + ([gate] if extra_use else [])
+    return p
+
+
+def test_swiglu_pass_matches_and_respects_other_uses():
+    fused = fuse_swiglu(_swiglu_pattern())
+    assert [c.name for c in fused.chain] == ["py_engine.linear_gguf_swiglu.default"]
+    w = fused.chain[0].args[1]
+    assert fused.values[w].dims == (16, 20) and bytes(fused.constant_bytes(w)) == bytes(40 * 8)
+    # gate is also a program output: fusing would drop it, so nothing changes.
+    p = _swiglu_pattern(extra_use=True)
+    assert fuse_swiglu(p).chain == p.chain
+    # A biased gate is not a pattern the kernel covers.
+    p = _swiglu_pattern(bias=True)
+    assert fuse_swiglu(p).chain == p.chain
+
+
+def test_parallel_linears_need_one_input_type_and_row_size():
+    p = Program()
+    x, x2 = p.tensor("float32", (1, 32)), p.tensor("float32", (1, 32))
+    w20 = p.tensor("uint8", (4, 20), np.zeros((4, 20), np.uint8))
+    w18 = p.tensor("uint8", (4, 18), np.zeros((4, 18), np.uint8))
+    outs = [p.tensor("float32", (1, 4)) for _ in range(4)]
+    t1, t0 = p.add(Int(GGML_Q4_1)), p.add(Int(GGML_Q4_0))
+    p.call("py_engine.linear_gguf.default", x, w20, t1, p.add(Null()), outs[0])
+    p.call("py_engine.linear_gguf.default", x, w18, t0, p.add(Null()), outs[1])   # other type
+    p.call("py_engine.linear_gguf.default", x2, w20, t1, p.add(Null()), outs[2])  # other input
+    p.call("py_engine.linear_gguf.default", x, w20, t1, p.add(Null()), outs[3])
+    p.input_ids, p.output_ids = [x, x2], outs
+    out = fuse_parallel_linears(p)
+    assert [c.name for c in out.chain] == ["py_engine.linear_gguf_multi.default",
+                                           "py_engine.linear_gguf.default", "py_engine.linear_gguf.default"]
+    multi = out.chain[0]
+    assert out.values[multi.args[4]].ids == (outs[0], outs[3])
+    assert out.values[multi.args[3]].values == (4, 4)
+
+
+def test_add_rms_norm_pass_skips_broadcasting_adds():
+    p = Program()
+    a, b = p.tensor("float32", (2, 16)), p.tensor("float32", (16,))
+    y, n = p.tensor("float32", (2, 16)), p.tensor("float32", (2, 16))
+    p.call("aten.add.Tensor", a, b, p.add(Double(1.0)), y)
+    p.call("et_vk.rms_norm.default", y, p.tensor("float32", (16,), np.ones(16, np.float32)), p.add(Double(1e-5)), n)
+    p.input_ids, p.output_ids = [a, b], [n]
+    assert fuse_add_rms_norm(p).chain == p.chain
+
+
+# ------------------------------------------------------------ whole tiny llama
+def test_tiny_llama_fused_equals_unfused(native_backend, tiny_uniform):
+    # Logits within 1e-5 at every step (prefill chunks of 8 = tiled kernels, then GEMV decode).
+    r = asyncio.run(compare_fused_llama(native_backend, tiny_uniform, list(range(3, 14)), n_decode=4))
+    print("fused vs unfused", r)
+    assert r["live_rows"][1] < r["live_rows"][0]
+
+
+def test_tiny_llama_fused_matches_reference(native_backend, tiny_uniform):
+    # build_llama_program fuses by default: the reference check runs on the fused graph.
+    r = asyncio.run(compare_with_reference(native_backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=8))
+    assert len(r["ids"]) == 8
