@@ -56,6 +56,8 @@ def test_llama_program_fusion_counts(tiny_uniform):
     assert got["py_engine.linear_gguf_swiglu.default"] == n_layers         # gate/up/silu/mul
     assert got["py_engine.add_rms_norm.default"] == 2 * n_layers           # every residual add
     assert got["aten.sigmoid.default"] == got["aten.mul.Tensor"] == got["aten.add.Tensor"] == 0
+    assert got["py_engine.apply_rotary_emb_qk.default"] == n_layers       # q and k rotated together
+    assert got["et_vk.apply_rotary_emb.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
     assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
     assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 2 * n_layers

@@ -4,16 +4,18 @@ Each pass pattern-matches op calls it knows and rewrites them into fewer calls (
 dispatches per token), leaving everything it does not recognize unchanged; the input
 Program is never modified. `optimize` runs them all in an order where each one still finds
 its pattern: SwiGLU first (it consumes the gate/up linears that the parallel-linear pass
-would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm.
+would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm, then RoPE
+of q and k in one dispatch.
 """
 from __future__ import annotations
 
 from ..program import Program
 from .fuse_add_rms_norm import fuse_add_rms_norm
 from .fuse_parallel_linears import fuse_parallel_linears
+from .fuse_rope import fuse_rope
 from .fuse_swiglu import fuse_swiglu
 
-PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm)
+PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope)
 
 
 def optimize(program: Program, passes=PASSES) -> Program:
@@ -22,4 +24,4 @@ def optimize(program: Program, passes=PASSES) -> Program:
     return program
 
 
-__all__ = ["optimize", "PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm"]
+__all__ = ["optimize", "PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope"]

@@ -8,7 +8,8 @@ reference/quant_linear.py, elementwise.py, norm.py). Dynamic cases are built at 
 largest M/S and stepped through smaller ones and back (the resize hooks, GEMV <-> tiled).
 
 Tolerances: linears atol 2e-4 + rtol 1e-4 (as quant_cases: fp32 sums over K <= 256);
-SwiGLU atol 5e-4 + rtol 2e-4 (silu(g) * u of two such sums); add + RMSNorm 1e-5 (as rms_norm).
+SwiGLU atol 5e-4 + rtol 2e-4 (silu(g) * u of two such sums); add + RMSNorm 1e-5 (as rms_norm);
+RoPE of q and k 1e-6 (as rope_symint_cases).
 `compare_fused_llama` runs a whole llama GGUF fused and unfused: logits within 1e-5.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..reference import elementwise as ew
 from ..reference import gguf_quant as gq
 from ..reference.norm import rms_norm
 from ..reference.quant_linear import linear
+from ..reference.rope import apply_rotary_emb, rope_freqs
 from .harness import CaseSpec, ErrorSpec, Step
 
 F32 = "float32"
@@ -32,6 +34,8 @@ LLAMA_FUSED_TOL = 1e-5
 MULTI = "py_engine.linear_gguf_multi.default"
 SWIGLU = "py_engine.linear_gguf_swiglu.default"
 ADD_NORM = "py_engine.add_rms_norm.default"
+ROPE_QK = "py_engine.apply_rotary_emb_qk.default"
+ROPE_TOL = 1e-6  # as rope_symint_cases
 
 
 def _rng(seed):
@@ -227,10 +231,39 @@ def add_rms_norm_chain():
     return CaseSpec(prog, steps, 2e-4, 1e-4)  # through a linear: linear tolerance
 
 
+# ------------------------------------------------------------ RoPE of q and k, one dispatch
+def _rope_qk(s_max, hq, hkv, d, sizes, seed):
+    """apply_rotary_emb with a freqs table of more rows than S (the kernel reads the first S)."""
+    p = Program()
+    xq, xk = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
+    cos_t, sin_t = rope_freqs(d, range(s_max + 3), base=10000.0)
+    cos, sin = p.tensor(F32, cos_t.shape, cos_t), p.tensor(F32, sin_t.shape, sin_t)
+    oq, ok = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
+    p.call("et_vk.apply_rotary_emb.default", xq, xk, cos, sin, p.add(ValueList((oq, ok))))
+    p.input_ids, p.output_ids = [xq, xk], [oq, ok]
+    prog = fused(p, ROPE_QK, 1)
+    r = _rng(seed)
+    steps = []
+    for s in sizes:
+        q, k = (r.standard_normal((1, s, h, d)).astype(np.float32) for h in (hq, hkv))
+        steps.append(Step([q, k], list(apply_rotary_emb(q, k, cos_t[:s], sin_t[:s]))))
+    return CaseSpec(prog, steps, ROPE_TOL, ROPE_TOL)
+
+
+def rope_qk_gqa_dynamic_s():
+    return _rope_qk(7, 4, 2, 16, (7, 1, 4, 7), seed=50)
+
+
+def rope_qk_smollm2_heads():
+    # 9 q heads, 3 kv heads, head_dim 64: 3 * 64 * 12 pairs, not a multiple of the workgroup.
+    return _rope_qk(3, 9, 3, 64, (3, 1), seed=51)
+
+
 CASES = {f.__name__: f for f in (
     multi2_q4_1_m1, multi3_q4_0_dynamic_s, multi3_q8_0_k_tail, multi2_f16_and_f32, multi_f32_pairs_of_four,
     swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
-    add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain)}
+    add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
+    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads)}
 
 
 # ------------------------------------------------------------ bad input
