@@ -16,5 +16,10 @@ trap 'rm -rf "$tmp"' EXIT
 rm -rf "$DEST"
 mkdir -p "$DEST"
 tar -xzf "$tmp"/wllama-wllama-"$VERSION".tgz -C "$DEST" --strip-components=1
+# Keep what the page loads (esm/index.js, esm/wasm/wllama.wasm), the types and the docs; the
+# rest (sources, C++, duplicate bundles) only makes the folder heavier to carry to a GPU machine.
+find "$DEST" -mindepth 1 -maxdepth 1 ! -name esm ! -name package.json ! -name README.md ! -name LICENCE \
+  ! -name guides -exec rm -rf {} +
+rm -f "$DEST"/esm/index.cjs "$DEST"/esm/index.min.js "$DEST"/esm/index.min.js.map
 echo "setup_bench: @wllama/wllama@$VERSION in $DEST"
 ls "$DEST"
