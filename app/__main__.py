@@ -23,7 +23,13 @@ def main(argv: list[str] | None = None) -> None:
 
     bench_cmd = commands.add_parser("bench", help="speed on the native GPU backend, as JSON")
     bench.add_arguments(bench_cmd)
+    from . import profile_ops
+
+    profile_cmd = commands.add_parser("profile", help="GPU time per op kind for one decode step (native)")
+    profile_ops.add_arguments(profile_cmd)
     args = parser.parse_args(argv)
+    if args.command == "profile":
+        profile_ops.run(args)
     if args.command == "bench":
         bench.run(args)
     if args.command in ("generate", "chat"):
