@@ -23,3 +23,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   cache[p.dst_offset + i] = value[i];
 }
+
+// sdpa_with_kv_cache's write of both caches in one dispatch: k -> k_cache and v -> v_cache at
+// the same rows (k/v and the two caches have equal shapes, so one Params serves both).
+@group(0) @binding(3) var<storage, read> value_v: array<f32>;
+@group(0) @binding(4) var<storage, read_write> cache_v: array<f32>;
+
+@compute @workgroup_size(WG)
+fn write_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (i >= p.n || p.dst_offset > p.cache_len || i >= p.cache_len - p.dst_offset) {
+    return;
+  }
+  cache[p.dst_offset + i] = value[i];
+  cache_v[p.dst_offset + i] = value_v[i];
+}

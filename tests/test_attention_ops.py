@@ -61,15 +61,45 @@ def test_exported_pte(native_backend, fixture):
     asyncio.run(run())
 
 
-def test_cache_writes_share_one_pipeline(native_backend):
-    """sdpa's k and v cache writes reuse update_cache's pipeline: 2 pipelines for 3 dispatches."""
+def test_one_cache_write_dispatch(native_backend):
+    """k and v are written by one dispatch: write, attend and merge are 3 pipelines, 3 dispatches."""
     spec = CASES["sdpa_dynamic_seq"]()
 
     async def run():
         g = await Graph.build(spec.program, native_backend)
         try:
             stats = g.memory_stats()
-            assert (stats["pipelines"], stats["dispatches"]) == (2, 3), stats
+            assert (stats["pipelines"], stats["dispatches"]) == (3, 3), stats
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
+
+
+def test_plan_splits_follow_live_context(native_backend):
+    """Decode splits the keys into 64-key chunks (merge on), short contexts and prefill blocks do not;
+    the dispatch table follows the live (S, input_pos) after a step."""
+    def err(msg):
+        return AssertionError(msg)
+
+    async def run():
+        g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
+        try:
+            op = g.ops[0]
+            long = op.plan(1, 699, err)
+            assert (long.attend_workgroups, long.merge_workgroups) == (11 * 3, 9)
+            short = op.plan(1, 10, err)
+            assert (short.attend_workgroups, short.merge_workgroups) == (3, 0)
+            r = np.random.default_rng(0)
+            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
+                                                                         (1, 1, 3, 64))] + [699])
+            assert g.table[op.d_attend, 2] == 33 and g.table[op.d_merge, 2] == 9
+        finally:
+            g.destroy()
+        g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
+        try:
+            prefill = g.ops[0].plan(40, 37, err)
+            assert (prefill.attend_workgroups, prefill.merge_workgroups) == (8 * 3, 0)
         finally:
             g.destroy()
 

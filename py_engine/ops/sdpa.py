@@ -6,9 +6,15 @@ One graph serves prefill (S = K) and decode (S = 1): S is q's live dims[1] (the 
 `plan()` is the one function mapping the live (S, input_pos) to every dispatch's params and
 workgroup counts; configure() (at build and as the resize hook) only applies it.
 
-Dispatches: two cache writes (update_cache.wgsl, the pipeline update_cache.default uses) and
-one flash-style attention kernel (sdpa_attend.wgsl: one workgroup per (row, head), online
-softmax over key chunks), so there is no scores scratch buffer to size or guard.
+Dispatches:
+1. one write of both caches (update_cache.wgsl's `write_kv` entry);
+2. sdpa_attend.wgsl: one workgroup per (key split, kv head, block of BLOCK_ROWS query rows),
+   where the rows of a kv head are its G = Hq/Hkv q heads times the S positions, so each K/V
+   row read serves a whole block; tiles past the block's causal limit are skipped;
+3. sdpa_merge.wgsl (flash-decoding): when the rows fit one block (decode) and the context spans
+   several key tiles, the keys are split so many workgroups share the work; each leaves partial
+   (acc, max, sum) rows in op-owned scratch (sized at build for the largest context, freed in
+   destroy) and this dispatch combines them. With one split it gets 0 workgroups (skipped).
 """
 from __future__ import annotations
 
@@ -17,23 +23,30 @@ import struct
 from dataclasses import dataclass
 
 from ..graph.registry import register
-from .base import Op, workgroup_size
+from .base import Op, ceil_div, workgroup_size
 from .rms_norm import pow2_floor
 from .update_cache import (U32_WORDS, CacheWriter, cache_write_params, check_binding_sizes,
                            check_cache_shapes)
 
-PARAMS = struct.Struct("<5If2I")
-assert PARAMS.size == 32  # matches `struct Params` in sdpa_attend.wgsl
+ATTEND_PARAMS = struct.Struct("<7If4I")
+assert ATTEND_PARAMS.size == 48  # matches `struct Params` in sdpa_attend.wgsl
+MERGE_PARAMS = struct.Struct("<8I")
+assert MERGE_PARAMS.size == 32  # matches `struct Params` in sdpa_merge.wgsl
 
-ATTEND_WG = 64  # keys per chunk: small enough for decode, a power of two for the reductions
+ATTEND_WG = 64    # threads per workgroup = keys per tile (a power of two)
+BLOCK_ROWS = 16   # query rows per workgroup: `BQ` in sdpa_attend.wgsl
+DIMS_PER_THREAD = 4  # `DPT` in sdpa_attend.wgsl: head_dim <= DPT * workgroup size
+MAX_SPLITS = 64   # key splits at most; longer contexts give each split several tiles
+MERGE_WG = 64
 
 
 @dataclass(frozen=True)
 class SdpaPlan:
-    k_write: tuple       # (n, dst_offset, cache_len) for update_cache.wgsl
-    v_write: tuple
+    cache_write: tuple   # (n, dst_offset, cache_len) for update_cache.wgsl's write_kv
     attend_params: bytes
     attend_workgroups: int
+    merge_params: bytes
+    merge_workgroups: int  # 0 when there is one split
 
 
 @register("sdpa_with_kv_cache.default", "llama.sdpa_with_kv_cache.default")
@@ -83,10 +96,23 @@ class SdpaWithKvCache(Op):
         self.scale = ctx.double(self.name, scale_id, "scale", default=1.0 / math.sqrt(self.head_dim))
 
         self.wg = pow2_floor(workgroup_size(ctx.limits, ATTEND_WG))
-        shared = (2 * self.head_dim + 2 * self.wg) * 4
+        if self.head_dim > DIMS_PER_THREAD * self.wg:
+            raise self.error(f"head_dim {self.head_dim} exceeds {DIMS_PER_THREAD * self.wg} "
+                             f"({DIMS_PER_THREAD} dims per thread of {self.wg})")
+        shared = (BLOCK_ROWS * (self.head_dim + self.wg) + 3 * BLOCK_ROWS) * 4
         if shared > ctx.limits.max_workgroup_storage_size:
             raise self.error(f"head_dim {self.head_dim} needs {shared} bytes of workgroup memory, "
                              f"device allows {ctx.limits.max_workgroup_storage_size}")
+        self.merge_wg = pow2_floor(workgroup_size(ctx.limits, MERGE_WG))
+        # Split-KV scratch: every split of one block of rows per kv head, at the largest context.
+        self.group = self.n_heads // self.n_kv_heads
+        self.rows_cap = min(BLOCK_ROWS, q[1] * self.group)
+        self.split_cap = min(MAX_SPLITS, ceil_div(self.cache_dims[1], self.wg))
+        self.scratch_bytes = self.split_cap * self.n_kv_heads * self.rows_cap * (self.head_dim + 2) * 4
+        if self.scratch_bytes > ctx.limits.max_storage_binding_size:
+            raise self.error(f"split-KV scratch of {self.scratch_bytes} bytes exceeds the device's storage "
+                             f"binding limit {ctx.limits.max_storage_binding_size}")
+        self.scratch = None
         self.pos = ctx.int_or_symint(self.name, pos_id, "input_pos")
         if self.pos[0] == "int":
             self.plan(q[1], self.pos[1], self.error)  # a constant position must fit the largest S
@@ -96,19 +122,38 @@ class SdpaWithKvCache(Op):
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
         write = cache_write_params(err, seq, pos, self.cache_dims)
-        rows = seq * self.n_heads
-        params = PARAMS.pack(rows, self.n_heads, self.n_heads // self.n_kv_heads,
-                             self.n_kv_heads * self.head_dim, pos, self.scale, 0, 0)
-        return SdpaPlan(write, write, params, rows)
+        rows = seq * self.group  # query rows per kv head
+        n_blocks = ceil_div(rows, BLOCK_ROWS)
+        n_keys = pos + seq
+        tiles = ceil_div(n_keys, self.wg)
+        n_splits, split_len = 1, tiles * self.wg
+        if n_blocks == 1 and tiles > 1:  # decode: too few workgroups unless the keys are split
+            per_split = ceil_div(tiles, min(tiles, MAX_SPLITS))
+            split_len = per_split * self.wg
+            n_splits = ceil_div(n_keys, split_len)
+            if n_splits > self.split_cap or rows > self.rows_cap:
+                raise err(f"{n_splits} key splits of {rows} rows exceed the scratch built for "
+                          f"{self.split_cap} splits of {self.rows_cap} rows")
+        attend_wgs = n_splits * self.n_kv_heads * n_blocks
+        attend = ATTEND_PARAMS.pack(seq, self.group, self.n_kv_heads, n_blocks, n_splits, split_len, pos,
+                                    self.scale, self.rows_cap, attend_wgs, 0, 0)
+        merge_rows = seq * self.n_heads if n_splits > 1 else 0
+        merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, seq, 0, 0)
+        return SdpaPlan(write, attend, attend_wgs, merge, merge_rows)
 
     def build(self, g):
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
-        self.k_writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:k_cache")
-        self.v_writer = CacheWriter(g, g.tensor(self.v), vc, f"{self.name}:v_cache")
-        pipe = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim)
-        self.params = g.uniforms.alloc(PARAMS.size, self.name)
-        self.d_attend = g.add_dispatch(
-            pipe, [g.tensor(self.q), kc, vc, g.tensor(self.out), self.params], f"{self.name}:attend")
+        self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
+                                  pair=(g.tensor(self.v), vc))
+        self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
+        out = g.tensor(self.out)
+        attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim)
+        self.attend_params = g.uniforms.alloc(ATTEND_PARAMS.size, self.name)
+        self.d_attend = g.add_dispatch(attend, [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params],
+                                       f"{self.name}:attend")
+        merge = g.pipelines.get("sdpa_merge", WG=self.merge_wg, HD=self.head_dim)
+        self.merge_params = g.uniforms.alloc(MERGE_PARAMS.size, f"{self.name}:merge")
+        self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
 
     def configure(self, g):
         q, k, v = g.tensor(self.q).dims, g.tensor(self.k).dims, g.tensor(self.v).dims
@@ -117,8 +162,14 @@ class SdpaWithKvCache(Op):
             raise self.step_error(f"live dims q {list(q)}, k {list(k)}, v {list(v)} disagree "
                                   f"(same seq_len, built heads and head_dim)")
         plan = self.plan(q[1], g.live_int(self.pos), self.step_error)
-        self.k_writer.set(g, plan.k_write)
-        self.v_writer.set(g, plan.v_write)
-        self.params.write(plan.attend_params)
+        self.writer.set(g, plan.cache_write)
+        self.attend_params.write(plan.attend_params)
         g.set_workgroups(self.d_attend, plan.attend_workgroups)
+        self.merge_params.write(plan.merge_params)
+        g.set_workgroups(self.d_merge, plan.merge_workgroups)
         g.set_dims(self.out, q)
+
+    def destroy(self, g):
+        if self.scratch is not None and not self.scratch.destroyed:
+            g.backend.destroy_buffer(self.scratch)
+        self.scratch = None

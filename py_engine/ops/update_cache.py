@@ -3,7 +3,7 @@
 value [1, S, H, D] is written into cache [1, Cmax, H, D] at rows input_pos .. input_pos+S-1.
 S comes from value's live dims; input_pos is an Int or a live SymInt. `out` is a dummy (the
 cache is the result) and is never written. The kernel (`CacheWriter`) is shared with
-sdpa_with_kv_cache, which writes its k/v through the same cached pipeline.
+sdpa_with_kv_cache, which writes k and v in one dispatch through the shader's `write_kv` entry.
 """
 from __future__ import annotations
 
@@ -57,13 +57,19 @@ def cache_write_params(err, seq: int, pos: int, cache_dims) -> tuple:
 
 
 class CacheWriter:
-    """One dispatch of update_cache.wgsl from `value` into `cache` (pipeline shared via the cache)."""
+    """One dispatch of update_cache.wgsl from `value` into `cache`, or, given `pair` = (v, v_cache),
+    of its `write_kv` entry writing both caches at once (pipelines shared via the cache)."""
 
-    def __init__(self, g, value, cache, label):
+    def __init__(self, g, value, cache, label, pair=None):
         self.wg = workgroup_size(g.limits)
-        pipe = g.pipelines.get("update_cache", WG=self.wg)
         self.params = g.uniforms.alloc(PARAMS.size, label)
-        self.d = g.add_dispatch(pipe, [value, cache, self.params], label)
+        if pair is None:
+            pipe = g.pipelines.get("update_cache", WG=self.wg)
+            buffers = [value, cache, self.params]
+        else:
+            pipe = g.pipelines.get("update_cache", "write_kv", WG=self.wg)
+            buffers = [value, cache, self.params, *pair]
+        self.d = g.add_dispatch(pipe, buffers, label)
 
     def set(self, g, write: tuple) -> None:
         """Apply a (n, dst_offset, cache_len) from cache_write_params."""

@@ -164,7 +164,7 @@ def sdpa_decode_gqa_d128():
 
 
 def sdpa_long_context_decode():
-    """Decode over 300 visible rows: several 64-key chunks of the online softmax, D 64, GQA 3:1."""
+    """Decode over 300 visible rows: 5 key splits of 64 merged, D 64, GQA 3:1."""
     return _sdpa_case([1, 1], 3, 1, 64, 320, seed=33, init=True, positions=[299, 319])
 
 
@@ -188,11 +188,45 @@ def sdpa_dynamic_seq():
     return _sdpa_case([8, 3, 1, 8], 4, 2, 16, 24, seed=37)
 
 
+def sdpa_split_kv_decode_700():
+    """SmolLM2's heads (9:3, D 64): decode at contexts 700 (11 key splits merged), 130 (3 splits,
+    the last partial), 1 and 64 (one split: written directly), 65 (2 splits, one key in the last)."""
+    return _sdpa_case([1] * 5, 9, 3, 64, 704, seed=38, init=True, positions=[699, 129, 0, 63, 64])
+
+
+def sdpa_split_kv_multi_tile_splits():
+    """Context 4200 > 64 splits x 64 keys: each split walks 2 tiles (33 splits), GQA 4:1, D 16."""
+    return _sdpa_case([1, 1], 4, 1, 16, 4200, seed=39, init=True, positions=[4199, 2000])
+
+
+def sdpa_split_kv_small_prefill():
+    """S = 5 with G = 3 (15 rows, one block) at input_pos 200: the split path with causal rows."""
+    return _sdpa_case([5, 1], 9, 3, 64, 240, seed=41, init=True, positions=[200, 205])
+
+
+def sdpa_prefill_blocks_nonzero_pos():
+    """Prefill S = 40 (120 rows of 9:3 heads: 8 blocks, the last partial) at input_pos 37, then
+    S = 23 at 77 and a decode at 100: causal tile skipping within blocks."""
+    return _sdpa_case([40, 23, 1], 9, 3, 64, 128, seed=42, init=True, positions=[37, 77, 100])
+
+
+def sdpa_prefill_mha_blocks():
+    """MHA 2:2, D 8: S = 37 (3 blocks per head) at input_pos 90, then S = 16 (exactly one block)."""
+    return _sdpa_case([37, 16], 2, 2, 8, 160, seed=43, init=True, positions=[90, 127])
+
+
+def sdpa_wide_group_decode():
+    """MQA 32:1 (a decode step is 32 rows: 2 blocks, no splits) at context 300, D 8."""
+    return _sdpa_case([1, 1], 32, 1, 8, 320, seed=44, init=True, positions=[299, 10])
+
+
 CASES = {f.__name__: f for f in (
     uc_prefill_int_pos0, uc_int_pos_nonzero_d64, uc_decode_d128, uc_replay_small, uc_replay_big,
     uc_dynamic_seq,
     sdpa_prefill_mha_d16, sdpa_gqa_8_2_d64_int_pos, sdpa_decode_gqa_d128, sdpa_long_context_decode,
-    sdpa_explicit_scale_d4, sdpa_replay_small, sdpa_replay_big, sdpa_dynamic_seq)}
+    sdpa_explicit_scale_d4, sdpa_replay_small, sdpa_replay_big, sdpa_dynamic_seq,
+    sdpa_split_kv_decode_700, sdpa_split_kv_multi_tile_splits, sdpa_split_kv_small_prefill,
+    sdpa_prefill_blocks_nonzero_pos, sdpa_prefill_mha_blocks, sdpa_wide_group_decode)}
 
 
 # ---------------------------------------------------------------- bad input
