@@ -29,22 +29,36 @@ function makeLogger(lines) {
   return { debug: keep("debug"), log: keep("log"), warn: keep("warn"), error: keep("error") };
 }
 
-// Which backend llama.cpp used, from its load log ("offloaded N/M layers to GPU").
+// Which backend llama.cpp used: its load report ("offloaded N/M layers to GPU" where it prints
+// one), else the model buffers it allocated ("WebGPU model buffer" / "CPU model buffer") and the
+// number of backends the context enumerated (1: the CPU only).
 export function backendFromLog(lines) {
-  let offloaded = null;
+  let offloaded = null, nBackends = null;
+  const buffers = new Set();
   for (const line of lines) {
-    const m = /offloaded (\d+)\/(\d+) layers to GPU/.exec(line);
+    let m = /offloaded (\d+)\/(\d+) layers to GPU/.exec(line);
     if (m) offloaded = { layers: Number(m[1]), of: Number(m[2]) };
+    m = /(\S+) model buffer size/.exec(line);
+    if (m) buffers.add(m[1]);
+    m = /backend_ptrs\.size\(\) = (\d+)/.exec(line);
+    if (m) nBackends = Number(m[1]);
   }
-  const notable = lines.filter((l) => /webgpu|offload|shader-f16|backend|CPU_REPACK|n_threads|system_info/i.test(l));
-  const backend = offloaded === null ? "unknown" : offloaded.layers > 0 ? "webgpu" : "cpu";
-  return { backend, offloaded, notable: notable.slice(0, 40) };
+  const onGpu = [...buffers].some((b) => !/^CPU/i.test(b));
+  let backend = "unknown";
+  if (offloaded) backend = offloaded.layers > 0 ? "webgpu" : "cpu";
+  else if (buffers.size) backend = onGpu ? "webgpu" : "cpu";
+  else if (nBackends === 1) backend = "cpu";
+  const notable = [...new Set(lines.filter((l) =>
+    /webgpu|offload|shader-f16|model buffer|backend_ptrs|system_info|n_threads = /i.test(l)))];
+  return { backend, offloaded, model_buffers: [...buffers], n_backends: nBackends, notable: notable.slice(0, 30) };
 }
 
 async function load(Wllama, cfg, lines) {
   const w = new Wllama({ default: new URL("wasm/wllama.wasm", WLLAMA_DIR).href }, { logger: makeLogger(lines) });
   const t = performance.now();
-  await w.loadModelFromUrl(new URL(cfg.model, location.href).href, { n_ctx: cfg.context, n_batch: 512, n_ubatch: 512 });
+  // log_level 1 (DEBUG): llama.cpp's load report ("offloaded N/M layers to GPU") is among them.
+  await w.loadModelFromUrl(new URL(cfg.model, location.href).href,
+                           { n_ctx: cfg.context, n_batch: 512, n_ubatch: 512, log_level: 1 });
   return { w, seconds: Number(((performance.now() - t) / 1000).toFixed(3)) };
 }
 
@@ -79,6 +93,8 @@ export async function benchWllama(cfg, log) {
   out.threads = w.getNumThreads();
   out.webgpu_available = w.isSupportWebGPU();
   Object.assign(out, backendFromLog(lines));
+  out.log_lines = lines.length;
+  if (out.backend === "unknown") out.log_tail = lines.slice(-30);
   log(`wllama: backend ${out.backend} (offloaded ${JSON.stringify(out.offloaded)}), threads ${out.threads}`);
 
   let seed = 1;
@@ -96,7 +112,9 @@ export async function benchWllama(cfg, log) {
     out[`decode_${label}_context`] = r.timings.prompt_n;
     out[`decode_${label}_tokens_per_s`] = Number((r.timings.predicted_per_second || 0).toFixed(2));
     out[`decode_${label}_tokens`] = r.timings.predicted_n;
-    out[`decode_${label}_wall_tokens_per_s`] = Number((r.timings.predicted_n / r.wall_s).toFixed(2));
+    // Wall clock less llama.cpp's prompt time: what a caller sees, worker round trips included.
+    const wallDecode = r.wall_s - (r.timings.prompt_ms || 0) / 1000;
+    out[`decode_${label}_wall_tokens_per_s`] = Number((r.timings.predicted_n / wallDecode).toFixed(2));
     log(`wllama: decode ${label} (context ${r.timings.prompt_n}): ${out[`decode_${label}_tokens_per_s`]} tokens/s`);
   }
   await w.exit();
