@@ -4,8 +4,8 @@
 # page POSTs its JSON to the bench's own server. Needs, in the repo copy: .gpubundle/ (made by
 # scripts/gpu_browser_bundle.sh), web/vendor/pyodide/ and (for the comparison) web/vendor/wllama/.
 # Extra arguments go to the bench (e.g. --decode 64 --no-wllama). The model is the synthetic one
-# with SmolLM2-135M's shapes and SmolLM2's tokenizer (pass --model FILE without --synthetic... the
-# script adds --synthetic unless BENCH_MODEL is set to a carried GGUF).
+# (SmolLM2-135M's shapes, SmolLM2's tokenizer, random weights) unless BENCH_MODEL names a GGUF
+# file that is there.
 # Writes the JSON to stdout and, when $OUT is set, to $OUT/bench_browser.json (+ .log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
