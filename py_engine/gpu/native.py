@@ -82,12 +82,17 @@ class NativeBackend(GpuBackend):
     def _run(self, pipelines, bind_groups, table):
         encoder = self.device.create_command_encoder()
         cpass = encoder.begin_compute_pass()
+        # Every wgpu-py call costs microseconds: bind methods once, skip repeated pipelines.
+        set_pipeline, set_bind_group, dispatch = cpass.set_pipeline, cpass.set_bind_group, cpass.dispatch_workgroups
+        last = -1
         for p, g, x, y, z in table.tolist():
             if x == 0:
                 continue
-            cpass.set_pipeline(pipelines[p])
-            cpass.set_bind_group(0, bind_groups[g])
-            cpass.dispatch_workgroups(x, y, z)
+            if p != last:
+                set_pipeline(pipelines[p])
+                last = p
+            set_bind_group(0, bind_groups[g])
+            dispatch(x, y, z)
         cpass.end()
         self.device.queue.submit([encoder.finish()])
 
