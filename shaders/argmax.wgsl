@@ -25,7 +25,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let row = wid.y * nwg.x + wid.x;
   let in_range = row < p.rows;
-  var bv = -3.4028235e38;
+  var bv = bitcast<f32>(0xff7fffffu);  // -FLT_MAX (Tint rejects the decimal literal)
   var bi = 0xffffffffu;
   if (in_range) {
     let base = row * p.width;
