@@ -28,6 +28,8 @@ DEPENDS = {
     "packaging": [],
     "pluggy": [],
     "tblib": [],
+    "jinja2": ["markupsafe"],
+    "markupsafe": [],
 }
 IMPORTS = {"pytest": ["_pytest", "pytest"]}
 

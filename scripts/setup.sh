@@ -58,8 +58,11 @@ fi
 #    for tracebacks), same versions as Pyodide 0.27.7's lock, from PyPI. Pyodide's own builds
 #    of them are on its CDN only, so we register the PyPI files in the lock instead
 #    (scripts/register_pyodide_wheels.py says why and how).
+#    jinja2 renders models' chat templates in the page; MarkupSafe has no pure-Python wheel on
+#    PyPI, so its sdist is built here with the C speedups off (same versions as Pyodide's lock).
 PYODIDE_TEST_WHEELS=(pytest==8.1.1 iniconfig==2.0.0 packaging==24.2 pluggy==1.5.0 tblib==3.0.0)
-if ! .venv/bin/python - "$VENDOR/pyodide" "${PYODIDE_TEST_WHEELS[@]}" <<'PYEOF'
+PYODIDE_CHAT_WHEELS=(jinja2==3.1.3 markupsafe==2.1.5)
+if ! .venv/bin/python - "$VENDOR/pyodide" "${PYODIDE_TEST_WHEELS[@]}" "${PYODIDE_CHAT_WHEELS[@]}" <<'PYEOF'
 import json, sys
 from pathlib import Path
 d = Path(sys.argv[1]); lock = json.loads((d / "pyodide-lock.json").read_text())["packages"]
@@ -70,9 +73,10 @@ for spec in sys.argv[2:]:
         sys.exit(1)
 PYEOF
 then
-  step "pytest/tblib wheels for pyodide tests"
+  step "pure-Python wheels for pyodide (pytest, tblib, jinja2, markupsafe)"
   tmp=$(mktemp -d)
-  .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d "$tmp" "${PYODIDE_TEST_WHEELS[@]}"
+  .venv/bin/pip download -q --no-deps --only-binary=:all: --python-version 3.12 -d "$tmp" "${PYODIDE_TEST_WHEELS[@]}" jinja2==3.1.3
+  CC=/bin/false .venv/bin/pip wheel -q --no-deps --no-binary markupsafe -w "$tmp" markupsafe==2.1.5
   cp "$tmp"/*.whl "$VENDOR/pyodide/"
   wheels=(); for w in "$tmp"/*.whl; do wheels+=("$VENDOR/pyodide/$(basename "$w")"); done
   .venv/bin/python scripts/register_pyodide_wheels.py "$VENDOR/pyodide" "${wheels[@]}"
