@@ -1,0 +1,86 @@
+"""Engine behaviour on the tiny llama (native backend): streaming, stops, abort, seeds, context policy."""
+import asyncio
+
+import pytest
+
+from py_engine.engine import Engine
+from py_engine.generate import ContextFullError
+from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+
+
+@pytest.fixture(scope="module")
+def engine(native_backend):
+    eng = asyncio.run(Engine.load(make_tiny_llama_gguf(seed=0), backend=native_backend, context=96, max_prefill=32))
+    yield eng
+    eng.close()
+
+
+def collect(agen):
+    async def run():
+        return [p async for p in agen]
+    return asyncio.run(run())
+
+
+def test_streams_pieces_and_stops_at_max_tokens(engine):
+    pieces = collect(engine.generate("Hello world", max_tokens=7, temperature=0))
+    s = engine.last_stats
+    assert s.finish_reason in ("length", "stop")
+    assert s.generated_tokens <= 7
+    assert "".join(pieces) == engine.tokenizer.decode(s.token_ids, skip_special=True)
+
+
+def test_same_seed_same_text_other_seed_differs(engine):
+    a = "".join(collect(engine.generate("The dog", max_tokens=12, temperature=1.5, top_k=0, top_p=1.0, seed=7)))
+    b = "".join(collect(engine.generate("The dog", max_tokens=12, temperature=1.5, top_k=0, top_p=1.0, seed=7)))
+    texts = {"".join(collect(engine.generate("The dog", max_tokens=12, temperature=1.5, top_k=0, top_p=1.0,
+                                             seed=s))) for s in range(4)}
+    assert a == b
+    assert len(texts) > 1, texts
+
+
+def test_top_k_one_equals_greedy(engine):
+    greedy = collect(engine.generate("The fox", max_tokens=8, temperature=0))
+    top1 = collect(engine.generate("The fox", max_tokens=8, temperature=0.8, top_k=1))
+    assert "".join(greedy) == "".join(top1)
+
+
+def test_stop_string_cuts_the_text(engine):
+    full = "".join(collect(engine.generate("Hello", max_tokens=10, temperature=0)))
+    assert len(full) >= 4, full
+    stop = full[2:4]
+    cut = "".join(collect(engine.generate("Hello", max_tokens=10, temperature=0, stop=(stop,))))
+    assert cut == full[: full.index(stop)]
+    assert engine.last_stats.finish_reason == "stop"
+
+
+def test_abort_between_steps(engine):
+    async def run():
+        out = []
+        async for piece in engine.generate("Hello", max_tokens=20, temperature=0):
+            out.append(piece)
+            engine.abort()
+        return out
+    asyncio.run(run())
+    assert engine.last_stats.finish_reason == "abort"
+    assert engine.last_stats.generated_tokens <= 2
+
+
+def test_context_full_drops_oldest_turns(engine):
+    long = "The quick brown fox jumps over the lazy dog. " * 2
+    msgs = []
+    for i in range(4):
+        msgs += [{"role": "user", "content": f"{i} {long}"}, {"role": "assistant", "content": long}]
+    msgs.append({"role": "user", "content": "What is two plus two?"})
+    assert len(engine.tokenizer.encode(engine.template.render(msgs))) > engine.context
+    collect(engine.chat(msgs, max_tokens=4, temperature=0))
+    # Whole oldest turns were dropped until the prompt plus max_tokens fit; the reply ran.
+    assert len(engine.cached_ids) + 4 <= engine.context + 1
+    assert engine.last_stats.finish_reason in ("length", "stop")
+
+
+def test_a_single_message_longer_than_the_context_is_an_error(engine):
+    with pytest.raises(ContextFullError, match="KV cache holds 96"):
+        collect(engine.chat([{"role": "user", "content": "word " * 200}], max_tokens=4))
+    # The engine still works afterwards.
+    collect(engine.generate("Hello", max_tokens=2, temperature=0))
+    assert engine.last_stats.finish_reason in ("length", "stop")
