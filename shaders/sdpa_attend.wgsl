@@ -1,13 +1,14 @@
 // Causal GQA attention over the KV cache, tiled: one workgroup per (key split, kv head, row block).
 // The S*G query rows of one kv head (G = Hq/Hkv q heads share it) are numbered n = s*G + g; a
-// block holds BQ consecutive ones, so every K/V row a workgroup reads serves all of them (the G
-// heads of a decode step, or ~BQ/G query positions of a prefill). Keys are walked in tiles of WG
+// block holds RB consecutive ones, so every K/V row a workgroup reads serves all of them (the G
+// heads of a decode step, or ~RB/G query positions of a prefill). Keys are walked in tiles of WG
 // with an online softmax; tiles past the block's last visible key are never visited (causal skip).
 // One split (prefill, short context): the normalized rows go straight to `out`. Several splits
 // (decode at long context, flash-decoding): each workgroup covers split_len keys and leaves
 // (acc[HD], max, sum) per row in `part`; sdpa_merge.wgsl combines the splits.
 // Layouts: q/out [1, S, Hq, HD]; caches [1, Cmax, Hkv, HD]; part [split][Hkv][rows_cap][HD + 2].
-const BQ: u32 = 16u;   // query rows per workgroup (a const: private arrays are sized by it)
+const BQ: u32 = 16u;   // query rows per workgroup at most (a const: private arrays are sized by it)
+override RB: u32 = 16; // query rows per workgroup of this pipeline, <= BQ (G for a decode step)
 const DPT: u32 = 4u;   // output dims per thread at most: HD <= DPT * WG (checked by the host)
 override WG: u32 = 64; // threads per workgroup = keys per tile, a power of two
 override HD: u32 = 64; // head_dim
@@ -16,7 +17,7 @@ struct Params {
   seq: u32,        // S (live)
   group: u32,      // G = Hq / Hkv
   n_kv: u32,       // Hkv
-  n_blocks: u32,   // ceil(S * G / BQ)
+  n_blocks: u32,   // ceil(S * G / RB)
   n_splits: u32,   // 1: write out directly; more: write partials
   split_len: u32,  // keys per split, a multiple of WG
   input_pos: u32,
@@ -34,11 +35,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
-var<workgroup> q_s: array<f32, BQ * HD>;  // scaled query rows of the block
-var<workgroup> p_s: array<f32, BQ * WG>;  // this tile's scores, then exp(score - running max)
-var<workgroup> m_s: array<f32, BQ>;       // running max per row
-var<workgroup> l_s: array<f32, BQ>;       // running sum of exp(score - max) per row
-var<workgroup> alpha_s: array<f32, BQ>;   // rescale of the accumulators for this tile
+var<workgroup> q_s: array<f32, RB * HD>;  // scaled query rows of the block
+var<workgroup> p_s: array<f32, RB * WG>;  // this tile's scores, then exp(score - running max)
+var<workgroup> m_s: array<f32, RB>;       // running max per row
+var<workgroup> l_s: array<f32, RB>;       // running sum of exp(score - max) per row
+var<workgroup> alpha_s: array<f32, RB>;   // rescale of the accumulators for this tile
 
 const NEG_BIG: f32 = -3.0e38;  // stands in for -inf (masked keys)
 
@@ -55,10 +56,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n_heads = p.n_kv * p.group;
   let kv_stride = p.n_kv * HD;
   let kv_base = hk * HD;
-  let n0 = blk * BQ;
-  let n_rows = min(BQ, p.seq * p.group - n0);
+  let n0 = blk * RB;
+  let n_rows = min(RB, p.seq * p.group - n0);
 
-  for (var i = lid; i < BQ * HD; i += WG) {
+  for (var i = lid; i < RB * HD; i += WG) {
     let r = i / HD;
     var x = 0.0;
     if (r < n_rows) {
@@ -68,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     q_s[i] = x;
   }
-  if (lid < BQ) {
+  if (lid < RB) {
     m_s[lid] = NEG_BIG;
     l_s[lid] = 0.0;
   }
@@ -82,25 +83,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     // Scores: thread lid owns key j, for every row of the block.
     let j = k0 + lid;
     var sc: array<f32, BQ>;
-    for (var r = 0u; r < BQ; r++) {
+    for (var r = 0u; r < RB; r++) {
       sc[r] = 0.0;  // explicit: some compilers hoist the declaration out of the loop
     }
     if (j < k_end) {
       let kb = j * kv_stride + kv_base;
       for (var d = 0u; d < HD; d++) {
         let kv = k_cache[kb + d];
-        for (var r = 0u; r < BQ; r++) {
+        for (var r = 0u; r < RB; r++) {
           sc[r] += q_s[r * HD + d] * kv;
         }
       }
     }
-    for (var r = 0u; r < BQ; r++) {
+    for (var r = 0u; r < RB; r++) {
       // causal: row n = s*G + g sees keys 0 .. input_pos + s
       let visible = r < n_rows && j < k_end && j <= p.input_pos + (n0 + r) / p.group;
       p_s[r * WG + lid] = select(NEG_BIG, sc[r], visible);
     }
     workgroupBarrier();
-    if (lid < BQ) {
+    if (lid < RB) {
       let base = lid * WG;
       var mx = NEG_BIG;
       for (var t = 0u; t < WG; t++) {
@@ -129,13 +130,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     for (var i = 0u; i < DPT; i++) {
       let d = lid + i * WG;
       if (d < HD) {
-        for (var r = 0u; r < BQ; r++) {
+        for (var r = 0u; r < RB; r++) {
           acc[i][r] *= alpha_s[r];
         }
         var vb = k0 * kv_stride + kv_base + d;
         for (var t = 0u; t < n_tile; t++) {
           let vv = v_cache[vb];
-          for (var r = 0u; r < BQ; r++) {
+          for (var r = 0u; r < RB; r++) {
             acc[i][r] += p_s[r * WG + t] * vv;
           }
           vb += kv_stride;
@@ -149,7 +150,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var i = 0u; i < DPT; i++) {
     let d = lid + i * WG;
     if (d < HD) {
-      for (var r = 0u; r < BQ; r++) {
+      for (var r = 0u; r < RB; r++) {
         if (r < n_rows) {
           if (p.n_splits == 1u) {
             let n = n0 + r;

@@ -62,14 +62,15 @@ def test_exported_pte(native_backend, fixture):
 
 
 def test_one_cache_write_dispatch(native_backend):
-    """k and v are written by one dispatch: write, attend and merge are 3 pipelines, 3 dispatches."""
+    """k and v are written by one dispatch: write, attend (blocks of 16 rows and of G rows) and merge
+    are 4 pipelines, 4 dispatches."""
     spec = CASES["sdpa_dynamic_seq"]()
 
     async def run():
         g = await Graph.build(spec.program, native_backend)
         try:
             stats = g.memory_stats()
-            assert (stats["pipelines"], stats["dispatches"]) == (3, 3), stats
+            assert (stats["pipelines"], stats["dispatches"]) == (4, 4), stats
         finally:
             g.destroy()
 
@@ -87,19 +88,21 @@ def test_plan_splits_follow_live_context(native_backend):
         try:
             op = g.ops[0]
             long = op.plan(1, 699, err)
-            assert (long.attend_workgroups, long.merge_workgroups) == (11 * 3, 9)
+            assert (long.decode_workgroups, long.attend_workgroups, long.merge_workgroups) == (11 * 3, 0, 9)
             short = op.plan(1, 10, err)
-            assert (short.attend_workgroups, short.merge_workgroups) == (3, 0)
+            assert (short.decode_workgroups, short.attend_workgroups, short.merge_workgroups) == (3, 0, 0)
             r = np.random.default_rng(0)
             await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
                                                                          (1, 1, 3, 64))] + [699])
-            assert g.table[op.d_attend, 2] == 33 and g.table[op.d_merge, 2] == 9
+            assert (g.table[op.d_decode, 2], g.table[op.d_attend, 2], g.table[op.d_merge, 2]) == (33, 0, 9)
         finally:
             g.destroy()
         g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
         try:
             prefill = g.ops[0].plan(40, 37, err)
-            assert (prefill.attend_workgroups, prefill.merge_workgroups) == (8 * 3, 0)
+            assert (prefill.attend_workgroups, prefill.decode_workgroups, prefill.merge_workgroups) == (24, 0, 0)
+            small = g.ops[0].plan(5, 100, err)  # 15 rows: one block of 16, 105 keys split 2 ways
+            assert (small.attend_workgroups, small.merge_workgroups) == (2 * 3, 5 * 9)
         finally:
             g.destroy()
 

@@ -8,9 +8,11 @@ workgroup counts; configure() (at build and as the resize hook) only applies it.
 
 Dispatches:
 1. one write of both caches (update_cache.wgsl's `write_kv` entry);
-2. sdpa_attend.wgsl: one workgroup per (key split, kv head, block of BLOCK_ROWS query rows),
-   where the rows of a kv head are its G = Hq/Hkv q heads times the S positions, so each K/V
-   row read serves a whole block; tiles past the block's causal limit are skipped;
+2. sdpa_attend.wgsl: one workgroup per (key split, kv head, block of query rows), where the
+   rows of a kv head are its G = Hq/Hkv q heads times the S positions, so each K/V row read
+   serves a whole block; tiles past the block's causal limit are skipped. Two pipelines of it,
+   one dispatch each (the idle one gets 0 workgroups): blocks of BLOCK_ROWS rows, and blocks
+   of exactly G rows for a decode step (S = 1) so no work is spent on empty rows;
 3. sdpa_merge.wgsl (flash-decoding): when the rows fit one block (decode) and the context spans
    several key tiles, the keys are split so many workgroups share the work; each leaves partial
    (acc, max, sum) rows in op-owned scratch (sized at build for the largest context, freed in
@@ -43,8 +45,9 @@ MERGE_WG = 64
 @dataclass(frozen=True)
 class SdpaPlan:
     cache_write: tuple   # (n, dst_offset, cache_len) for update_cache.wgsl's write_kv
-    attend_params: bytes
-    attend_workgroups: int
+    attend_params: bytes    # for whichever attend dispatch runs
+    attend_workgroups: int  # blocks of BLOCK_ROWS rows
+    decode_workgroups: int  # blocks of G rows (S = 1)
     merge_params: bytes
     merge_workgroups: int  # 0 when there is one split
 
@@ -99,6 +102,8 @@ class SdpaWithKvCache(Op):
         if self.head_dim > DIMS_PER_THREAD * self.wg:
             raise self.error(f"head_dim {self.head_dim} exceeds {DIMS_PER_THREAD * self.wg} "
                              f"({DIMS_PER_THREAD} dims per thread of {self.wg})")
+        if self.wg < BLOCK_ROWS:
+            raise self.error(f"device workgroups of {self.wg} threads are smaller than {BLOCK_ROWS} rows")
         shared = (BLOCK_ROWS * (self.head_dim + self.wg) + 3 * BLOCK_ROWS) * 4
         if shared > ctx.limits.max_workgroup_storage_size:
             raise self.error(f"head_dim {self.head_dim} needs {shared} bytes of workgroup memory, "
@@ -106,6 +111,8 @@ class SdpaWithKvCache(Op):
         self.merge_wg = pow2_floor(workgroup_size(ctx.limits, MERGE_WG))
         # Split-KV scratch: every split of one block of rows per kv head, at the largest context.
         self.group = self.n_heads // self.n_kv_heads
+        # A decode step's G rows make one block of their own pipeline (when G fits a block).
+        self.decode_rows = self.group if self.group <= BLOCK_ROWS else None
         self.rows_cap = min(BLOCK_ROWS, q[1] * self.group)
         self.split_cap = min(MAX_SPLITS, ceil_div(self.cache_dims[1], self.wg))
         self.scratch_bytes = self.split_cap * self.n_kv_heads * self.rows_cap * (self.head_dim + 2) * 4
@@ -123,7 +130,8 @@ class SdpaWithKvCache(Op):
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
         write = cache_write_params(err, seq, pos, self.cache_dims)
         rows = seq * self.group  # query rows per kv head
-        n_blocks = ceil_div(rows, BLOCK_ROWS)
+        decode = seq == 1 and self.decode_rows is not None
+        n_blocks = 1 if decode else ceil_div(rows, BLOCK_ROWS)
         n_keys = pos + seq
         tiles = ceil_div(n_keys, self.wg)
         n_splits, split_len = 1, tiles * self.wg
@@ -139,7 +147,8 @@ class SdpaWithKvCache(Op):
                                     self.scale, self.rows_cap, attend_wgs, 0, 0)
         merge_rows = seq * self.n_heads if n_splits > 1 else 0
         merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, seq, 0, 0)
-        return SdpaPlan(write, attend, attend_wgs, merge, merge_rows)
+        return SdpaPlan(write, attend, 0 if decode else attend_wgs, attend_wgs if decode else 0,
+                        merge, merge_rows)
 
     def build(self, g):
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
@@ -147,10 +156,14 @@ class SdpaWithKvCache(Op):
                                   pair=(g.tensor(self.v), vc))
         self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
         out = g.tensor(self.out)
-        attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim)
         self.attend_params = g.uniforms.alloc(ATTEND_PARAMS.size, self.name)
-        self.d_attend = g.add_dispatch(attend, [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params],
-                                       f"{self.name}:attend")
+        bindings = [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params]
+        attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS)
+        self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
+        self.d_decode = None
+        if self.decode_rows is not None:
+            decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
+            self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
         merge = g.pipelines.get("sdpa_merge", WG=self.merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.alloc(MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
@@ -165,6 +178,8 @@ class SdpaWithKvCache(Op):
         self.writer.set(g, plan.cache_write)
         self.attend_params.write(plan.attend_params)
         g.set_workgroups(self.d_attend, plan.attend_workgroups)
+        if self.d_decode is not None:
+            g.set_workgroups(self.d_decode, plan.decode_workgroups)
         self.merge_params.write(plan.merge_params)
         g.set_workgroups(self.d_merge, plan.merge_workgroups)
         g.set_dims(self.out, q)
