@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import queue
+import re
 import shlex
 import shutil
 import subprocess
@@ -37,8 +38,7 @@ QUIET_FLAGS = ["--disable-quic", "--no-first-run", "--disable-background-network
 SYNTHETIC_NAME = "synthetic-smollm2-135m.gguf"
 # Figures compared with wllama: engine / wllama (throughputs: above 1 means the engine is faster;
 # load seconds: below 1 means the engine is faster).
-COMPARED = ("prefill_128_tokens_per_s", "prefill_512_tokens_per_s", "decode_short_tokens_per_s",
-            "decode_long_tokens_per_s", "load_cold_seconds", "load_cached_seconds")
+COMPARED = re.compile(r"^(prefill_\d+_tokens_per_s|decode_(short|long)_tokens_per_s|load_(cold|cached)_seconds)$")
 
 
 def add_arguments(p) -> None:
@@ -111,7 +111,7 @@ def synthetic_model(folder: Path, tokenizer_from: str | None) -> Path:
 
 def ratios(engine: dict, wllama: dict | None) -> dict:
     out = {}
-    for key in COMPARED:
+    for key in filter(COMPARED.match, engine):
         a, b = engine.get(key), (wllama or {}).get(key)
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b > 0:
             out[key] = round(a / b, 3)
