@@ -3,6 +3,8 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+
+import py_engine.ops.sdpa as sdpa
 import pytest
 
 from py_engine.graph import Graph
@@ -99,10 +101,15 @@ def test_plan_splits_follow_live_context(native_backend):
             g.destroy()
         g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
         try:
-            prefill = g.ops[0].plan(40, 37, err)
-            assert (prefill.attend_workgroups, prefill.decode_workgroups, prefill.merge_workgroups) == (24, 0, 0)
-            small = g.ops[0].plan(5, 100, err)  # 15 rows: one block of 16, 105 keys split 2 ways
-            assert (small.attend_workgroups, small.merge_workgroups) == (2 * 3, 5 * 9)
+            rows_per_block = sdpa.BLOCK_ROWS
+            prefill = g.ops[0].plan(40, 37, err)  # 40 positions x 3 q heads per kv head, 3 kv heads
+            assert (prefill.attend_workgroups, prefill.decode_workgroups, prefill.merge_workgroups) == (
+                -(-40 * 3 // rows_per_block) * 3, 0, 0)
+            small = g.ops[0].plan(5, 100, err)  # 15 rows; 105 keys split 2 ways when they fit one block
+            if 15 <= rows_per_block:
+                assert (small.attend_workgroups, small.merge_workgroups) == (2 * 3, 5 * 9)
+            else:
+                assert (small.attend_workgroups, small.merge_workgroups) == (-(-15 // rows_per_block) * 3, 0)
         finally:
             g.destroy()
 

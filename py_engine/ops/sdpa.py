@@ -36,7 +36,7 @@ MERGE_PARAMS = struct.Struct("<8I")
 assert MERGE_PARAMS.size == 32  # matches `struct Params` in sdpa_merge.wgsl
 
 ATTEND_WG = 64    # threads per workgroup = keys per tile (a power of two)
-BLOCK_ROWS = 16   # query rows per workgroup: `BQ` in sdpa_attend.wgsl
+BLOCK_ROWS = 8    # query rows per prefill workgroup (<= `BQ` in sdpa_attend.wgsl); 8 was best on an H100
 DIMS_PER_THREAD = 4  # `DPT` in sdpa_attend.wgsl: head_dim <= DPT * workgroup size
 MAX_SPLITS = 64   # key splits at most; longer contexts give each split several tiles
 MERGE_WG = 64
