@@ -49,27 +49,6 @@ _TIMESTAMPS_JS = """
 """
 
 
-def _tint_safe_shaders(log):
-    """Chrome's WGSL compiler (Tint) rejects the literal -3.4028235e38 (it rounds past f32's
-    largest value; naga accepts it). Until shaders/argmax.wgsl is fixed, hand the browser the
-    largest f32 written exactly. Only active while the literal is there; logged when used."""
-    from py_engine.graph import pipelines
-
-    original = pipelines.shader_source
-    if getattr(original, "_bench_patched", False):
-        return
-
-    def patched(name):
-        text = original(name)
-        if "3.4028235e38" in text:
-            log(f"engine: note: shaders/{name}.wgsl has 3.4028235e38 (Tint rejects it); bench uses 0x1.fffffep+127f")
-            text = text.replace("3.4028235e38", "0x1.fffffep+127f")
-        return text
-
-    patched._bench_patched = True
-    pipelines.shader_source = patched
-
-
 def _now() -> float:
     return time.perf_counter()
 
@@ -124,7 +103,6 @@ async def _decode(graph, lp, runner, start, n, rng, ts=None):
 async def run_engine_bench(cfg_json, get_model, log):
     cfg = json.loads(cfg_json)
     log = (lambda f: (lambda msg: f(str(msg))))(log)
-    _tint_safe_shaders(log)
     url = cfg["model"]
     out = {}
     # Cold: from the network (the page cleared the cache entry); the bytes are then cached.
