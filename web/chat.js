@@ -212,7 +212,7 @@ async function send(text) {
   state.current = controller;
   const system = $("system-prompt").value.trim();
   const messages = [...(system ? [{ role: "system", content: system }] : []), ...state.history];
-  let reply = "", scheduled = false, stats = null;
+  let reply = "", scheduled = false, stats = null, finished = null;
   const paint = () => { scheduled = false; body.replaceChildren(renderMarkdown(reply)); scrollToEnd(); };
   try {
     const stream = await state.engine.chat.completions.create({ messages, stream: true, ...settings(), signal: controller.signal });
@@ -234,8 +234,7 @@ async function send(text) {
     // The KV cache now holds this reply (even a stopped one): keep history identical to it.
     state.history.push({ role: "assistant", content: reply });
     addReplyTools(wrap, reply, stats);
-    bridge.post({ type: "py-engine:reply", text: reply, stats });
-    setStatus("ready", "ready");
+    finished = { type: "py-engine:reply", text: reply, stats };
   } catch (err) {
     paint();
     wrap.dataset.finish = "error";
@@ -249,6 +248,8 @@ async function send(text) {
     state.current = null;
     setComposer(!!state.engine && !(state.problem && state.problem.kind === "device-lost"));
   }
+  // Announced once the page can take the next message.
+  if (finished) { setStatus("ready", "ready"); bridge.post(finished); }
   setTimeout(drainQueued, 0);
   return true;
 }
@@ -283,16 +284,18 @@ async function newChat(resetEngine = true) {
 function wireControls() {
   const defaultModel = params.get("model") || DEFAULT_MODEL;
   $("model-url").value = defaultModel;
-  $("composer").addEventListener("submit", (e) => {
-    e.preventDefault();
+  // No form submission: the widget's sandboxed iframe (no allow-forms) would block it.
+  const submitPrompt = () => {
     const text = $("prompt").value;
     if (!text.trim() || !state.engine || state.generating) return;
     $("prompt").value = "";
     autosize();
     send(text);
-  });
+  };
+  $("composer").addEventListener("submit", (e) => { e.preventDefault(); submitPrompt(); });
+  $("send").addEventListener("click", submitPrompt);
   $("prompt").addEventListener("keydown", (e) => {
-    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); $("composer").requestSubmit(); }
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) { e.preventDefault(); submitPrompt(); }
   });
   $("prompt").addEventListener("input", autosize);
   $("stop").addEventListener("click", stopReply);

@@ -89,7 +89,13 @@ async function modelBytes(id, source, useCache) {
     return buf;
   }
   const url = new URL(source.url, BASE).href;
-  const cache = useCache && self.caches ? await self.caches.open(CACHE_NAME) : null;
+  let cache = null;
+  if (useCache && self.caches) {
+    // Refused where the browser blocks storage (e.g. some third-party iframes): work without it.
+    try { cache = await self.caches.open(CACHE_NAME); } catch (e) {
+      post({ type: "progress", id, stage: "cache-unavailable", info: { reason: String(e && e.message || e) } });
+    }
+  }
   if (cache) {
     const hit = await cache.match(url);
     if (hit) {
@@ -150,7 +156,8 @@ const handlers = {
     post({ type: "ok", id: msg.id });
   },
   async "clear-cache"(msg) {
-    const removed = self.caches ? await self.caches.delete(CACHE_NAME) : false;
+    let removed = false;
+    try { removed = self.caches ? await self.caches.delete(CACHE_NAME) : false; } catch (_) { /* storage blocked: nothing stored */ }
     post({ type: "ok", id: msg.id, result: { removed } });
   },
   async "lose-device"(msg) {

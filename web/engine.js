@@ -38,14 +38,18 @@ const NO_WEBGPU = {
 
 /** Delete the stored model weights (all models this page cached). */
 export async function clearModelCache() {
-  return typeof caches !== "undefined" ? caches.delete(CACHE_NAME) : false;
+  try { return typeof caches !== "undefined" ? await caches.delete(CACHE_NAME) : false; } catch (_) { return false; }
 }
 
 /** Whether `url` is already stored in the browser (no download needed). */
 export async function isModelCached(url) {
-  if (typeof caches === "undefined") return false;
-  const cache = await caches.open(CACHE_NAME);
-  return !!(await cache.match(new URL(url, location.href).href));
+  try {
+    if (typeof caches === "undefined") return false;
+    const cache = await caches.open(CACHE_NAME);
+    return !!(await cache.match(new URL(url, location.href).href));
+  } catch (_) {  // storage blocked by the browser
+    return false;
+  }
 }
 
 function modelSource(model) {
