@@ -42,10 +42,10 @@ class Engine:
     @classmethod
     async def load(cls, source, *, backend=None, context: int | None = None, max_prefill: int = 256,
                    on_progress=_noop) -> "Engine":
-        """`source`: GGUF bytes (bytes, bytearray, memoryview) or, in CPython, a file path."""
+        """`source`: GGUF bytes (bytes, bytearray, memoryview), a file path, or in the browser
+        (Pyodide) a URL, fetched with the page's fetch."""
         if isinstance(source, str):
-            with open(source, "rb") as f:
-                source = f.read()
+            source = await _read_source(source)
         t0 = time.perf_counter()
         on_progress("parse")
         gguf = read_gguf(memoryview(source))
@@ -120,6 +120,20 @@ class Engine:
 
     def close(self) -> None:
         self.graph.destroy()
+
+
+async def _read_source(source: str) -> bytes:
+    import sys
+
+    if sys.platform == "emscripten" and not source.startswith("/dev/"):
+        from pyodide.http import pyfetch  # type: ignore[import-not-found]
+
+        resp = await pyfetch(source)
+        if not resp.ok:
+            raise OSError(f"fetching {source} failed: HTTP {resp.status}")
+        return await resp.bytes()
+    with open(source, "rb") as f:
+        return f.read()
 
 
 def _common_prefix(a, b) -> int:

@@ -46,15 +46,6 @@ async def _open_gguf(data, options, on_progress) -> Engine:
     return await Engine.load(data, on_progress=on_progress, **options)
 
 
-async def _open_pte(data, options, on_progress) -> Engine:
-    # Hook for the .pte front door: once an Engine can be made from a .pte program, call it here.
-    opener = getattr(Engine, "load_pte", None)
-    if opener is None:
-        raise UnsupportedModelError("this engine build cannot chat with .pte programs yet; open a GGUF model")
-    return await opener(data, on_progress=on_progress, **options)
-
-
-OPENERS = {"gguf": _open_gguf, "pte": _open_pte}
 
 
 def _as_bytes(data):
@@ -93,7 +84,16 @@ class WorkerSession:
                 on_progress(stage, json.dumps(_plain(info)))
 
         t0 = time.perf_counter()
-        self.engine = await OPENERS[fmt](data, allowed, progress)
+        if fmt == "pte":
+            # An ExecuTorch program is not a chat model: run one step and report its outputs.
+            from .pte_runner import run_pte_once
+
+            progress("parse")
+            result = await run_pte_once(data)
+            progress("ready", seconds=time.perf_counter() - t0)
+            return json.dumps(_plain({"format": "pte", "bytes": len(data), "context": 0,
+                                      "seconds": time.perf_counter() - t0, "pte": result}))
+        self.engine = await _open_gguf(data, allowed, progress)
         cfg = getattr(getattr(self.engine, "lp", None), "config", None)
         adapter = getattr(self.engine.backend, "adapter_info", {}) or {}
         return json.dumps(_plain({

@@ -1,5 +1,4 @@
 """The chat page (web/index.html) in headless Chromium with WebGPU on SwiftShader, on the tiny model.
-
 One page is loaded once for the module and the tests run in file order on it (load, reply,
 cache reuse, stop, ...), because each page load costs Pyodide + pipelines (~15 s here). Every
 request of the browser context (page and worker) is recorded to check that nothing leaves the
@@ -7,6 +6,7 @@ page's origin. Screenshots: test-artifacts/chat-loaded.png, chat-reply.png, chat
 """
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -146,6 +146,24 @@ def test_local_gguf_file_through_the_file_picker(context, site, tmp_path):
         assert site.hits("my-local-model") == 0  # read in the browser, never uploaded
         stats = ask(page, "Hi", max_tokens=3)
         assert stats["generated_tokens"] >= 1
+    finally:
+        page.close()
+
+
+def test_a_local_pte_file_runs_one_step_and_shows_its_outputs(context, site):
+    pte = Path(__file__).resolve().parent / "fixtures" / "pte" / "add_mul_sigmoid.pte"
+    page = context.new_page()
+    try:
+        page.goto(site.base + "?autoload=0")
+        page.wait_for_selector("#status[data-state=idle]")
+        page.set_input_files("#model-file", str(pte))
+        page.wait_for_selector("#status[data-state=ready]", timeout=LOAD_TIMEOUT_MS)
+        result = page.wait_for_selector("article.pte-result")
+        text = result.inner_text()
+        assert result.get_attribute("data-outputs") == "1", text
+        assert "aten.sigmoid.default" not in text  # ops are counted, not dumped
+        assert "output 0: float32" in text and "first values" in text, text
+        assert page.is_disabled("#prompt")  # a program is not a chat model
     finally:
         page.close()
 

@@ -128,6 +128,14 @@ async function loadModel(model, label) {
   state.engine = null;
   try {
     const engine = await createEngine({ model, onProgress, engine: previous || undefined });
+    if (engine.info.format === "pte") {
+      // An ExecuTorch program ran one step: show its outputs; there is nothing to chat with.
+      $("loader").hidden = true;
+      showPteResult(label, engine.info);
+      engine.terminate?.();
+      setStatus("ready", `ran one step of ${label}`);
+      return;
+    }
     state.engine = engine;
     state.modelLabel = label;
     state.loadInfo = engine.info;
@@ -176,6 +184,21 @@ function addMessage(role, text) {
   $("messages").append(wrap);
   scrollToEnd();
   return { wrap, body };
+}
+
+function showPteResult(label, info) {
+  const r = info.pte;
+  const lines = [`${label}: ExecuTorch program, method ${r.method}, ${r.ops.length} op calls, ${r.dispatches} dispatches`,
+    `parse ${r.parse_ms} ms, build ${r.build_ms} ms, run ${r.run_ms} ms` + (r.inputs_generated ? " (random inputs)" : "")];
+  const row = (kind, t) => `${kind} ${t.index}: ${t.dtype} [${t.shape.join(", ")}] first values ${JSON.stringify(t.first)}`;
+  for (const t of r.inputs) lines.push(row("input", t));
+  for (const t of r.outputs) lines.push(row("output", t));
+  const { wrap, body } = addMessage("assistant", "");
+  wrap.classList.add("pte-result");
+  wrap.dataset.outputs = String(r.outputs.length);
+  const pre = document.createElement("pre");
+  pre.textContent = lines.join("\n");  // text only: nothing from the file becomes markup
+  body.append(pre);
 }
 
 function scrollToEnd() {

@@ -51,7 +51,7 @@ function runtime(id) {
       const pyodide = await self.loadPyodide({ indexURL: PYODIDE_URL });
       post({ type: "progress", id, stage: "runtime", info: { step: "numpy and the engine" } });
       const errors = [];
-      await pyodide.loadPackage(["numpy", WHEEL_URL], { messageCallback: () => {}, errorCallback: (m) => errors.push(m) });
+      await pyodide.loadPackage(["numpy", "jinja2", WHEEL_URL], { messageCallback: () => {}, errorCallback: (m) => errors.push(m) });
       if (errors.length) throw new Error("loading Python packages failed: " + errors.join("; "));
       // _call runs a session method and remembers a Python exception, so that the page gets
       // describe_error's {kind, message, hint} instead of a bare traceback.
