@@ -22,6 +22,10 @@ struct Params {
   s_stride_g: u32, // 4-bit formats: scale index = (k / group_size) * s_stride_g + n * s_stride_n
   s_stride_n: u32,
   has_bias: u32,
+  q_stride: u32,   // repacked formats: quant words per row
+  d_off: u32,      // repacked formats: word offset of the d (scale) region
+  m_off: u32,      // repacked Q4_1: word offset of the m (min) region
+  _pad: u32,
 }
 // ---- end of quant_weights.wgsl ----
 
@@ -74,8 +78,81 @@ fn bytes_i8(word: u32) -> vec4<f32> {
   return vec4<f32>(v);
 }
 
+// Four consecutive words / x values (scalar loads: no alignment needed).
+fn wvec(i: u32) -> vec4<u32> {
+  return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+fn xvec(i: u32) -> vec4<f32> {
+  return bitcast<vec4<f32>>(vec4<u32>(src[i], src[i + 1u], src[i + 2u], src[i + 3u]));
+}
+
+// Repacked Q4: nibble `sh / 4` of each word of q.
+fn nib4(q: vec4<u32>, sh: u32) -> vec4<f32> {
+  return vec4<f32>((q >> vec4<u32>(sh)) & vec4<u32>(15u));
+}
+
+// Repacked Q8_0: byte `(24 - sh) / 8` of each word of q, sign-extended.
+fn i8x4(q: vec4<u32>, sh: u32) -> vec4<f32> {
+  return vec4<f32>(bitcast<vec4<i32>>(q << vec4<u32>(sh)) >> vec4<u32>(24u));
+}
+
+fn blk_scale(off: u32, n: u32, blk: u32) -> f32 {
+  return bitcast<f32>(w[off + n * (p.K / 32u) + blk]);
+}
+
+// Repacked formats: block `blk` of weight row n dotted with x[xi .. xi + 31].
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0).
+fn block_dot(n: u32, blk: u32, xi: u32) -> f32 {
+  let d = blk_scale(p.d_off, n, blk);
+  if (FMT == 40u) {
+    let qi = n * p.q_stride + blk * 8u;
+    let qa = wvec(qi);
+    let qb = wvec(qi + 4u);
+    let lo = dot(i8x4(qa, 24u), xvec(xi)) + dot(i8x4(qa, 16u), xvec(xi + 4u))
+           + dot(i8x4(qa, 8u), xvec(xi + 8u)) + dot(i8x4(qa, 0u), xvec(xi + 12u));
+    let hi = dot(i8x4(qb, 24u), xvec(xi + 16u)) + dot(i8x4(qb, 16u), xvec(xi + 20u))
+           + dot(i8x4(qb, 8u), xvec(xi + 24u)) + dot(i8x4(qb, 0u), xvec(xi + 28u));
+    return d * (lo + hi);
+  }
+  let q = wvec(n * p.q_stride + blk * 4u);
+  let x0 = xvec(xi);
+  let x1 = xvec(xi + 4u);
+  let x2 = xvec(xi + 8u);
+  let x3 = xvec(xi + 12u);
+  let x4 = xvec(xi + 16u);
+  let x5 = xvec(xi + 20u);
+  let x6 = xvec(xi + 24u);
+  let x7 = xvec(xi + 28u);
+  let s = dot(nib4(q, 0u), x0) + dot(nib4(q, 4u), x1) + dot(nib4(q, 8u), x2) + dot(nib4(q, 12u), x3)
+        + dot(nib4(q, 16u), x4) + dot(nib4(q, 20u), x5) + dot(nib4(q, 24u), x6) + dot(nib4(q, 28u), x7);
+  let sx = dot((x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7), vec4<f32>(1.0));
+  if (FMT == 34u) {
+    return d * (s - 8.0 * sx);
+  }
+  return d * s + blk_scale(p.m_off, n, blk) * sx;
+}
+
 // Chunk c of weight row n, dequantized.
 fn dq8(n: u32, c: u32) -> W8 {
+  if (FMT >= 32u) {
+    let blk = c >> 2u;
+    let sub = c & 3u;
+    let d = blk_scale(p.d_off, n, blk);
+    if (FMT == 40u) {
+      let q = wvec(n * p.q_stride + blk * 8u + (sub >> 1u) * 4u);
+      let sh = 24u - (sub & 1u) * 16u;
+      return W8(d * i8x4(q, sh), d * i8x4(q, sh - 8u));
+    }
+    let q = wvec(n * p.q_stride + blk * 4u);
+    let a = nib4(q, sub * 8u);
+    let b = nib4(q, sub * 8u + 4u);
+    if (FMT == 34u) {
+      return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
+    }
+    let m = vec4<f32>(blk_scale(p.m_off, n, blk));
+    return W8(d * a + m, d * b + m);
+  }
   let row = n * p.row_bytes;
   if (FMT == 0u) {
     let i = (row >> 2u) + c * 8u;  // F32 rows are 4-byte aligned
@@ -141,6 +218,33 @@ fn x8(base: u32, c: u32) -> W8 {
             vec4<f32>(x_at(base, k + 4u), x_at(base, k + 5u), x_at(base, k + 6u), x_at(base, k + 7u)));
 }
 
+// Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
+fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
+  var acc = 0.0;
+  if (FMT >= 32u) {
+    let blocks = p.K / 32u;
+    for (var b = lane; b < blocks; b += TPR) {
+      acc += block_dot(n, b, xb + b * 32u);
+    }
+    return acc;
+  }
+  let chunks = (p.K + 7u) / 8u;
+  if (p.K % 8u == 0u) {
+    // Whole chunks: no masking, unchecked x loads.
+    for (var c = lane; c < chunks; c += TPR) {
+      let wv = dq8(n, c);
+      acc += dot(wv.a, xvec(xb + c * 8u)) + dot(wv.b, xvec(xb + c * 8u + 4u));
+    }
+    return acc;
+  }
+  for (var c = lane; c < chunks; c += TPR) {
+    let wv = mask8(dq8(n, c), c);
+    let xv = x8(xb, c);
+    acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
+  }
+  return acc;
+}
+
 // ---- end of quant_weights.wgsl ----
 
 fn silu_mul(g: f32, u: f32) -> f32 {
@@ -168,7 +272,7 @@ fn store3(m: u32, n: u32, v: f32) {
   }
 }
 
-// ---- gemv: TPR threads stride over the chunks of one (activation row, weight row) pair.
+// ---- gemv: TPR threads stride over the blocks of one (activation row, weight row) pair.
 var<workgroup> red: array<f32, WG>;
 
 // Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
@@ -176,13 +280,7 @@ fn gemv_dot(m: u32, row: u32, live: bool, lid: u32) -> f32 {
   let lane = lid % TPR;
   var acc = 0.0;
   if (live) {
-    let chunks = (p.K + 7u) / 8u;
-    let xb = m * p.K;
-    for (var c = lane; c < chunks; c += TPR) {
-      let wv = mask8(dq8(row, c), c);
-      let xv = x8(xb, c);
-      acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
-    }
+    acc = row_dot(m * p.K, row, lane);
   }
   red[lid] = acc;
   workgroupBarrier();

@@ -1,12 +1,18 @@
-// Matmul and row gather over packed weight rows, one weight format per pipeline (override FMT):
-//   0 F32, 1 F16, 2 Q4_0, 3 Q4_1, 8 Q8_0      GGUF blocks (the ggml type ids)
+// Matmul and row gather over packed weight rows, one weight format per pipeline (FMT):
+//   0 F32, 1 F16                              raw rows (the ggml type ids)
+//   2 Q4_0, 3 Q4_1, 8 Q8_0                    raw GGUF blocks (kept for completeness; ops repack)
+//   34 Q4_0, 35 Q4_1, 40 Q8_0                 GGUF blocks repacked by ops/weight_repack.py:
+//        quant words [N, K/32, 4 or 8] (16-byte aligned blocks), then d [N, K/32] f32, then
+//        m [N, K/32] f32 (Q4_1); a vec4<u32> of a Q4 block and one shift give 4 consecutive
+//        elements (element e = nibble e/4 of word e%4), likewise a Q8_0 half block (byte e/4).
 //   16 4-bit, low nibble = even k             ExecuTorch q4gsw (and embedding_q4gsw is_linear_weight)
 //   17 4-bit, high nibble = even k            ExecuTorch qcs4w (and embedding_q4gsw)
-// Every format is read in chunks of 8 elements: chunk c of row n holds k = 8c .. 8c+7, so one
-// chunk is one u32 of nibbles, a quarter of a 32-element GGUF block, or 8 floats/halves.
-// Weights are raw bytes read as array<u32>; GGUF blocks (18/34 bytes) are not 4-byte aligned,
-// so unaligned words are assembled from two neighbours. f16 goes through unpack2x16float (no
-// shader-f16 needed). Entry points: gemv (few activation rows), tiled (many), gather (embedding).
+// Every format can be read in chunks of 8 elements (dq8: chunk c of row n holds k = 8c .. 8c+7);
+// the repacked formats also in whole 32-element blocks (block_dot), which the GEMV uses.
+// Raw GGUF blocks (18/34 bytes) are not 4-byte aligned, so their words are assembled from two
+// neighbours. f16 goes through unpack2x16float (no shader-f16 needed). Buffers are array<u32>
+// (vec4s are composed from 4 loads) so no binding needs 16-byte sizes.
+// Entry points: gemv (few activation rows), tiled (many), gather (embedding).
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
@@ -20,6 +26,10 @@ struct Params {
   s_stride_g: u32, // 4-bit formats: scale index = (k / group_size) * s_stride_g + n * s_stride_n
   s_stride_n: u32,
   has_bias: u32,
+  q_stride: u32,   // repacked formats: quant words per row
+  d_off: u32,      // repacked formats: word offset of the d (scale) region
+  m_off: u32,      // repacked Q4_1: word offset of the m (min) region
+  _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;     // x as f32 bits (linear) / i32 indices (gather)
@@ -61,8 +71,81 @@ fn bytes_i8(word: u32) -> vec4<f32> {
   return vec4<f32>(v);
 }
 
+// Four consecutive words / x values (scalar loads: no alignment needed).
+fn wvec(i: u32) -> vec4<u32> {
+  return vec4<u32>(w[i], w[i + 1u], w[i + 2u], w[i + 3u]);
+}
+
+fn xvec(i: u32) -> vec4<f32> {
+  return bitcast<vec4<f32>>(vec4<u32>(src[i], src[i + 1u], src[i + 2u], src[i + 3u]));
+}
+
+// Repacked Q4: nibble `sh / 4` of each word of q.
+fn nib4(q: vec4<u32>, sh: u32) -> vec4<f32> {
+  return vec4<f32>((q >> vec4<u32>(sh)) & vec4<u32>(15u));
+}
+
+// Repacked Q8_0: byte `(24 - sh) / 8` of each word of q, sign-extended.
+fn i8x4(q: vec4<u32>, sh: u32) -> vec4<f32> {
+  return vec4<f32>(bitcast<vec4<i32>>(q << vec4<u32>(sh)) >> vec4<u32>(24u));
+}
+
+fn blk_scale(off: u32, n: u32, blk: u32) -> f32 {
+  return bitcast<f32>(w[off + n * (p.K / 32u) + blk]);
+}
+
+// Repacked formats: block `blk` of weight row n dotted with x[xi .. xi + 31].
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0).
+fn block_dot(n: u32, blk: u32, xi: u32) -> f32 {
+  let d = blk_scale(p.d_off, n, blk);
+  if (FMT == 40u) {
+    let qi = n * p.q_stride + blk * 8u;
+    let qa = wvec(qi);
+    let qb = wvec(qi + 4u);
+    let lo = dot(i8x4(qa, 24u), xvec(xi)) + dot(i8x4(qa, 16u), xvec(xi + 4u))
+           + dot(i8x4(qa, 8u), xvec(xi + 8u)) + dot(i8x4(qa, 0u), xvec(xi + 12u));
+    let hi = dot(i8x4(qb, 24u), xvec(xi + 16u)) + dot(i8x4(qb, 16u), xvec(xi + 20u))
+           + dot(i8x4(qb, 8u), xvec(xi + 24u)) + dot(i8x4(qb, 0u), xvec(xi + 28u));
+    return d * (lo + hi);
+  }
+  let q = wvec(n * p.q_stride + blk * 4u);
+  let x0 = xvec(xi);
+  let x1 = xvec(xi + 4u);
+  let x2 = xvec(xi + 8u);
+  let x3 = xvec(xi + 12u);
+  let x4 = xvec(xi + 16u);
+  let x5 = xvec(xi + 20u);
+  let x6 = xvec(xi + 24u);
+  let x7 = xvec(xi + 28u);
+  let s = dot(nib4(q, 0u), x0) + dot(nib4(q, 4u), x1) + dot(nib4(q, 8u), x2) + dot(nib4(q, 12u), x3)
+        + dot(nib4(q, 16u), x4) + dot(nib4(q, 20u), x5) + dot(nib4(q, 24u), x6) + dot(nib4(q, 28u), x7);
+  let sx = dot((x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7), vec4<f32>(1.0));
+  if (FMT == 34u) {
+    return d * (s - 8.0 * sx);
+  }
+  return d * s + blk_scale(p.m_off, n, blk) * sx;
+}
+
 // Chunk c of weight row n, dequantized.
 fn dq8(n: u32, c: u32) -> W8 {
+  if (FMT >= 32u) {
+    let blk = c >> 2u;
+    let sub = c & 3u;
+    let d = blk_scale(p.d_off, n, blk);
+    if (FMT == 40u) {
+      let q = wvec(n * p.q_stride + blk * 8u + (sub >> 1u) * 4u);
+      let sh = 24u - (sub & 1u) * 16u;
+      return W8(d * i8x4(q, sh), d * i8x4(q, sh - 8u));
+    }
+    let q = wvec(n * p.q_stride + blk * 4u);
+    let a = nib4(q, sub * 8u);
+    let b = nib4(q, sub * 8u + 4u);
+    if (FMT == 34u) {
+      return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
+    }
+    let m = vec4<f32>(blk_scale(p.m_off, n, blk));
+    return W8(d * a + m, d * b + m);
+  }
   let row = n * p.row_bytes;
   if (FMT == 0u) {
     let i = (row >> 2u) + c * 8u;  // F32 rows are 4-byte aligned
@@ -128,7 +211,34 @@ fn x8(base: u32, c: u32) -> W8 {
             vec4<f32>(x_at(base, k + 4u), x_at(base, k + 5u), x_at(base, k + 6u), x_at(base, k + 7u)));
 }
 
-// ---- gemv: WG / TPR output columns per workgroup, TPR threads stride over one column's chunks.
+// Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
+fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
+  var acc = 0.0;
+  if (FMT >= 32u) {
+    let blocks = p.K / 32u;
+    for (var b = lane; b < blocks; b += TPR) {
+      acc += block_dot(n, b, xb + b * 32u);
+    }
+    return acc;
+  }
+  let chunks = (p.K + 7u) / 8u;
+  if (p.K % 8u == 0u) {
+    // Whole chunks: no masking, unchecked x loads.
+    for (var c = lane; c < chunks; c += TPR) {
+      let wv = dq8(n, c);
+      acc += dot(wv.a, xvec(xb + c * 8u)) + dot(wv.b, xvec(xb + c * 8u + 4u));
+    }
+    return acc;
+  }
+  for (var c = lane; c < chunks; c += TPR) {
+    let wv = mask8(dq8(n, c), c);
+    let xv = x8(xb, c);
+    acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
+  }
+  return acc;
+}
+
+// ---- gemv: WG / TPR output columns per workgroup, TPR threads stride over one column's blocks.
 var<workgroup> red: array<f32, WG>;
 
 @compute @workgroup_size(WG)
@@ -144,13 +254,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let live = m < p.M && n < p.N;
   var acc = 0.0;
   if (live) {
-    let chunks = (p.K + 7u) / 8u;
-    let xb = m * p.K;
-    for (var c = lane; c < chunks; c += TPR) {
-      let wv = mask8(dq8(n, c), c);
-      let xv = x8(xb, c);
-      acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
-    }
+    acc = row_dot(m * p.K, n, lane);
   }
   red[lid] = acc;
   workgroupBarrier();

@@ -73,6 +73,7 @@ class Graph:
         self.table = np.zeros((0, 5), dtype=np.int32)
         self.dispatch_labels: list = []
         self.aliases: dict = {}  # view output id -> source id sharing one buffer
+        self._repacked: dict = {}  # (constant id, layout key) -> Buffer (see `repacked`)
         self._resized: set = set()
         self._needs_full_configure = False
         self._destroyed = False
@@ -115,11 +116,16 @@ class Graph:
         for op in self.ops:
             used.update(op.value_ids())
         self.aliases = plan_aliases(self.program, self.ops)
+        # Constants that every op reads only through `repacked` get no buffer of their own.
+        direct = set(self.program.input_ids) | set(self.program.output_ids)
+        for op in self.ops:
+            direct.update(set(op.value_ids()) - op.repacked_ids())
+        repack_only = {vid for op in self.ops for vid in op.repacked_ids()} - direct
         for vid in sorted(used):
             v = self.program.values[vid]
             if isinstance(v, Tensor):
                 ref = TensorRef(vid, v)
-                if vid not in self.aliases:
+                if vid not in self.aliases and vid not in repack_only:
                     ref.buffer = self.backend.create_buffer(max(4, ref.numel * ref.itemsize), "storage", f"t{vid}")
                     if ref.constant:
                         self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
@@ -145,6 +151,22 @@ class Graph:
         return data
 
     # ------------------------------------------------ used by op builders
+    def repacked(self, vid: int, key, make):
+        """A GPU buffer holding constant `vid` converted by `make(raw bytes) -> bytes/ndarray`,
+        created once per (vid, key): ops sharing a weight (a tied embedding and output head)
+        and asking for the same layout key share one buffer. Ops that read a constant only
+        this way list it in `repacked_ids()`, so the raw bytes are never uploaded."""
+        buf = self._repacked.get((vid, key))
+        if buf is None:
+            if self.tensors[vid].constant is False:
+                raise OpError(f"graph: value {vid} is not a constant, it cannot be repacked")
+            data = np.ascontiguousarray(np.frombuffer(bytes(make(self.program.constant_bytes(vid))), np.uint8))
+            buf = self.backend.create_buffer(max(16, data.size), "storage", f"t{vid}:{key[0]}")
+            if data.size:
+                self.backend.write_buffer(buf, 0, data)
+            self._repacked[(vid, key)] = buf
+        return buf
+
     def tensor(self, vid: int) -> TensorRef:
         return self.tensors[vid]
 
@@ -294,6 +316,7 @@ class Graph:
     # ------------------------------------------------------------- teardown
     def memory_stats(self) -> dict:
         buffers = {id(t.buffer): t.buffer for t in self.tensors.values() if t.buffer and not t.buffer.destroyed}
+        buffers.update({id(b): b for b in self._repacked.values() if not b.destroyed})
         tensor_bytes = sum(b.nbytes for b in buffers.values())
         return {
             "tensors": len(self.tensors),
@@ -318,5 +341,9 @@ class Graph:
         for t in self.tensors.values():
             if t.buffer is not None and not t.buffer.destroyed:
                 self.backend.destroy_buffer(t.buffer)
+        for b in self._repacked.values():
+            if not b.destroyed:
+                self.backend.destroy_buffer(b)
+        self._repacked = {}
         self.uniforms.destroy()
         self.pipelines.destroy()

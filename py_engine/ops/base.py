@@ -64,6 +64,10 @@ class Op:
         """Every value id the op touches (the graph allocates the tensors and SymInts among them)."""
         return self._ids
 
+    def repacked_ids(self) -> frozenset:
+        """Constant tensors this op reads only through `Graph.repacked` (never bound raw)."""
+        return frozenset()
+
     def same_dims(self, ctx: BuildContext, vid: int, want, what: str) -> Tensor:
         t = ctx.tensor(self.name, vid, what)
         if tuple(t.dims) != tuple(want):

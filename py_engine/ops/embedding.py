@@ -16,7 +16,7 @@ import numpy as np
 from ..graph.registry import register
 from .base import Op, numel
 from .quant_kernels import (FMT_F32, FMT_Q4_HIGH_EVEN, FMT_Q4_LOW_EVEN, QuantGather, WeightLayout,
-                            check_dispatch, check_group_size, gather_workgroups)
+                            check_dispatch, check_group_size, gather_workgroups, weight_buffer)
 
 
 class GatherOp(Op):
@@ -32,9 +32,12 @@ class GatherOp(Op):
         self.layout = layout
         self.triggers = frozenset([self.indices])
 
+    def repacked_ids(self) -> frozenset:
+        return frozenset([self.weight]) if self.layout.repacked else frozenset()
+
     def build(self, g):
         t = g.tensor
-        self.gather = QuantGather(g, self.layout, t(self.indices), t(self.weight),
+        self.gather = QuantGather(g, self.layout, t(self.indices), weight_buffer(g, self.layout, self.weight),
                                   t(self.scales) if self.scales is not None else None, t(self.out), self.name)
 
     def configure(self, g):

@@ -21,8 +21,8 @@ from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel
 from .linear_gguf import gguf_layout
-from .quant_kernels import (CHUNK, GEMV_MAX_ROWS, GEMV_TPR, GEMV_WG, PARAMS, TILE_M, TILE_N,
-                            check_dispatch, matmul_workgroups)
+from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GEMV_TPR, GEMV_WG, PARAMS, TILE_M, TILE_N, check_dispatch,
+                            matmul_workgroups, params_bytes, weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
@@ -51,7 +51,7 @@ class _FusedGgufLinear(Op):
         self.layout = gguf_layout(self, ctx, weight_id, type_id)
         if self.layout.width != self.x_dims[-1]:
             raise self.error(f"input K={self.x_dims[-1]} differs from the weight's K={self.layout.width} "
-                             f"({self.layout.row_bytes} bytes per row of {ggml_type_name(self.layout.fmt)})")
+                             f"({self.layout.row_bytes} bytes per row of {ggml_type_name(self.layout.fmt % FMT_REPACKED)})")
         return self.layout.rows
 
     def check_outs(self, ctx) -> None:
@@ -61,6 +61,9 @@ class _FusedGgufLinear(Op):
         check_dispatch(self, ctx, max(self.workgroups(numel(self.x_dims[:-1]))), "the matmul")
         self.triggers = frozenset([self.x])
 
+    def repacked_ids(self) -> frozenset:
+        return frozenset([self.weight]) if self.layout.repacked else frozenset()
+
     def build(self, g):
         fmt = self.layout.fmt
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=GEMV_WG, TPR=GEMV_TPR)
@@ -68,7 +71,7 @@ class _FusedGgufLinear(Op):
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))
-        w = g.tensor(self.weight)
+        w = weight_buffer(g, self.layout, self.weight)
         # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
         buffers = [g.tensor(self.x), w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
         self.d_gemv = g.add_dispatch(gemv, buffers, f"{self.name}:gemv")
@@ -79,8 +82,7 @@ class _FusedGgufLinear(Op):
         if dims[-1] != self.layout.width:
             raise self.step_error(f"live input K {dims[-1]} differs from the weight's K {self.layout.width}")
         m = numel(dims[:-1])
-        lay = self.layout
-        self.params.write(PARAMS.pack(m, self.n_total, lay.width, lay.row_bytes, CHUNK, 0, 0, 0))
+        self.params.write(params_bytes(self.layout, m, self.n_total, False))
         gemv, tiled = self.workgroups(m)
         g.set_workgroups(self.d_gemv, gemv)
         g.set_workgroups(self.d_tiled, tiled)

@@ -10,7 +10,8 @@ from ..graph.context import BuildContext
 from ..graph.registry import register
 from ..loaders.gguf import GGML_BLOCKS, GGML_TYPE_IDS, ggml_type_name
 from .base import Op
-from .quant_kernels import QuantLinearOp, WeightLayout
+from .quant_kernels import FMT_REPACKED, QuantLinearOp, WeightLayout
+from .weight_repack import REPACKED, repacked_words
 
 
 def gguf_layout(op: Op, ctx: BuildContext, weight_id: int, type_id: int) -> WeightLayout:
@@ -25,7 +26,12 @@ def gguf_layout(op: Op, ctx: BuildContext, weight_id: int, type_id: int) -> Weig
     if row_bytes == 0 or row_bytes % block_bytes:
         raise op.error(f"weight row of {row_bytes} bytes is not a whole number of "
                        f"{ggml_type_name(t)} blocks ({block_bytes} bytes)")
-    return WeightLayout(t, rows, row_bytes // block_bytes * per_block, row_bytes)
+    k = row_bytes // block_bytes * per_block
+    if t in REPACKED:
+        # Read through weight_repack's layout (built once per tensor at graph build).
+        words = repacked_words(t, rows, k)
+        return WeightLayout(FMT_REPACKED + t, rows, k, row_bytes, **words)
+    return WeightLayout(t, rows, k, row_bytes)
 
 
 @register("py_engine.linear_gguf.default")
@@ -38,6 +44,6 @@ class LinearGguf(QuantLinearOp):
         layout = gguf_layout(self, ctx, self.weight, type_id)
         if layout.width != k:
             raise self.error(f"input K={k} differs from the weight's K={layout.width} "
-                             f"({layout.row_bytes} bytes per row of {ggml_type_name(layout.fmt)})")
+                             f"({layout.row_bytes} bytes per row of {ggml_type_name(layout.fmt % FMT_REPACKED)})")
         self.bias = None if ctx.is_null(bias_id) else bias_id
         self.check_bias_and_out(ctx, layout)

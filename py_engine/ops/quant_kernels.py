@@ -15,13 +15,14 @@ from ..graph.context import BuildContext
 from .base import Op, ceil_div, numel
 
 SHADER = "quant_weights"
-PARAMS = struct.Struct("<8I")
-assert PARAMS.size == 32  # matches `struct Params` in quant_weights.wgsl
+PARAMS = struct.Struct("<12I")
+assert PARAMS.size == 48  # matches `struct Params` in quant_weights.wgsl
 
 # Weight formats (the shader's FMT override): GGUF types keep their ggml ids.
 FMT_F32, FMT_F16, FMT_Q4_0, FMT_Q4_1, FMT_Q8_0 = 0, 1, 2, 3, 8
 FMT_Q4_LOW_EVEN = 16   # q4gsw linear packing: low nibble = even k
 FMT_Q4_HIGH_EVEN = 17  # qcs4w / embedding_4bit packing: high nibble = even k
+FMT_REPACKED = 32      # + ggml id: GGUF blocks repacked by weight_repack.py (Q4_0, Q4_1, Q8_0)
 
 CHUNK = 8          # elements the shader dequantizes at a time; 4-bit group sizes are multiples
 GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode)
@@ -40,10 +41,33 @@ class WeightLayout:
     group_size: int = CHUNK  # 4-bit formats: elements per scale (a multiple of CHUNK)
     s_stride_g: int = 0      # scale index = (k // group_size) * s_stride_g + n * s_stride_n
     s_stride_n: int = 0
+    q_stride: int = 0        # repacked formats: quant words per row, word offsets of d and m
+    d_off: int = 0
+    m_off: int = 0
 
     @property
     def uses_scales(self) -> bool:
         return self.fmt in (FMT_Q4_LOW_EVEN, FMT_Q4_HIGH_EVEN)
+
+    @property
+    def repacked(self) -> bool:
+        return self.fmt >= FMT_REPACKED
+
+
+def weight_buffer(g, layout: WeightLayout, weight_id: int):
+    """What to bind as the weight: the tensor, or its repacked buffer (shared per tensor)."""
+    if not layout.repacked:
+        return g.tensor(weight_id)
+    from .weight_repack import LAYOUT_KEY, repack_gguf
+
+    t = layout.fmt - FMT_REPACKED
+    return g.repacked(weight_id, (LAYOUT_KEY, t), lambda raw: repack_gguf(t, raw, layout.rows))
+
+
+def params_bytes(layout: WeightLayout, m: int, n: int, has_bias: bool) -> bytes:
+    """The Params uniform for m activation rows (or indices) and n weight rows."""
+    return PARAMS.pack(m, n, layout.width, layout.row_bytes, layout.group_size, layout.s_stride_g,
+                       layout.s_stride_n, int(has_bias), layout.q_stride, layout.d_off, layout.m_off, 0)
 
 
 def check_group_size(op: Op, group_size: int) -> None:
@@ -67,8 +91,7 @@ def matmul_workgroups(m: int, n: int) -> tuple:
 
 
 def _params(layout: WeightLayout, m: int, has_bias: bool) -> bytes:
-    return PARAMS.pack(m, layout.rows, layout.width, layout.row_bytes, layout.group_size,
-                       layout.s_stride_g, layout.s_stride_n, int(has_bias))
+    return params_bytes(layout, m, layout.rows, has_bias)
 
 
 class QuantMatmul:
@@ -142,9 +165,12 @@ class QuantLinearOp(Op):
         self.layout = layout
         self.triggers = frozenset([self.x])
 
+    def repacked_ids(self) -> frozenset:
+        return frozenset([self.weight]) if self.layout.repacked else frozenset()
+
     def build(self, g):
         t = g.tensor
-        self.mm = QuantMatmul(g, self.layout, t(self.x), t(self.weight),
+        self.mm = QuantMatmul(g, self.layout, t(self.x), weight_buffer(g, self.layout, self.weight),
                               t(self.scales) if self.scales is not None else None,
                               t(self.bias) if self.bias is not None else None, t(self.out), self.name)
 
