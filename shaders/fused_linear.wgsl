@@ -7,7 +7,7 @@
 // The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
 // so a weight format is decoded by one piece of code; sums run in the same order as its
 // gemv/tiled kernels, so fused and unfused results agree bit for bit.
-// Bindings are numbered in the order the op passes its buffers; every entry point uses 0..its last.
+// Bindings are numbered in the order the op passes its buffers (None: one an entry point does not use).
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
@@ -44,6 +44,9 @@ struct Split {
 @group(0) @binding(5) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out2: array<f32>;
+// gemv entry points only: x and the weight as vec4s (see quant_weights.wgsl).
+@group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read> w4: array<vec4<u32>>;
 
 // ---- from quant_weights.wgsl (included) ----
 struct W8 {
@@ -101,36 +104,45 @@ fn blk_scale(off: u32, n: u32, blk: u32) -> f32 {
   return bitcast<f32>(w[off + n * (p.K / 32u) + blk]);
 }
 
-// Repacked formats: block `blk` of weight row n dotted with x[xi .. xi + 31].
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0).
-fn block_dot(n: u32, blk: u32, xi: u32) -> f32 {
+// 32 consecutive x values (a block's worth) and their sum.
+struct X32 {
+  v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+  v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>,
+  sum: f32,
+}
+
+fn x32(xi: u32) -> X32 {
+  let v0 = x4[xi];
+  let v1 = x4[xi + 1u];
+  let v2 = x4[xi + 2u];
+  let v3 = x4[xi + 3u];
+  let v4 = x4[xi + 4u];
+  let v5 = x4[xi + 5u];
+  let v6 = x4[xi + 6u];
+  let v7 = x4[xi + 7u];
+  let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
+  return X32(v0, v1, v2, v3, v4, v5, v6, v7, sum);
+}
+
+// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
-    let qi = n * p.q_stride + blk * 8u;
-    let qa = wvec(qi);
-    let qb = wvec(qi + 4u);
-    let lo = dot(i8x4(qa, 24u), xvec(xi)) + dot(i8x4(qa, 16u), xvec(xi + 4u))
-           + dot(i8x4(qa, 8u), xvec(xi + 8u)) + dot(i8x4(qa, 0u), xvec(xi + 12u));
-    let hi = dot(i8x4(qb, 24u), xvec(xi + 16u)) + dot(i8x4(qb, 16u), xvec(xi + 20u))
-           + dot(i8x4(qb, 8u), xvec(xi + 24u)) + dot(i8x4(qb, 0u), xvec(xi + 28u));
+    let qi = (n * p.q_stride) / 4u + blk * 2u;
+    let qa = w4[qi];
+    let qb = w4[qi + 1u];
+    let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
+    let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
     return d * (lo + hi);
   }
-  let q = wvec(n * p.q_stride + blk * 4u);
-  let x0 = xvec(xi);
-  let x1 = xvec(xi + 4u);
-  let x2 = xvec(xi + 8u);
-  let x3 = xvec(xi + 12u);
-  let x4 = xvec(xi + 16u);
-  let x5 = xvec(xi + 20u);
-  let x6 = xvec(xi + 24u);
-  let x7 = xvec(xi + 28u);
-  let s = dot(nib4(q, 0u), x0) + dot(nib4(q, 4u), x1) + dot(nib4(q, 8u), x2) + dot(nib4(q, 12u), x3)
-        + dot(nib4(q, 16u), x4) + dot(nib4(q, 20u), x5) + dot(nib4(q, 24u), x6) + dot(nib4(q, 28u), x7);
-  let sx = dot((x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7), vec4<f32>(1.0));
+  let q = w4[(n * p.q_stride) / 4u + blk];
+  let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
+        + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * sx);
+    return d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * sx;
+  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
 }
 
 // Chunk c of weight row n, dequantized.
@@ -219,12 +231,13 @@ fn x8(base: u32, c: u32) -> W8 {
 }
 
 // Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
+// Uses x4 / w4, so only the gemv entry points call it.
 fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
   var acc = 0.0;
   if (FMT >= 32u) {
     let blocks = p.K / 32u;
     for (var b = lane; b < blocks; b += TPR) {
-      acc += block_dot(n, b, xb + b * 32u);
+      acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
     }
     return acc;
   }

@@ -16,6 +16,7 @@
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
+override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4)
 
 struct Params {
   M: u32,          // activation rows (linear) / number of indices (gather)
@@ -38,6 +39,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;    // linear only (else any buffer)
+// gemv only: x and the weight again, as vec4s (one bounds-checked load per 4 values); the
+// repacked blocks are 16-byte aligned and GGUF K is a multiple of 32.
+@group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> w4: array<vec4<u32>>;
 
 struct W8 {
   a: vec4<f32>,
@@ -94,36 +99,45 @@ fn blk_scale(off: u32, n: u32, blk: u32) -> f32 {
   return bitcast<f32>(w[off + n * (p.K / 32u) + blk]);
 }
 
-// Repacked formats: block `blk` of weight row n dotted with x[xi .. xi + 31].
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0).
-fn block_dot(n: u32, blk: u32, xi: u32) -> f32 {
+// 32 consecutive x values (a block's worth) and their sum.
+struct X32 {
+  v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+  v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>,
+  sum: f32,
+}
+
+fn x32(xi: u32) -> X32 {
+  let v0 = x4[xi];
+  let v1 = x4[xi + 1u];
+  let v2 = x4[xi + 2u];
+  let v3 = x4[xi + 3u];
+  let v4 = x4[xi + 4u];
+  let v5 = x4[xi + 5u];
+  let v6 = x4[xi + 6u];
+  let v7 = x4[xi + 7u];
+  let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
+  return X32(v0, v1, v2, v3, v4, v5, v6, v7, sum);
+}
+
+// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
-    let qi = n * p.q_stride + blk * 8u;
-    let qa = wvec(qi);
-    let qb = wvec(qi + 4u);
-    let lo = dot(i8x4(qa, 24u), xvec(xi)) + dot(i8x4(qa, 16u), xvec(xi + 4u))
-           + dot(i8x4(qa, 8u), xvec(xi + 8u)) + dot(i8x4(qa, 0u), xvec(xi + 12u));
-    let hi = dot(i8x4(qb, 24u), xvec(xi + 16u)) + dot(i8x4(qb, 16u), xvec(xi + 20u))
-           + dot(i8x4(qb, 8u), xvec(xi + 24u)) + dot(i8x4(qb, 0u), xvec(xi + 28u));
+    let qi = (n * p.q_stride) / 4u + blk * 2u;
+    let qa = w4[qi];
+    let qb = w4[qi + 1u];
+    let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
+    let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
     return d * (lo + hi);
   }
-  let q = wvec(n * p.q_stride + blk * 4u);
-  let x0 = xvec(xi);
-  let x1 = xvec(xi + 4u);
-  let x2 = xvec(xi + 8u);
-  let x3 = xvec(xi + 12u);
-  let x4 = xvec(xi + 16u);
-  let x5 = xvec(xi + 20u);
-  let x6 = xvec(xi + 24u);
-  let x7 = xvec(xi + 28u);
-  let s = dot(nib4(q, 0u), x0) + dot(nib4(q, 4u), x1) + dot(nib4(q, 8u), x2) + dot(nib4(q, 12u), x3)
-        + dot(nib4(q, 16u), x4) + dot(nib4(q, 20u), x5) + dot(nib4(q, 24u), x6) + dot(nib4(q, 28u), x7);
-  let sx = dot((x0 + x1) + (x2 + x3) + (x4 + x5) + (x6 + x7), vec4<f32>(1.0));
+  let q = w4[(n * p.q_stride) / 4u + blk];
+  let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
+        + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * sx);
+    return d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * sx;
+  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
 }
 
 // Chunk c of weight row n, dequantized.
@@ -212,12 +226,13 @@ fn x8(base: u32, c: u32) -> W8 {
 }
 
 // Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
+// Uses x4 / w4, so only the gemv entry points call it.
 fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
   var acc = 0.0;
   if (FMT >= 32u) {
     let blocks = p.K / 32u;
     for (var b = lane; b < blocks; b += TPR) {
-      acc += block_dot(n, b, xb + b * 32u);
+      acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
     }
     return acc;
   }
@@ -238,38 +253,68 @@ fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
   return acc;
 }
 
-// ---- gemv: WG / TPR output columns per workgroup, TPR threads stride over one column's blocks.
-var<workgroup> red: array<f32, WG>;
+// ---- gemv: WG / TPR * R output columns per workgroup; TPR threads stride over the blocks of
+// R columns (with TPR = 1 every thread streams its own R rows).
+
+// Rows n0 .. n0 + R - 1 (R <= 4; past N: the last row, dropped by the caller) in one pass
+// over x: each x block is loaded once for R rows, the main cost on CPU Vulkan.
+fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
+  var acc = vec4<f32>(0.0);
+  let last = p.N - 1u;
+  if (FMT >= 32u) {
+    let blocks = p.K / 32u;
+    for (var b = lane; b < blocks; b += TPR) {
+      let x = x32((xb + b * 32u) / 4u);
+      for (var r = 0u; r < R; r++) {
+        acc[r] += q_dot(min(n0 + r, last), b, x);
+      }
+    }
+    return acc;
+  }
+  for (var r = 0u; r < R; r++) {
+    acc[r] = row_dot(xb, min(n0 + r, last), lane);
+  }
+  return acc;
+}
+
+var<workgroup> red: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(WG)
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let cols = WG / TPR;
+  let cols = WG / TPR * R;
   let col_blocks = (p.N + cols - 1u) / cols;
   let g = wid.y * nwg.x + wid.x;
   let m = g / col_blocks;
-  let n = (g % col_blocks) * cols + lid / TPR;
+  let n0 = (g % col_blocks) * cols + (lid / TPR) * R;
   let lane = lid % TPR;
   // Threads past the end still take part in the barriers (uniform control flow).
-  let live = m < p.M && n < p.N;
-  var acc = 0.0;
-  if (live) {
-    acc = row_dot(m * p.K, n, lane);
+  var acc = vec4<f32>(0.0);
+  if (m < p.M && n0 < p.N) {
+    acc = rows_dot(m * p.K, n0, lane);
   }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) {
-      red[lid] += red[lid + s];
-    }
+  if (TPR > 1u) {  // uniform: an override
+    red[lid] = acc;
     workgroupBarrier();
-  }
-  if (live && lane == 0u) {
-    var v = red[lid];
-    if (p.has_bias != 0u) {
-      v += bias[n];
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+      if (lane < s) {
+        red[lid] += red[lid + s];
+      }
+      workgroupBarrier();
     }
-    out[m * p.N + n] = v;
+    acc = red[lid];
+  }
+  if (m < p.M && lane == 0u) {
+    for (var r = 0u; r < R; r++) {
+      let n = n0 + r;
+      if (n < p.N) {
+        var v = acc[r];
+        if (p.has_bias != 0u) {
+          v += bias[n];
+        }
+        out[m * p.N + n] = v;
+      }
+    }
   }
 }
 

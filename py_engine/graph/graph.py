@@ -161,7 +161,8 @@ class Graph:
             if self.tensors[vid].constant is False:
                 raise OpError(f"graph: value {vid} is not a constant, it cannot be repacked")
             data = np.ascontiguousarray(np.frombuffer(bytes(make(self.program.constant_bytes(vid))), np.uint8))
-            buf = self.backend.create_buffer(max(16, data.size), "storage", f"t{vid}:{key[0]}")
+            # Sized to whole 16 bytes so the buffer can be bound as array<vec4<...>>.
+            buf = self.backend.create_buffer(max(16, -(-data.size // 16) * 16), "storage", f"t{vid}:{key[0]}")
             if data.size:
                 self.backend.write_buffer(buf, 0, data)
             self._repacked[(vid, key)] = buf
@@ -180,9 +181,12 @@ class Graph:
 
     def add_dispatch(self, pipeline: int, buffers, label: str) -> int:
         """Record a dispatch of pipeline index `pipeline` binding `buffers` in order
-        (each a Buffer, a TensorRef, a SymIntRef or a UniformSlot); returns its index."""
+        (each a Buffer, a TensorRef, a SymIntRef or a UniformSlot; None leaves that binding
+        out, for entry points that do not use it); returns its index."""
         entries = []
         for binding, b in enumerate(buffers):
+            if b is None:
+                continue
             if isinstance(b, TensorRef):
                 entries.append((binding, b.buffer, 0, None))
             elif isinstance(b, SymIntRef):

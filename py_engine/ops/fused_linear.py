@@ -73,8 +73,11 @@ class _FusedGgufLinear(Op):
         split.write(SPLIT.pack(*self.split, 0, 0))
         w = weight_buffer(g, self.layout, self.weight)
         # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
-        buffers = [g.tensor(self.x), w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
-        self.d_gemv = g.add_dispatch(gemv, buffers, f"{self.name}:gemv")
+        x = g.tensor(self.x)
+        buffers = [x, w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
+        # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
+        pad = [None] * (8 - len(buffers))
+        self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
         self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
 
     def configure(self, g):
@@ -109,6 +112,10 @@ class LinearGgufMulti(_FusedGgufLinear):
         self.check_outs(ctx)
 
     def workgroups(self, m: int) -> tuple:
+        if m == 0 or self.n_total == 0:
+            return 0, 0
+        if m <= GEMV_MAX_ROWS:  # one output column per TPR group (the template has no R)
+            return m * ceil_div(self.n_total, GEMV_WG // GEMV_TPR), 0
         return matmul_workgroups(m, self.n_total)
 
 

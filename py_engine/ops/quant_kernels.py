@@ -27,7 +27,10 @@ FMT_REPACKED = 32      # + ggml id: GGUF blocks repacked by weight_repack.py (Q4
 CHUNK = 8          # elements the shader dequantizes at a time; 4-bit group sizes are multiples
 GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode)
 # Workgroups of 64 threads: WebGPU guarantees at least 256, so no clamping is needed.
-GEMV_WG, GEMV_TPR = 64, 16      # 4 output columns per GEMV workgroup, 16 threads each
+# GEMV: 64 threads, TPR per group of R output columns (each x block loaded once for R rows).
+# TPR = 1, R = 4 (every thread streams 4 whole rows) is fastest on CPU Vulkan (lavapipe,
+# SwiftShader), where per-lane loads dominate; fused_linear.py keeps R = 1.
+GEMV_WG, GEMV_TPR, GEMV_R = 64, 1, 4
 TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
 GATHER_WG = 64
 
@@ -86,7 +89,7 @@ def matmul_workgroups(m: int, n: int) -> tuple:
     if m == 0 or n == 0:
         return 0, 0
     if m <= GEMV_MAX_ROWS:
-        return m * ceil_div(n, GEMV_WG // GEMV_TPR), 0
+        return m * ceil_div(n, GEMV_WG // GEMV_TPR * GEMV_R), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(n, TILE_N)
 
 
@@ -100,13 +103,14 @@ class QuantMatmul:
     def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str):
         self.layout = layout
         self.has_bias = bias is not None
-        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=GEMV_WG, TPR=GEMV_TPR)
+        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=GEMV_WG, TPR=GEMV_TPR, R=GEMV_R)
         tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt)
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
         buffers = [x, weight, scales if scales is not None else weight, out, self.params,
                    bias if bias is not None else weight]
-        self.d_gemv = g.add_dispatch(gemv, buffers, f"{label}:gemv")
+        # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
+        self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
         self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
 
     def set_rows(self, g, m: int) -> None:
