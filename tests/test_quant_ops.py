@@ -16,3 +16,21 @@ def test_case(native_backend, name):
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))
+
+
+def test_tied_weight_is_repacked_once_and_not_uploaded_raw(native_backend):
+    """A weight read by an embedding and a linear: one repacked buffer, no raw copy on the GPU."""
+    from py_engine.graph import Graph
+    from py_engine.reference import gguf_quant as gq
+    from py_engine.testing.quant_cases import tied_program
+
+    p, iw, _ = tied_program(gq.GGML_Q4_1, 300, 64, 7)
+    g = asyncio.run(Graph.build(p, native_backend))
+    try:
+        assert g.tensors[iw].buffer is None
+        assert len(g._repacked) == 1
+        (buf,) = g._repacked.values()
+        # quants 300 x 2 blocks x 16 bytes + d and m as f32: 300 x 2 x 24 bytes.
+        assert buf.nbytes == 300 * 2 * 24
+    finally:
+        g.destroy()

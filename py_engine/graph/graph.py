@@ -126,7 +126,8 @@ class Graph:
             if isinstance(v, Tensor):
                 ref = TensorRef(vid, v)
                 if vid not in self.aliases and vid not in repack_only:
-                    ref.buffer = self.backend.create_buffer(max(4, ref.numel * ref.itemsize), "storage", f"t{vid}")
+                    # At least 16 bytes: kernels may bind any tensor as an array of vec4s.
+                    ref.buffer = self.backend.create_buffer(max(16, ref.numel * ref.itemsize), "storage", f"t{vid}")
                     if ref.constant:
                         self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
                 self.tensors[vid] = ref

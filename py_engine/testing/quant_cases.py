@@ -315,19 +315,25 @@ def _make_gguf_embedding_cases():
     return cases
 
 
-def tied_embedding_and_head_q8_0():
-    """llama's token_embd (Q8_0) as both the embedding and the output head: one weight tensor."""
-    v, e = 300, 64
-    raw, table = _gguf_weight(gq.GGML_Q8_0, v, e, 80)
+def tied_program(type_id, v, e, seed):
+    """One GGUF weight tensor as both the embedding and the output head (llama's tied
+    token_embd). Returns (program, weight id, dequantized table)."""
+    raw, table = _gguf_weight(type_id, v, e, seed)
     p = Program()
     iw = p.tensor("uint8", raw.shape, raw)
     iidx = p.tensor("int64", (5,))
     h = p.tensor(F32, (5, e))
-    p.call("py_engine.embedding_gguf.default", iw, p.add(Int(gq.GGML_Q8_0)), iidx, h)
+    p.call("py_engine.embedding_gguf.default", iw, p.add(Int(type_id)), iidx, h)
     o = p.tensor(F32, (5, v))
-    p.call("py_engine.linear_gguf.default", h, iw, p.add(Int(gq.GGML_Q8_0)), p.add(Null()), o)
+    p.call("py_engine.linear_gguf.default", h, iw, p.add(Int(type_id)), p.add(Null()), o)
     p.input_ids, p.output_ids = [iidx], [h, o]
-    r = _rng(81)
+    return p, iw, table
+
+
+def _tied(type_id, seed):
+    v, e = 300, 64
+    p, _, table = tied_program(type_id, v, e, seed)
+    r = _rng(seed + 1)
     steps = []
     for n in (5, 1):
         idx = _indices(r, (n,), v, np.int64)
@@ -336,13 +342,23 @@ def tied_embedding_and_head_q8_0():
     return CaseSpec(p, steps, LIN_ATOL, LIN_RTOL)
 
 
+def tied_embedding_and_head_q8_0():
+    """llama's token_embd (Q8_0) as both the embedding and the output head: one weight tensor."""
+    return _tied(gq.GGML_Q8_0, 80)
+
+
+def tied_embedding_and_head_q4_1():
+    """The same with Q4_1 (d and m regions): both ops read one repacked buffer."""
+    return _tied(gq.GGML_Q4_1, 82)
+
+
 CASES = {f.__name__: f for f in (
     q4gsw_m1_g32, q4gsw_m3_g32_bias, q4gsw_m17_g64_rank3, q4gsw_m70_g128_bias, q4gsw_k_tail_g8,
     q4gsw_matches_reference, q4gsw_padded_layouts, q4gsw_dynamic_m,
     qcs4w_m1, qcs4w_m17_odd_k, qcs4w_m3_rank1_batch, linear_gguf_q8_0_vocab,
     embedding_f32_int64, embedding_f32_int32, embedding_f32_short_args, embedding_bad_constant_index_gives_zeros,
     embedding_q4gsw_g32_int64, embedding_q4gsw_g64_linear_weight_int32, embedding_q4gsw_no_flag,
-    tied_embedding_and_head_q8_0)}
+    tied_embedding_and_head_q8_0, tied_embedding_and_head_q4_1)}
 CASES.update(_make_gguf_linear_cases())
 CASES.update(_make_gguf_embedding_cases())
 
