@@ -1,8 +1,10 @@
 """`python -m app profile`: GPU time per op kind for one decode step, on the native backend.
 
-Each op kind's dispatch rows are replayed `--reps` times in one compute pass; the wall time
-of that submission (after a warm-up), divided by the repetitions, is the kind's cost per
-step. Printed as JSON, most expensive first. Run on a real GPU; a CPU adapter only gives ratios.
+With `timestamp-query-inside-passes` (wgpu on Vulkan/Metal/DX12 offers it), a timestamp is
+written before and after every dispatch of one decode step, so each op kind gets its own GPU
+time. Otherwise each op kind's rows are replayed `--reps` times in one pass and the wall time
+of that submission (encoding included) divided by the repetitions is reported instead.
+Printed as JSON, most expensive first. Run on a real GPU; a CPU adapter only gives ratios.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ async def _profile(args) -> dict:
     from .bench import SMOLLM2_135M, synthetic_gguf
 
     data = synthetic_gguf(**SMOLLM2_135M) if args.synthetic else open(args.model, "rb").read()
-    backend = await create_backend()
+    backend = await create_backend(features=("timestamp-query", "timestamp-query-inside-passes"))
     lp = build_llama_program(read_gguf(memoryview(data)), context=args.context, max_prefill=512)
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
@@ -49,6 +51,10 @@ async def _profile(args) -> dict:
         return (time.perf_counter() - t) / args.reps
 
     result = {"dispatches_executed": int(len(live)), "position": runner.pos}
+    if "timestamp-query-inside-passes" in backend.features:
+        result.update(_timestamps(backend, graph, full))
+        graph.destroy()
+        return result
     per_kind = {}
     for label, rows in groups.items():
         per_kind[label] = {"n": len(rows), "us_per_step": round(1e6 * await cost(rows), 1)}
@@ -56,6 +62,42 @@ async def _profile(args) -> dict:
     result["ops"] = dict(sorted(per_kind.items(), key=lambda kv: -kv[1]["us_per_step"]))
     graph.destroy()
     return result
+
+
+def _timestamps(backend, graph, table) -> dict:
+    """GPU ns of every live dispatch of `table`, from timestamps written around each one."""
+    import wgpu
+    from wgpu.backends.wgpu_native.extras import write_timestamp
+
+    dev = backend.device
+    rows = [(i, r) for i, r in enumerate(table.tolist()) if r[2] > 0]
+    n = 2 * len(rows)
+    qs = dev.create_query_set(type="timestamp", count=n)
+    resolve = dev.create_buffer(size=8 * n, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+    samples = []
+    for _ in range(3):  # the last of three runs (warm caches)
+        enc = dev.create_command_encoder()
+        cpass = enc.begin_compute_pass()
+        for j, (i, (p, g, x, y, z)) in enumerate(rows):
+            write_timestamp(cpass, qs, 2 * j)
+            cpass.set_pipeline(graph.pipelines.pipelines[p])
+            cpass.set_bind_group(0, graph.bind_groups[g])
+            cpass.dispatch_workgroups(x, y, z)
+            write_timestamp(cpass, qs, 2 * j + 1)
+        cpass.end()
+        enc.resolve_query_set(qs, 0, n, resolve, 0)
+        dev.queue.submit([enc.finish()])
+        samples = np.frombuffer(dev.queue.read_buffer(resolve), dtype=np.uint64).astype(np.int64)
+    per = collections.defaultdict(lambda: [0, 0])
+    for j, (i, _) in enumerate(rows):
+        label = graph.dispatch_labels[i]
+        per[label][0] += 1
+        per[label][1] += int(samples[2 * j + 1] - samples[2 * j])
+    span = int(samples[-1] - samples[0])
+    ops = {k: {"n": c, "us_per_step": round(t / 1000, 1), "us_each": round(t / 1000 / c, 2)}
+           for k, (c, t) in sorted(per.items(), key=lambda kv: -kv[1][1])}
+    return {"method": "timestamps around each dispatch", "gpu_us_per_step": round(span / 1000, 1),
+            "sum_of_dispatches_us": round(sum(v[1] for v in per.values()) / 1000, 1), "ops": ops}
 
 
 def add_arguments(p) -> None:
