@@ -85,17 +85,18 @@ async def bench(names, reps: int) -> dict:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m app.bench_kernels", description=__doc__)
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--tpr", type=int, default=0, help="GEMV threads per row (default: the kernel's)")
+    ap.add_argument("--shape", default="", help="GEMV shape WG,TPR,R (default: the adapter's, see quant_kernels)")
     ap.add_argument("--only", default="", help="comma-separated case names (default: all)")
     args = ap.parse_args(argv)
     names = [s for s in args.only.split(",") if s] or list(CASES)
     for s in names:
         if s not in CASES:
             raise SystemExit(f"bench_kernels: unknown case {s!r}; known: {', '.join(CASES)}")
-    if args.tpr:
-        from py_engine.ops import quant_kernels
+    if args.shape:
+        from py_engine.ops import fused_linear, quant_kernels
 
-        quant_kernels.GEMV_TPR = args.tpr
+        shape = quant_kernels.GemvShape(*(int(v) for v in args.shape.split(",")))
+        quant_kernels.gemv_shape = fused_linear.gemv_shape = lambda backend: shape
     print(json.dumps(asyncio.run(bench(names, args.reps)), indent=2))
 
 

@@ -95,6 +95,10 @@ class GpuBackend:
         self.limits = limits
         self.features = features
         self.adapter_info = adapter_info
+        # CPU implementations of WebGPU (SwiftShader, lavapipe) want other kernel shapes than GPUs.
+        text = " ".join(str(v) for v in adapter_info.values()).lower()
+        self.is_cpu = adapter_info.get("type") == "CPU" or any(
+            name in text for name in ("swiftshader", "llvmpipe", "lavapipe"))
         self._live = {"storage": 0, "uniform": 0, "readback": 0}
         self._counts = {"buffers": 0, "pipelines": 0, "bind_groups": 0}
 

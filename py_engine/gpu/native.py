@@ -45,6 +45,7 @@ class NativeBackend(GpuBackend):
         super().__init__(limits, frozenset(device.features), {
             "vendor": info.get("vendor", ""), "device": info.get("device", ""),
             "description": info.get("description", ""), "backend": info.get("backend_type", ""),
+            "type": info.get("adapter_type", ""),
         })
 
     def _create_buffer(self, size, usage, label):

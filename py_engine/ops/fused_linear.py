@@ -21,21 +21,21 @@ from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel
 from .linear_gguf import gguf_layout
-from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GEMV_TPR, GEMV_WG, PARAMS, TILE_M, TILE_N, check_dispatch,
+from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
+                            gemv_shape,
                             matmul_workgroups, params_bytes, weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
 assert SPLIT.size == 16  # matches `struct Split` in fused_linear.wgsl
-SWIGLU_COLS = GEMV_WG // GEMV_TPR // 2  # outputs per GEMV workgroup (gate + up groups)
-
-
-def swiglu_workgroups(m: int, f: int) -> tuple:
-    """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0."""
+def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV) -> tuple:
+    """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0.
+    A GEMV workgroup covers wg // tpr // 2 outputs (gate and up rows); the fused templates
+    have no R (one row per thread group)."""
     if m == 0 or f == 0:
         return 0, 0
     if m <= GEMV_MAX_ROWS:
-        return m * ceil_div(f, SWIGLU_COLS), 0
+        return m * ceil_div(f, shape.wg // shape.tpr // 2), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
 
 
@@ -66,7 +66,8 @@ class _FusedGgufLinear(Op):
 
     def build(self, g):
         fmt = self.layout.fmt
-        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=GEMV_WG, TPR=GEMV_TPR)
+        self.shape = gemv_shape(g.backend)
+        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr)
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt)
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
@@ -86,7 +87,7 @@ class _FusedGgufLinear(Op):
             raise self.step_error(f"live input K {dims[-1]} differs from the weight's K {self.layout.width}")
         m = numel(dims[:-1])
         self.params.write(params_bytes(self.layout, m, self.n_total, False))
-        gemv, tiled = self.workgroups(m)
+        gemv, tiled = self.workgroups(m, self.shape)
         g.set_workgroups(self.d_gemv, gemv)
         g.set_workgroups(self.d_tiled, tiled)
         for vid, n in self.outs:
@@ -111,11 +112,11 @@ class LinearGgufMulti(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = f"gemv{len(splits)}", f"tiled{len(splits)}"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int) -> tuple:
+    def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
         if m == 0 or self.n_total == 0:
             return 0, 0
         if m <= GEMV_MAX_ROWS:  # one output column per TPR group (the template has no R)
-            return m * ceil_div(self.n_total, GEMV_WG // GEMV_TPR), 0
+            return m * ceil_div(self.n_total, shape.wg // shape.tpr), 0
         return matmul_workgroups(m, self.n_total)
 
 
@@ -134,5 +135,5 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = "gemv_swiglu", "tiled_swiglu"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int) -> tuple:
-        return swiglu_workgroups(m, self.n_total)
+    def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
+        return swiglu_workgroups(m, self.n_total, shape)

@@ -30,7 +30,26 @@ GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode
 # GEMV: 64 threads, TPR per group of R output columns (each x block loaded once for R rows).
 # TPR = 1, R = 4 (every thread streams 4 whole rows) is fastest on CPU Vulkan (lavapipe,
 # SwiftShader), where per-lane loads dominate; fused_linear.py keeps R = 1.
-GEMV_WG, GEMV_TPR, GEMV_R = 64, 1, 4
+@dataclass(frozen=True)
+class GemvShape:
+    """How a GEMV workgroup covers output rows: WG threads, TPR threads per row, R rows each."""
+    wg: int
+    tpr: int
+    r: int
+
+    @property
+    def cols(self) -> int:
+        return self.wg // self.tpr * self.r
+
+
+# CPU Vulkan (SwiftShader, lavapipe): each thread streams whole rows and loads each x block once
+# for R rows. GPUs: TPR lanes per row read consecutive blocks, so loads coalesce.
+CPU_GEMV = GemvShape(64, 1, 4)
+GPU_GEMV = GemvShape(64, 16, 1)
+
+
+def gemv_shape(backend) -> GemvShape:
+    return CPU_GEMV if getattr(backend, "is_cpu", False) else GPU_GEMV
 TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
 GATHER_WG = 64
 
@@ -84,12 +103,13 @@ def check_dispatch(op: Op, ctx: BuildContext, total: int, what: str) -> None:
         raise op.error(f"{what} needs {total} workgroups, more than the device's {cap} x {cap}")
 
 
-def matmul_workgroups(m: int, n: int) -> tuple:
-    """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0."""
+def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV) -> tuple:
+    """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0.
+    The default shape is the one with the most GEMV workgroups (for validation)."""
     if m == 0 or n == 0:
         return 0, 0
     if m <= GEMV_MAX_ROWS:
-        return m * ceil_div(n, GEMV_WG // GEMV_TPR * GEMV_R), 0
+        return m * ceil_div(n, shape.cols), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(n, TILE_N)
 
 
@@ -103,7 +123,8 @@ class QuantMatmul:
     def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str):
         self.layout = layout
         self.has_bias = bias is not None
-        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=GEMV_WG, TPR=GEMV_TPR, R=GEMV_R)
+        self.shape = gemv_shape(g.backend)
+        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r)
         tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt)
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
@@ -115,7 +136,7 @@ class QuantMatmul:
 
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
-        gemv, tiled = matmul_workgroups(m, self.layout.rows)
+        gemv, tiled = matmul_workgroups(m, self.layout.rows, self.shape)
         g.set_workgroups(self.d_gemv, gemv)
         g.set_workgroups(self.d_tiled, tiled)
 
