@@ -12,7 +12,10 @@ Dispatches:
    rows of a kv head are its G = Hq/Hkv q heads times the S positions, so each K/V row read
    serves a whole block; tiles past the block's causal limit are skipped. Two pipelines of it,
    one dispatch each (the idle one gets 0 workgroups): blocks of BLOCK_ROWS rows, and blocks
-   of exactly G rows for a decode step (S = 1) so no work is spent on empty rows;
+   of exactly G rows for a decode step (S = 1) so no work is spent on empty rows; on GPUs (not
+   CPU adapters) and when the shapes fit, a decode step instead runs sdpa_decode.wgsl, a kernel
+   with threads cooperating on each key's dot product and parallel softmax reductions, in tiles
+   of DECODE_TILE keys (the third dispatch; the other two then get 0 workgroups);
 3. sdpa_merge.wgsl (flash-decoding): when the rows fit one block (decode) and the context spans
    several key tiles, the keys are split so many workgroups share the work; each leaves partial
    (acc, max, sum) rows in op-owned scratch (sized at build for the largest context, freed in
@@ -32,6 +35,8 @@ from .update_cache import (U32_WORDS, CacheWriter, cache_write_params, check_bin
 
 ATTEND_PARAMS = struct.Struct("<7If4I")
 assert ATTEND_PARAMS.size == 48  # matches `struct Params` in sdpa_attend.wgsl
+DECODE_PARAMS = struct.Struct("<5If2I")
+assert DECODE_PARAMS.size == 32  # matches `struct Params` in sdpa_decode.wgsl
 MERGE_PARAMS = struct.Struct("<8I")
 assert MERGE_PARAMS.size == 32  # matches `struct Params` in sdpa_merge.wgsl
 
@@ -40,6 +45,12 @@ BLOCK_ROWS = 8    # query rows per prefill workgroup (<= `BQ` in sdpa_attend.wgs
 DIMS_PER_THREAD = 4  # `DPT` in sdpa_attend.wgsl: head_dim <= DPT * workgroup size
 MAX_SPLITS = 64   # key splits at most; longer contexts give each split several tiles
 MERGE_WG = 64
+DECODE_WG = 128   # threads of a sdpa_decode.wgsl workgroup (a power of two, 8..256)
+DECODE_TILE = 32  # `TILE` in sdpa_decode.wgsl: keys per tile (also the split granularity)
+DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot product
+DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
+FAST_DECODE_ON_CPU = True  # measured on lavapipe: see the report
+DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,9 @@ class SdpaPlan:
     cache_write: tuple   # (n, dst_offset, cache_len) for update_cache.wgsl's write_kv
     attend_params: bytes    # for whichever attend dispatch runs
     attend_workgroups: int  # blocks of BLOCK_ROWS rows
-    decode_workgroups: int  # blocks of G rows (S = 1)
+    decode_workgroups: int  # blocks of G rows (S = 1), sdpa_attend.wgsl
+    fast_params: bytes      # for sdpa_decode.wgsl
+    fast_workgroups: int    # (key split, kv head) pairs of sdpa_decode.wgsl
     merge_params: bytes
     merge_workgroups: int  # 0 when there is one split
 
@@ -115,6 +128,10 @@ class SdpaWithKvCache(Op):
         self.decode_rows = self.group if self.group <= BLOCK_ROWS else None
         self.rows_cap = min(BLOCK_ROWS, q[1] * self.group)
         self.split_cap = min(MAX_SPLITS, ceil_div(self.cache_dims[1], self.wg))
+        self.fast_wg = self.decode_kernel_wg(ctx)
+        self.use_fast = bool(self.fast_wg)  # until build() knows the adapter
+        if self.fast_wg:
+            self.split_cap = max(self.split_cap, min(MAX_SPLITS, ceil_div(self.cache_dims[1], DECODE_TILE)))
         self.scratch_bytes = self.split_cap * self.n_kv_heads * self.rows_cap * (self.head_dim + 2) * 4
         if self.scratch_bytes > ctx.limits.max_storage_binding_size:
             raise self.error(f"split-KV scratch of {self.scratch_bytes} bytes exceeds the device's storage "
@@ -126,11 +143,28 @@ class SdpaWithKvCache(Op):
         # q carries the live S; k/v follow it (listed too, so a lone k/v resize is caught).
         self.triggers = frozenset([self.q, self.k, self.v] + ([pos_id] if self.pos[0] == "symint" else []))
 
+    def decode_kernel_wg(self, ctx) -> int:
+        """Workgroup size of sdpa_decode.wgsl for this op, or 0 to decode with sdpa_attend.wgsl
+        (shapes it does not fit; build() also turns it off on CPU adapters, see use_fast)."""
+        wg = min(pow2_floor(workgroup_size(ctx.limits, DECODE_WG)), 256)
+        if self.decode_rows is None or self.group > DECODE_BQ or wg < DECODE_LPK:
+            return 0
+        key_groups = max(wg // self.head_dim, 1)
+        if self.head_dim > DIMS_PER_THREAD * wg or key_groups * self.head_dim > DECODE_TILE * DECODE_LPK:
+            return 0
+        rows = self.group
+        tpr = min(wg // DECODE_BQ, 8)
+        shared = (rows * self.head_dim + rows * DECODE_TILE * (DECODE_LPK + 1) + 2 * DECODE_BQ * tpr
+                  + 2 * DECODE_BQ) * 4
+        return wg if shared <= ctx.limits.max_workgroup_storage_size else 0
+
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
         write = cache_write_params(err, seq, pos, self.cache_dims)
         rows = seq * self.group  # query rows per kv head
         decode = seq == 1 and self.decode_rows is not None
+        if decode and self.use_fast:
+            return self.plan_fast(write, pos + 1, err)
         n_blocks = 1 if decode else ceil_div(rows, BLOCK_ROWS)
         n_keys = pos + seq
         tiles = ceil_div(n_keys, self.wg)
@@ -148,7 +182,25 @@ class SdpaWithKvCache(Op):
         merge_rows = seq * self.n_heads if n_splits > 1 else 0
         merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, seq, 0, 0)
         return SdpaPlan(write, attend, 0 if decode else attend_wgs, attend_wgs if decode else 0,
-                        merge, merge_rows)
+                        b"\0" * DECODE_PARAMS.size, 0, merge, merge_rows)
+
+    def plan_fast(self, write, n_keys: int, err) -> SdpaPlan:
+        """A decode step on sdpa_decode.wgsl: short contexts in one workgroup per kv head (no
+        merge dispatch); longer ones split into up to MAX_SPLITS key ranges of whole tiles, so
+        there are enough workgroups (3 kv heads x 32 splits at 1024 keys) for a GPU."""
+        tiles = ceil_div(n_keys, DECODE_TILE)
+        n_splits, split_len = 1, tiles * DECODE_TILE
+        if tiles > DECODE_SOLO_TILES:
+            split_len = ceil_div(tiles, min(tiles, MAX_SPLITS)) * DECODE_TILE
+            n_splits = ceil_div(n_keys, split_len)
+            if n_splits > self.split_cap:
+                raise err(f"{n_splits} key splits exceed the scratch built for {self.split_cap}")
+        wgs = n_splits * self.n_kv_heads
+        fast = DECODE_PARAMS.pack(self.n_kv_heads, self.group, n_splits, split_len, n_keys, self.scale,
+                                  self.rows_cap, wgs)
+        merge_rows = self.n_heads if n_splits > 1 else 0
+        merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, 1, 0, 0)
+        return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, merge, merge_rows)
 
     def build(self, g):
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
@@ -164,6 +216,13 @@ class SdpaWithKvCache(Op):
         if self.decode_rows is not None:
             decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
             self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
+        self.d_fast = None
+        # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
+        self.use_fast = bool(self.fast_wg) and not (FAST_DECODE_ON_CPU is False and getattr(g.backend, "is_cpu", False))
+        if self.use_fast:
+            self.fast_params = g.uniforms.alloc(DECODE_PARAMS.size, f"{self.name}:decode")
+            fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
+            self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
         merge = g.pipelines.get("sdpa_merge", WG=self.merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.alloc(MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
@@ -180,6 +239,9 @@ class SdpaWithKvCache(Op):
         g.set_workgroups(self.d_attend, plan.attend_workgroups)
         if self.d_decode is not None:
             g.set_workgroups(self.d_decode, plan.decode_workgroups)
+        if self.d_fast is not None:
+            self.fast_params.write(plan.fast_params)
+            g.set_workgroups(self.d_fast, plan.fast_workgroups)
         self.merge_params.write(plan.merge_params)
         g.set_workgroups(self.d_merge, plan.merge_workgroups)
         g.set_dims(self.out, q)
