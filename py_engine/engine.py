@@ -123,9 +123,10 @@ class Engine:
 
 
 async def _read_source(source: str) -> bytes:
+    import os
     import sys
 
-    if sys.platform == "emscripten" and not source.startswith("/dev/"):
+    if sys.platform == "emscripten" and not os.path.exists(source):
         from pyodide.http import pyfetch  # type: ignore[import-not-found]
 
         resp = await pyfetch(source)
