@@ -214,3 +214,26 @@ def test_without_webgpu_the_page_explains_what_to_do(chromium, site):
         screenshot(page, "chat-no-webgpu.png")
     finally:
         ctx.close()
+
+
+@pytest.mark.timeout(900)
+def test_chat_with_the_real_smollm2(context, site):
+    """The default model (SmolLM2-135M-Instruct Q4_1, from setup) end to end: load, one short reply."""
+    page = context.new_page()
+    try:
+        page.goto(site.base)  # autoloads the default model served next to the page
+        wait_ready(page, timeout=600_000)
+        assert "SmolLM2" in page.inner_text("#model-name")
+        page.fill("#max-tokens", "8")
+        page.fill("#temperature", "0")
+        page.fill("#prompt", "What is the capital of France?")
+        page.press("#prompt", "Enter")
+        page.wait_for_function("document.querySelectorAll('.msg.assistant[data-done=true]').length > 0",
+                               timeout=600_000)
+        stats = page.evaluate("window.pyEngineChat.lastStats")
+        reply = page.locator(".msg.assistant").last.inner_text()
+        print(f"SmolLM2 in the page: {reply!r}; stats {stats}")
+        assert stats["generated_tokens"] >= 1, stats
+        assert "Paris" in reply, reply  # greedy SmolLM2 answers this one correctly
+    finally:
+        page.close()

@@ -72,3 +72,19 @@ async def test_smollm2_short_check_in_browser(selenium, smollm2_expected):
         assert [int(np.argmax(x)) for x in got[:2]] == exp["ids"]
     finally:
         graph.destroy()
+
+
+@run_in_pyodide
+async def test_python_engine_api_chats_in_browser(selenium, tiny_bytes):
+    from py_engine.engine import Engine
+    from py_engine.testing.shared_backend import shared_backend
+
+    engine = await Engine.load(tiny_bytes, backend=await shared_backend(), context=64)
+    try:
+        pieces = [p async for p in engine.chat([{"role": "user", "content": "Hello"}], max_tokens=5, temperature=0)]
+        assert engine.last_stats.generated_tokens >= 1 or engine.last_stats.finish_reason == "stop"
+        assert "".join(pieces) == engine.tokenizer.decode(engine.last_stats.token_ids, skip_special=True)
+        # The chat template rendered with jinja2 inside Pyodide (not the ChatML fallback).
+        assert not engine.template.is_fallback
+    finally:
+        engine.close()
