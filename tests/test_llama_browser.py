@@ -76,6 +76,9 @@ async def test_smollm2_short_check_in_browser(selenium, smollm2_expected):
 
 @run_in_pyodide
 async def test_python_engine_api_chats_in_browser(selenium, tiny_bytes):
+    import pyodide_js
+
+    await pyodide_js.loadPackage("jinja2")  # served offline from the vendored Pyodide (setup)
     from py_engine.engine import Engine
     from py_engine.testing.shared_backend import shared_backend
 
