@@ -58,6 +58,7 @@ async def _bench(args) -> dict:
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
+    from py_engine.passes import passes_for
 
     if args.synthetic:
         data = synthetic_gguf(**SMOLLM2_135M)
@@ -68,7 +69,7 @@ async def _bench(args) -> dict:
             data = f.read()
     backend = await create_backend()
     gguf = read_gguf(memoryview(data))
-    lp = build_llama_program(gguf, context=args.context, max_prefill=512,
+    lp = build_llama_program(gguf, context=args.context, max_prefill=512, fuse=passes_for(backend),
                              max_buffer_bytes=backend.limits.max_storage_binding_size)
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)

@@ -19,6 +19,7 @@ from .generate import ContextFullError, GenerationSettings, GenerationStats, Lla
 from .graph import Graph
 from .loaders.gguf import read_gguf
 from .models.llama import build_llama_program
+from .passes import passes_for
 from .tokenizer import Tokenizer
 
 
@@ -55,7 +56,7 @@ class Engine:
             from .gpu import create_backend
 
             backend = await create_backend()
-        lp = build_llama_program(gguf, context=context, max_prefill=max_prefill,
+        lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, fuse=passes_for(backend),
                                  max_buffer_bytes=backend.limits.max_storage_binding_size)
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)

@@ -73,9 +73,10 @@ def rope_table(config: LlamaConfig, context: int) -> tuple:
 
 def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefill: int = 512,
                         kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30,
-                        fuse: bool = True) -> LlamaProgram:
-    """`fuse`: run py_engine.passes.optimize (fewer dispatches per token); False keeps the
-    plain ExecuTorch-style op chain, e.g. to test the fused graph against it."""
+                        fuse: bool | tuple = True) -> LlamaProgram:
+    """`fuse`: run py_engine.passes.optimize (fewer dispatches per token), or only the passes
+    given as a tuple (see passes.passes_for); False keeps the plain ExecuTorch-style op chain,
+    e.g. to test the fused graph against it."""
     arch = gguf.get("general.architecture", "llama")
     if arch != "llama":
         raise GGUFError(f"gguf: architecture '{arch}' is not supported (only llama)")
@@ -153,7 +154,7 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     p.call("aten.argmax.default", logits, p.add(Int(-1)), p.add(Bool(False)), next_token)
     p.output_ids = [logits, next_token]
     if fuse:
-        p = optimize(p)
+        p = optimize(p) if fuse is True else optimize(p, fuse)
     return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token)
 
 

@@ -16,6 +16,14 @@ from .fuse_rope import fuse_rope
 from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope)
+# CPU implementations of WebGPU (SwiftShader, lavapipe): the fused linear kernels compute one
+# row per thread group, slower there than the plain GEMV's 4 rows per thread, so only the
+# fusions that save dispatches without changing the matmuls run.
+CPU_PASSES = (fuse_add_rms_norm, fuse_rope)
+
+
+def passes_for(backend) -> tuple:
+    return CPU_PASSES if getattr(backend, "is_cpu", False) else PASSES
 
 
 def optimize(program: Program, passes=PASSES) -> Program:
@@ -24,4 +32,4 @@ def optimize(program: Program, passes=PASSES) -> Program:
     return program
 
 
-__all__ = ["optimize", "PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope"]
+__all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope"]

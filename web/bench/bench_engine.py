@@ -61,6 +61,7 @@ async def _load(get_model, url, mode, cfg, log):
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
+    from py_engine.passes import passes_for
 
     t0 = _now()
     got = await get_model(url, mode)
@@ -69,7 +70,7 @@ async def _load(get_model, url, mode, cfg, log):
     backend = await create_backend(features=("timestamp-query",))
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
-                             max_buffer_bytes=backend.limits.max_storage_binding_size)
+                             fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size)
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
     await runner.feed([1], greedy=True)
