@@ -65,14 +65,15 @@ def test_exported_pte(native_backend, fixture):
 
 def test_one_cache_write_dispatch(native_backend):
     """k and v are written by one dispatch: write, attend (blocks of rows and of G rows), the decode
-    kernel and merge are 5 pipelines, 5 dispatches."""
+    kernel (not built on CPU adapters) and merge are 5 (4) pipelines and dispatches."""
     spec = CASES["sdpa_dynamic_seq"]()
 
     async def run():
         g = await Graph.build(spec.program, native_backend)
         try:
             stats = g.memory_stats()
-            assert (stats["pipelines"], stats["dispatches"]) == (5, 5), stats
+            n = 5 if g.ops[0].use_fast else 4
+            assert (stats["pipelines"], stats["dispatches"]) == (n, n), stats
         finally:
             g.destroy()
 
@@ -80,17 +81,23 @@ def test_one_cache_write_dispatch(native_backend):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
-def test_case_attend_kernel_decode(native_backend, monkeypatch, name):
-    """The same sdpa cases with decode steps on sdpa_attend.wgsl (the path of CPU adapters when
-    FAST_DECODE_ON_CPU is off, and of G > 8)."""
+def test_case_both_decode_kernels(native_backend, monkeypatch, name):
+    """The same sdpa cases with decode steps on sdpa_decode.wgsl where the shapes fit (GPUs' path;
+    CPU adapters such as this one use sdpa_attend.wgsl unless FAST_DECODE_ON_CPU), and forced onto
+    sdpa_attend.wgsl (the path of CPU adapters and of G > 8)."""
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-def test_plan_fast_decode_splits(native_backend):
+def test_plan_fast_decode_splits(native_backend, monkeypatch):
     """sdpa_decode.wgsl: up to 2 tiles of 32 keys in one workgroup per kv head (no merge), longer
     contexts in splits of whole tiles (at most 64); the dispatch table follows the live position."""
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
+
     def err(msg):
         return AssertionError(msg)
 
@@ -99,18 +106,16 @@ def test_plan_fast_decode_splits(native_backend):
         try:
             op = g.ops[0]
             assert op.use_fast == (sdpa.FAST_DECODE_ON_CPU or not native_backend.is_cpu)
-            op.use_fast = True
             short = op.plan(1, 63, err)  # 64 keys = 2 tiles
             assert (short.fast_workgroups, short.decode_workgroups, short.merge_workgroups) == (3, 0, 0)
             mid = op.plan(1, 64, err)  # 65 keys = 3 tiles: 3 splits of one tile
             assert (mid.fast_workgroups, mid.merge_workgroups) == (3 * 3, 9)
             long = op.plan(1, 699, err)  # 22 tiles: 22 splits
             assert (long.fast_workgroups, long.attend_workgroups, long.merge_workgroups) == (22 * 3, 0, 9)
-            if op.d_fast is not None:
-                r = np.random.default_rng(0)
-                await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
-                                                                             (1, 1, 3, 64))] + [699])
-                assert (g.table[op.d_fast, 2], g.table[op.d_decode, 2], g.table[op.d_merge, 2]) == (66, 0, 9)
+            r = np.random.default_rng(0)
+            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
+                                                                         (1, 1, 3, 64))] + [699])
+            assert (g.table[op.d_fast, 2], g.table[op.d_decode, 2], g.table[op.d_merge, 2]) == (66, 0, 9)
             assert op.split_cap == 22  # scratch for one split per tile of the 704-row cache
         finally:
             g.destroy()
