@@ -232,6 +232,7 @@ def test_chat_with_the_real_smollm2(context, site):
                                timeout=600_000)
         stats = page.evaluate("window.pyEngineChat.lastStats")
         reply = page.locator(".msg.assistant").last.inner_text()
+        screenshot(page, "chat-smollm2.png")
         print(f"SmolLM2 in the page: {reply!r}; stats {stats}")
         assert stats["generated_tokens"] >= 1, stats
         assert "Paris" in reply, reply  # greedy SmolLM2 answers this one correctly
