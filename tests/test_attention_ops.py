@@ -84,8 +84,10 @@ def test_one_cache_write_dispatch(native_backend):
 def test_case_both_decode_kernels(native_backend, monkeypatch, name):
     """The same sdpa cases with decode steps on sdpa_decode.wgsl where the shapes fit (GPUs' path;
     CPU adapters such as this one use sdpa_attend.wgsl unless FAST_DECODE_ON_CPU), and forced onto
-    sdpa_attend.wgsl (the path of CPU adapters and of G > 8)."""
+    sdpa_attend.wgsl (the path of CPU adapters and of G > 8). The first run also uses the GPUs'
+    merge workgroup size."""
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
+    monkeypatch.setattr(sdpa, "MERGE_WG_CPU", sdpa.MERGE_WG)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)

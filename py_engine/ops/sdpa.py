@@ -43,8 +43,9 @@ assert MERGE_PARAMS.size == 32  # matches `struct Params` in sdpa_merge.wgsl
 ATTEND_WG = 64    # threads per workgroup = keys per tile (a power of two)
 BLOCK_ROWS = 8    # query rows per prefill workgroup (<= `BQ` in sdpa_attend.wgsl); 8 was best on an H100
 DIMS_PER_THREAD = 4  # `DPT` in sdpa_attend.wgsl: head_dim <= DPT * workgroup size
-MAX_SPLITS = 64   # key splits at most; longer contexts give each split several tiles
-MERGE_WG = 64
+MAX_SPLITS = 64   # key splits at most (`MAXS` in sdpa_merge.wgsl); longer contexts give each split several tiles
+MERGE_WG = 256    # merge threads: split stats loaded at once, splits of a dim shared by WG / HD groups
+MERGE_WG_CPU = 64  # lavapipe: 256 threads cost 2x (123 -> 275 us at 4 splits)
 DECODE_WG = 128   # threads of a sdpa_decode.wgsl workgroup (a power of two, 8..256)
 DECODE_TILE = 32  # `TILE` in sdpa_decode.wgsl: keys per tile (also the split granularity)
 DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot product
@@ -121,7 +122,6 @@ class SdpaWithKvCache(Op):
         if shared > ctx.limits.max_workgroup_storage_size:
             raise self.error(f"head_dim {self.head_dim} needs {shared} bytes of workgroup memory, "
                              f"device allows {ctx.limits.max_workgroup_storage_size}")
-        self.merge_wg = pow2_floor(workgroup_size(ctx.limits, MERGE_WG))
         # Split-KV scratch: every split of one block of rows per kv head, at the largest context.
         self.group = self.n_heads // self.n_kv_heads
         # A decode step's G rows make one block of their own pipeline (when G fits a block).
@@ -223,7 +223,9 @@ class SdpaWithKvCache(Op):
             self.fast_params = g.uniforms.alloc(DECODE_PARAMS.size, f"{self.name}:decode")
             fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
             self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
-        merge = g.pipelines.get("sdpa_merge", WG=self.merge_wg, HD=self.head_dim)
+        on_cpu = getattr(g.backend, "is_cpu", False)
+        merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
+        merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.alloc(MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
 
