@@ -84,16 +84,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let k_begin = split * p.split_len;
   let k_end = min(k_begin + p.split_len, p.n_keys);
   for (var k0 = k_begin; k0 < k_end; k0 += TILE) {
-    // A. partial dots: key k0 + key, dims lane, lane + LPK, ...
-    for (var key = lid / LPK; key < TILE; key += KPP) {
-      let j = k0 + key;
+    // A. partial dots: key k0 + key, dims lane, lane + LPK, ... Trip counts are constants and
+    // rows past k_end are clamped to the last valid one (B masks them) so loads issue back to back.
+    for (var ps = 0u; ps < TILE / KPP; ps++) {
+      let key = ps * KPP + lid / LPK;
+      let kb = min(k0 + key, k_end - 1u) * kv_stride + kv_base;
       var sc: array<f32, BQ>;
       for (var r = 0u; r < RB; r++) {
         sc[r] = 0.0;
       }
-      if (j < k_end) {
-        let kb = j * kv_stride + kv_base;
-        for (var d = lane; d < HD; d += LPK) {
+      for (var i = 0u; i < (HD + LPK - 1u) / LPK; i++) {
+        let d = lane + i * LPK;
+        if (d < HD) {
           let kv = k_cache[kb + d];
           for (var r = 0u; r < RB; r++) {
             sc[r] += q_s[r * HD + d] * kv;
@@ -156,15 +158,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       l_run += sum;
     }
     if (kg < KG) {
-      let n_tile = min(TILE, k_end - k0);
       for (var i = 0u; i < DPT; i++) {
         let d = lid % HD + i * WG;
         if (d < HD) {
           for (var r = 0u; r < RB; r++) {
             acc[i][r] *= alpha_s[r];
           }
-          for (var t = kg; t < n_tile; t += KG) {
-            let vv = v_cache[(k0 + t) * kv_stride + kv_base + d];
+          // constant trip count; keys past k_end have weight 0 and read the last valid row
+          for (var u = 0u; u < (TILE + KG - 1u) / KG; u++) {
+            let t_raw = u * KG + kg;  // past TILE only when KG does not divide TILE: weight 0
+            let t = min(t_raw, TILE - 1u);
+            let vv = v_cache[min(k0 + t, k_end - 1u) * kv_stride + kv_base + d] * select(0.0, 1.0, t_raw < TILE);
             for (var r = 0u; r < RB; r++) {
               acc[i][r] += p_s[r * TILE + t] * vv;
             }

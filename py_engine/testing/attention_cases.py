@@ -220,13 +220,20 @@ def sdpa_wide_group_decode():
     return _sdpa_case([1, 1], 32, 1, 8, 320, seed=44, init=True, positions=[299, 10])
 
 
+def sdpa_decode_uneven_key_groups():
+    """GQA 8:2, D 40 (the GPU decode kernel's 3 key groups do not divide its 32-key tiles): decode
+    at context 2200 (69 tiles: 35 splits of 2 tiles), 41 (2 tiles, no merge) and 11."""
+    return _sdpa_case([1, 1, 1], 8, 2, 40, 2200, seed=45, init=True, positions=[2199, 40, 10])
+
+
 CASES = {f.__name__: f for f in (
     uc_prefill_int_pos0, uc_int_pos_nonzero_d64, uc_decode_d128, uc_replay_small, uc_replay_big,
     uc_dynamic_seq,
     sdpa_prefill_mha_d16, sdpa_gqa_8_2_d64_int_pos, sdpa_decode_gqa_d128, sdpa_long_context_decode,
     sdpa_explicit_scale_d4, sdpa_replay_small, sdpa_replay_big, sdpa_dynamic_seq,
     sdpa_split_kv_decode_700, sdpa_split_kv_multi_tile_splits, sdpa_split_kv_small_prefill,
-    sdpa_prefill_blocks_nonzero_pos, sdpa_prefill_mha_blocks, sdpa_wide_group_decode)}
+    sdpa_prefill_blocks_nonzero_pos, sdpa_prefill_mha_blocks, sdpa_wide_group_decode,
+    sdpa_decode_uneven_key_groups)}
 
 
 # ---------------------------------------------------------------- bad input
