@@ -11,8 +11,6 @@ when the indices are a program input the host also rejects it with a StepError n
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..graph.registry import register
 from .base import Op, numel
 from .quant_kernels import (FMT_F32, FMT_Q4_HIGH_EVEN, FMT_Q4_LOW_EVEN, QuantGather, WeightLayout,

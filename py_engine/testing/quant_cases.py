@@ -266,7 +266,6 @@ def _embedding_q4gsw(g, is_linear, idx_dtype, seed, with_flag=True):
     v, e = 23, 2 * g
     w = r.standard_normal((v, e)).astype(np.float32)
     packed, scales = ql.pack_embedding_q4gsw(w, g, is_linear)
-    table = ql.unpack_embedding_q4gsw(packed, scales, g, is_linear)
     p = Program()
     iw = p.tensor("uint8", packed.shape, packed)
     isc = p.tensor(F32, scales.shape, scales)
