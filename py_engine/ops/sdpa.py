@@ -54,6 +54,9 @@ FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 ->
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 
 
+_PLANS: dict = {}  # cached_plan(): (plan_key, S, input_pos) -> SdpaPlan
+
+
 @dataclass(frozen=True)
 class SdpaPlan:
     cache_write: tuple   # (n, dst_offset, cache_len) for update_cache.wgsl's write_kv
@@ -158,6 +161,24 @@ class SdpaWithKvCache(Op):
                   + 2 * DECODE_BQ) * 4
         return wg if shared <= ctx.limits.max_workgroup_storage_size else 0
 
+    def cached_plan(self, seq: int, pos: int) -> SdpaPlan:
+        """plan() shared by the layers of a model: every layer's attention has the same shapes
+        and sees the same (S, input_pos), so a decode step computes the plan once, not 30 times."""
+        key = (self.plan_key, seq, pos)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = self.plan(seq, pos, self.step_error)
+            if len(_PLANS) >= 1024:
+                _PLANS.clear()
+            _PLANS[key] = plan
+        return plan
+
+    @property
+    def plan_key(self) -> tuple:
+        """Everything plan() reads besides (S, input_pos)."""
+        return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
+                self.wg, self.split_cap, self.rows_cap, self.scale)
+
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
         write = cache_write_params(err, seq, pos, self.cache_dims)
@@ -235,7 +256,7 @@ class SdpaWithKvCache(Op):
                 or k[2:] != self.cache_dims[2:]:
             raise self.step_error(f"live dims q {list(q)}, k {list(k)}, v {list(v)} disagree "
                                   f"(same seq_len, built heads and head_dim)")
-        plan = self.plan(q[1], g.live_int(self.pos), self.step_error)
+        plan = self.cached_plan(q[1], g.live_int(self.pos))
         self.writer.set(g, plan.cache_write)
         self.attend_params.write(plan.attend_params)
         g.set_workgroups(self.d_attend, plan.attend_workgroups)
