@@ -1,16 +1,13 @@
 """The KV-cache attention ops (update_cache, sdpa_with_kv_cache) in CPython on the native (wgpu) backend."""
 import asyncio
-from pathlib import Path
 
 import numpy as np
-
-import py_engine.ops.sdpa as sdpa
 import pytest
 
+import py_engine.ops.sdpa as sdpa
 from py_engine.graph import Graph
-from py_engine.loaders.pte import load_pte_file
-from py_engine.testing.attention_cases import CASES, ERROR_CASES, SDPA_ATOL, SDPA_RTOL
-from py_engine.testing.harness import compare, run_case, run_error_case
+from py_engine.testing.attention_cases import CASES, ERROR_CASES
+from py_engine.testing.harness import run_case, run_error_case
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -22,45 +19,6 @@ def test_case(native_backend, name):
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))
-
-
-FIXTURES = Path(__file__).parent / "fixtures" / "pte"
-# fixture -> (atol, rtol); expected values are torch's (the ExecuTorch custom ops' eager outputs).
-EXPORTED = {"update_cache_pos3": ("exact", 0.0), "update_cache_input_pos5": ("exact", 0.0),
-            "sdpa_kv_cache": (SDPA_ATOL, SDPA_RTOL)}
-
-
-@pytest.mark.parametrize("fixture", sorted(EXPORTED))
-def test_exported_pte(native_backend, fixture):
-    """Programs exported by ExecuTorch's WebGPU partitioner (arguments as the exporter writes them:
-    cache buffers as constants or inputs, dropout_p Int(0), scale Null, input_pos via select_as_symint)."""
-    module = load_pte_file(str(FIXTURES / f"{fixture}.pte"))
-    program = module.program
-    arg_of = {fi.program_input: fi.index for fi in module.forward_inputs if fi.program_input is not None}
-    inputs = np.load(FIXTURES / f"{fixture}.inputs.npz")
-    expected = np.load(FIXTURES / f"{fixture}.expected.npz")
-    n_steps = len({k.split(".")[0] for k in inputs.files})
-    tol = EXPORTED[fixture]
-
-    async def run():
-        g = await Graph.build(program, native_backend)
-        try:
-            for s in range(n_steps):
-                # Program inputs follow the delegate's order; int64 host data is staged as int32.
-                args = [inputs[f"step{s}.arg{arg_of[vid]}"] for vid in program.input_ids]
-                args = [a.astype(np.int32) if module.staged_from.get(vid) == "int64" else a
-                        for vid, a in zip(program.input_ids, args)]
-                outs = await g.step(args)
-                for i, got in enumerate(outs):
-                    want = expected.get(f"step{s}.out{i}")
-                    if want is None and program.output_ids[i] in program.input_ids:
-                        # a mutated input returned as an output: torch's value after the step
-                        want = expected[f"step{s}.arg{arg_of[program.output_ids[i]]}.after"]
-                    compare(f"{fixture} step {s} out {i}", got, want, *tol)
-        finally:
-            g.destroy()
-
-    asyncio.run(run())
 
 
 def test_one_cache_write_dispatch(native_backend):
