@@ -16,7 +16,7 @@
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
-override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4)
+override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4; 1 .. 16 when TPR = 1)
 
 struct Params {
   M: u32,          // activation rows (linear) / number of indices (gather)
@@ -277,6 +277,71 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
   return acc;
 }
 
+// ---- CPU path of gemv (TPR == 1, R <= 16): each thread streams R whole rows.
+// On CPU Vulkan a thread is a SIMD lane, so every load is a gather: the x block is loaded once
+// for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
+// horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
+
+// Repacked block at w4 index qi with scale word si, dotted with x.
+fn q_dot_cpu(qi: u32, si: u32, x: X32) -> f32 {
+  let d = bitcast<f32>(w[si]);
+  if (FMT == 40u) {
+    let qa = bitcast<vec4<i32>>(w4[qi]);
+    let qb = bitcast<vec4<i32>>(w4[qi + 1u]);
+    let s = vec4<f32>((qa << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v0
+          + vec4<f32>((qa << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v1
+          + vec4<f32>((qa << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v2
+          + vec4<f32>(qa >> vec4<u32>(24u)) * x.v3
+          + vec4<f32>((qb << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v4
+          + vec4<f32>((qb << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v5
+          + vec4<f32>((qb << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v6
+          + vec4<f32>(qb >> vec4<u32>(24u)) * x.v7;
+    return d * dot(s, vec4<f32>(1.0));
+  }
+  let q = bitcast<vec4<i32>>(w4[qi]);
+  let f = vec4<i32>(15);
+  let s = vec4<f32>(q & f) * x.v0
+        + vec4<f32>((q >> vec4<u32>(4u)) & f) * x.v1
+        + vec4<f32>((q >> vec4<u32>(8u)) & f) * x.v2
+        + vec4<f32>((q >> vec4<u32>(12u)) & f) * x.v3
+        + vec4<f32>((q >> vec4<u32>(16u)) & f) * x.v4
+        + vec4<f32>((q >> vec4<u32>(20u)) & f) * x.v5
+        + vec4<f32>((q >> vec4<u32>(24u)) & f) * x.v6
+        + vec4<f32>((q >> vec4<u32>(28u)) & f) * x.v7;
+  let sd = dot(s, vec4<f32>(1.0));
+  if (FMT == 34u) {
+    return d * (sd - 8.0 * x.sum);
+  }
+  return d * sd + bitcast<f32>(w[si + p.m_off - p.d_off]) * x.sum;
+}
+
+// Rows n0 .. n0 + R - 1 (past N: the last row, dropped by the caller) of x[xb ..] . W.
+fn rows_dot_cpu(xb: u32, n0: u32) -> array<f32, 16> {
+  var acc: array<f32, 16>;
+  if (FMT < 32u) {  // other formats: row by row, in chunks
+    for (var r = 0u; r < R; r++) {
+      acc[r] = row_dot(xb, min(n0 + r, p.N - 1u), 0u);
+    }
+    return acc;
+  }
+  let blocks = p.K / 32u;
+  let qstep = select(1u, 2u, FMT == 40u);  // vec4s per block
+  var qi: array<u32, 16>;
+  var si: array<u32, 16>;
+  for (var r = 0u; r < R; r++) {
+    let n = min(n0 + r, p.N - 1u);
+    qi[r] = (n * p.q_stride) / 4u;
+    si[r] = p.d_off + n * blocks;
+  }
+  for (var b = 0u; b < blocks; b++) {
+    let x = x32(xb / 4u + b * 8u);
+    for (var r = 0u; r < R; r++) {
+      acc[r] += q_dot_cpu(qi[r] + b * qstep, si[r] + b, x);
+    }
+  }
+  return acc;
+}
+
 var<workgroup> red: array<vec4<f32>, WG>;
 
 @compute @workgroup_size(WG)
@@ -289,6 +354,22 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n0 = (g % col_blocks) * cols + (lid / TPR) * R;
   let lane = lid % TPR;
   // Threads past the end still take part in the barriers (uniform control flow).
+  if (TPR == 1u) {  // CPU path (overrides: the other shapes compile without it)
+    if (m < p.M && n0 < p.N) {
+      let accs = rows_dot_cpu(m * p.K, n0);
+      for (var r = 0u; r < R; r++) {
+        let n = n0 + r;
+        if (n < p.N) {
+          var v = accs[r];
+          if (p.has_bias != 0u) {
+            v += bias[n];
+          }
+          out[m * p.N + n] = v;
+        }
+      }
+    }
+    return;
+  }
   var acc = vec4<f32>(0.0);
   if (m < p.M && n0 < p.N) {
     acc = rows_dot(m * p.K, n0, lane);

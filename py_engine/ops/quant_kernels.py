@@ -28,8 +28,8 @@ CHUNK = 8          # elements the shader dequantizes at a time; 4-bit group size
 GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode)
 # Workgroups of 64 threads: WebGPU guarantees at least 256, so no clamping is needed.
 # GEMV: 64 threads, TPR per group of R output columns (each x block loaded once for R rows).
-# TPR = 1, R = 4 (every thread streams 4 whole rows) is fastest on CPU Vulkan (lavapipe,
-# SwiftShader), where per-lane loads dominate; fused_linear.py keeps R = 1.
+# TPR = 1 (every thread streams R whole rows, the shader's CPU path) is fastest on CPU Vulkan
+# (lavapipe, SwiftShader), where per-lane loads dominate; fused_linear.py keeps R = 1.
 @dataclass(frozen=True)
 class GemvShape:
     """How a GEMV workgroup covers output rows: WG threads, TPR threads per row, R rows each."""
@@ -44,7 +44,10 @@ class GemvShape:
 
 # CPU Vulkan (SwiftShader, lavapipe): each thread streams whole rows and loads each x block once
 # for R rows. GPUs: TPR lanes per row read consecutive blocks, so loads coalesce.
-CPU_GEMV = GemvShape(64, 1, 4)
+# 8 threads (one 256-bit llvmpipe SIMD row) x 16 rows: lavapipe q4_1 1536x576 1.45 -> 0.9 ms,
+# q8_0 49152x576 51 -> 34 ms against (64, 1, 4) (bench_kernels; R = 32 gained only ~10% more);
+# SmolLM2 decode step (app profile) 268 -> 182 ms.
+CPU_GEMV = GemvShape(8, 1, 16)
 GPU_GEMV = GemvShape(256, 32, 2)  # best of 8 shapes timed on an H100 (bench_kernels)
 
 
