@@ -87,9 +87,8 @@ def test_stop_ends_the_reply_at_once(chat):
     chat.click("#new-chat")
     chat.wait_for_function("document.querySelectorAll('.msg').length === 0")
     ask(chat, "Tell me a long story", max_tokens=100, wait=False)
-    chat.wait_for_function("Number(document.querySelector('.msg.assistant')?.dataset.chunks || 0) >= 1",
-                           timeout=REPLY_TIMEOUT_MS)
-    assert chat.is_visible("#stop")
+    # Stop as soon as the page is generating (the tiny model may finish a short reply quickly).
+    chat.wait_for_selector("#stop", state="visible", timeout=REPLY_TIMEOUT_MS)
     chat.click("#stop")
     chat.wait_for_selector(".msg.assistant[data-done=true]", timeout=30_000)
     stats = chat.evaluate("window.pyEngineChat.lastStats")
