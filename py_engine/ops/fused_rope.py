@@ -9,7 +9,7 @@ import struct
 
 from ..graph.dispatch import fold
 from ..graph.registry import register
-from .base import ceil_div, numel
+from .base import ceil_div
 from .rope import ApplyRotaryEmb
 
 PARAMS = struct.Struct("<8I")
@@ -34,18 +34,7 @@ class ApplyRotaryEmbQk(ApplyRotaryEmb):
                                        t(self.xk_out), self.params], self.name)
 
     def configure(self, g):
-        q_dims, k_dims = g.tensor(self.xq).dims, g.tensor(self.xk).dims
-        s = q_dims[1]
-        if k_dims[1] != s:
-            raise self.step_error(f"live seq len of xq ({s}) and xk ({k_dims[1]}) differ")
-        if q_dims[2:] != (self.hq, self.head_dim) or k_dims[2:] != (self.hkv, self.head_dim):
-            raise self.step_error(f"live xq {list(q_dims)} / xk {list(k_dims)}: only the seq len may change")
-        f_dims = g.tensor(self.cos).dims
-        if g.tensor(self.sin).dims != f_dims:
-            raise self.step_error(f"live freqs_cos {list(f_dims)} and freqs_sin "
-                                  f"{list(g.tensor(self.sin).dims)} differ")
-        if numel(f_dims[:-1]) < s:
-            raise self.step_error(f"freqs have {numel(f_dims[:-1])} live rows, fewer than the seq len {s}")
+        s = self.live_seq_len(g)
         q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
         self.params.write(PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half, 0, 0, 0))
         g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))

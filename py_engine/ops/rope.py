@@ -64,7 +64,8 @@ class ApplyRotaryEmb(Op):
             d = g.add_dispatch(pipe, [g.tensor(x), cos, sin, g.tensor(out), params], f"{self.name}:{tag}")
             self.parts.append((x, out, heads, params, d))
 
-    def configure(self, g):
+    def live_seq_len(self, g) -> int:
+        """S from the live dims, after checking that only S changed and the freqs cover it."""
         q_dims, k_dims = g.tensor(self.xq).dims, g.tensor(self.xk).dims
         s = q_dims[1]
         if k_dims[1] != s:
@@ -78,6 +79,10 @@ class ApplyRotaryEmb(Op):
         rows = numel(f_dims[:-1])
         if rows < s:
             raise self.step_error(f"freqs have {rows} live rows, fewer than the seq len {s}")
+        return s
+
+    def configure(self, g):
+        s = self.live_seq_len(g)
         for x, out, heads, params, d in self.parts:
             n_pairs = s * heads * self.half
             params.write(PARAMS.pack(n_pairs, heads, self.half, 0))
