@@ -2,7 +2,8 @@
 
 Figures: load time; prefill tokens/s at 128 and 512 prompt tokens; decode tokens/s over N
 tokens at a short and a long context; host milliseconds per decode step (Python work to
-prepare and encode a step, without the GPU wait); dispatches per token.
+prepare and encode a step, without the GPU wait); dispatches per token. Decode runs through
+the GPU-fed greedy stream (py_engine/greedy_stream.py) with `--depth` steps in flight.
 """
 from __future__ import annotations
 
@@ -92,23 +93,25 @@ async def _bench(args) -> dict:
         await runner.feed(ids)
         out[f"prefill_{n}_tokens_per_s"] = round(n / (time.perf_counter() - t), 2)
 
+    out["decode_depth"] = args.depth
     for label, start in (("short", 16), ("long", max(16, min(runner.context - args.decode - 1, args.long_context)))):
         runner.rewind(0)
-        await runner.feed(rng.integers(0, vocab, start).tolist())
-        host = []
-        tid = 1
-        t = time.perf_counter()
-        for _ in range(args.decode):
-            h = time.perf_counter()
-            staged = graph.prepare([np.array([[tid]], np.int32), np.array([runner.pos], np.int32)])
-            graph.submit(staged)
-            host.append(time.perf_counter() - h)
-            tid = int((await graph.read(lp.next_token_id))[0])  # GPU argmax: 4 bytes back
-            runner.pos += 1
-        dt = time.perf_counter() - t
+        # Greedy through the GPU-fed stream (the next token is copied on the GPU, `depth` steps
+        # in flight); the clock starts when the prompt's token arrives.
+        stream = await runner.greedy_stream(rng.integers(0, vocab, start).tolist(), max_new=args.decode + 1,
+                                            depth=args.depth)
+        try:
+            await stream.next()
+            t = time.perf_counter()
+            for _ in range(args.decode):
+                await stream.next()
+            dt = time.perf_counter() - t
+        finally:
+            await stream.aclose()
         out[f"decode_{label}_context"] = start
         out[f"decode_{label}_tokens_per_s"] = round(args.decode / dt, 2)
-        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(host)), 4)
+        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(stream.host_seconds)), 4)
+    out["dispatches_per_token"] = int(np.count_nonzero(graph.table[:, 2]))
     graph.destroy()
     return out
 
@@ -119,6 +122,7 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
+    p.add_argument("--depth", type=int, default=4, help="decode steps in flight (GPU-fed greedy stream)")
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
     from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .greedy_stream import DEFAULT_DEPTH, GreedyStream
 from .sampling import Sampler, SamplingParams
 from .tokenizer import StreamDecoder
 
@@ -28,8 +29,11 @@ class LlamaRunner:
         self.max_prefill = lp.max_prefill
         self.pos = 0
         self.prefilled_tokens = 0  # tokens fed in chunks of more than one (for stats and tests)
+        self._stream = None  # the open GreedyStream, closed before anything else is fed
 
     def rewind(self, pos: int) -> None:
+        if self._stream is not None:
+            raise RuntimeError("rewind: a greedy stream is open (await runner.close_stream() first)")
         if not 0 <= pos <= self.pos:
             raise ValueError(f"rewind: position {pos} outside 0..{self.pos}")
         self.pos = pos
@@ -37,6 +41,26 @@ class LlamaRunner:
     async def feed(self, ids, greedy: bool = False):
         """Run `ids` at the current position. Returns the float32 logits [vocab] of the last
         id, or with `greedy` only their argmax (computed on the GPU: 4 bytes read back)."""
+        await self.close_stream()
+        self._submit_chunks(ids)
+        if greedy:
+            return int((await self.graph.read(self.lp.next_token_id))[0])
+        return (await self.graph.read(self.lp.logits_id)).reshape(-1)
+
+    async def greedy_stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH) -> GreedyStream:
+        """Feed `ids`, then iterate greedy tokens with the next token fed on the GPU and up to
+        `depth` steps in flight (see py_engine.greedy_stream). At most `max_new` tokens."""
+        await self.close_stream()
+        stream = GreedyStream(self, max_new, depth)
+        self._check_ids(ids)
+        self._stream = stream
+        return await stream.start(ids)
+
+    async def close_stream(self) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+    def _check_ids(self, ids) -> list:
         ids = list(ids)
         if not ids:
             raise ValueError("feed: no tokens")
@@ -47,16 +71,21 @@ class LlamaRunner:
         bad = [t for t in ids if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"feed: token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
+        return ids
+
+    def _submit_chunks(self, ids, after=()) -> None:
+        """Submit `ids` from the current position in chunks of up to max_prefill; `after`
+        (buffer copies) goes with the last chunk."""
+        ids = self._check_ids(ids)
         for start in range(0, len(ids), self.max_prefill):
             chunk = ids[start:start + self.max_prefill]
             tokens = np.asarray(chunk, dtype=np.int32).reshape(1, -1)
-            self.graph.submit(self.graph.prepare([tokens, np.array([self.pos], dtype=np.int32)]))
+            last = start + self.max_prefill >= len(ids)
+            self.graph.submit(self.graph.prepare([tokens, np.array([self.pos], dtype=np.int32)]),
+                              after=after if last else ())
             self.pos += len(chunk)
             if len(chunk) > 1:
                 self.prefilled_tokens += len(chunk)
-        if greedy:
-            return int((await self.graph.read(self.lp.next_token_id))[0])
-        return (await self.graph.read(self.lp.logits_id)).reshape(-1)
 
 
 def _first_cache(lp) -> int:
@@ -113,10 +142,15 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     stop_ids = tokenizer.stop_ids
     previous = list(history) + list(new_ids)
     stats.prompt_tokens = len(new_ids)
-    # Greedy decoding without a repetition penalty needs only the GPU's argmax.
     gpu_greedy = sampler.params.greedy and sampler.params.repetition_penalty == 1.0
     t0 = time.perf_counter()
-    logits = await runner.feed(new_ids, greedy=gpu_greedy)
+    stream = None
+    if gpu_greedy:
+        # Greedy without a repetition penalty: tokens flow on the GPU, several steps in flight.
+        stream = await runner.greedy_stream(new_ids, max_new=max(1, settings.max_tokens))
+        tid = await stream.next()
+    else:
+        tid = sampler.sample(await runner.feed(new_ids), previous)
     stats.prefilled_tokens = len(new_ids)
     stats.prefill_seconds = time.perf_counter() - t0
     text = ""
@@ -124,37 +158,46 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     pending_from = 0  # text before this index has been yielded
     hold = max((len(s) for s in settings.stop), default=0)
     cut_by_stop_string = False
-    while True:
-        if should_stop():
-            stats.finish_reason = "abort"
-            break
-        tid = logits if gpu_greedy else sampler.sample(logits, previous)
-        if tid in stop_ids:
-            stats.finish_reason = "stop"
-            break
-        stats.token_ids.append(tid)
-        previous.append(tid)
-        stats.generated_tokens += 1
-        text += decoder.push(tid)
-        hit = _find_stop(text, settings.stop, pending_from)
-        if hit is not None:
-            if hit > pending_from:
-                yield text[pending_from:hit]
-            stats.finish_reason = "stop"
-            cut_by_stop_string = True
-            break
-        # Hold back what could be the start of a stop string.
-        safe = len(text) - (hold - 1 if hold else 0)
-        if safe > pending_from:
-            yield text[pending_from:safe]
-            pending_from = safe
-        if stats.generated_tokens >= settings.max_tokens:
-            stats.finish_reason = "length"
-            break
-        if runner.pos >= runner.context:
-            stats.finish_reason = "context"
-            break
-        logits = await runner.feed([tid], greedy=gpu_greedy)
+    try:
+        while True:
+            if should_stop():
+                stats.finish_reason = "abort"
+                break
+            if tid is None:  # the stream ran out of cache (checked below first, so rare)
+                stats.finish_reason = "context"
+                break
+            if tid in stop_ids:
+                stats.finish_reason = "stop"
+                break
+            stats.token_ids.append(tid)
+            previous.append(tid)
+            stats.generated_tokens += 1
+            text += decoder.push(tid)
+            hit = _find_stop(text, settings.stop, pending_from)
+            if hit is not None:
+                if hit > pending_from:
+                    yield text[pending_from:hit]
+                stats.finish_reason = "stop"
+                cut_by_stop_string = True
+                break
+            # Hold back what could be the start of a stop string.
+            safe = len(text) - (hold - 1 if hold else 0)
+            if safe > pending_from:
+                yield text[pending_from:safe]
+                pending_from = safe
+            if stats.generated_tokens >= settings.max_tokens:
+                stats.finish_reason = "length"
+                break
+            if runner.pos >= runner.context:
+                stats.finish_reason = "context"
+                break
+            if stream is not None:
+                tid = await stream.next()
+            else:
+                tid = sampler.sample(await runner.feed([tid]), previous)
+    finally:
+        if stream is not None:
+            await stream.aclose()
     stats.decode_seconds = time.perf_counter() - t1
     if not cut_by_stop_string:
         text += decoder.flush()

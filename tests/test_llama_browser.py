@@ -31,6 +31,16 @@ async def test_tiny_llama_in_browser(selenium, tiny_bytes):
     assert len(r["ids"]) == 16
 
 
+@run_in_pyodide
+async def test_greedy_stream_in_browser(selenium, tiny_bytes):
+    # The same cases as tests/test_llama_tiny.py: ids exact against step-by-step feeding.
+    from py_engine.testing.llama_cases import greedy_stream_cases
+    from py_engine.testing.shared_backend import shared_backend
+
+    r = await greedy_stream_cases(await shared_backend(), tiny_bytes, [1, 40, 41, 42, 43], n=12)
+    assert len(r["ids"]) == 12 and r["readback_buffers"] <= 5
+
+
 @pytest.fixture(scope="module")
 def smollm2_expected():
     assert MODEL.is_file(), f"{MODEL} is missing: run scripts/setup.sh (it runs scripts/fetch_model.sh)"

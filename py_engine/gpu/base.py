@@ -174,10 +174,28 @@ class GpuBackend:
     def release_bind_group(self, group) -> None:
         self._counts["bind_groups"] -= 1
 
-    def run(self, pipelines, bind_groups, table: np.ndarray) -> None:
+    def run(self, pipelines, bind_groups, table: np.ndarray, before=(), after=()) -> None:
         """Encode every row (pipeline, bind group, x, y, z) of `table` in one compute pass and
-        submit once. Rows whose x is 0 are skipped (nothing to do at the live shape)."""
-        self._run(pipelines, bind_groups, table)
+        submit once. Rows whose x is 0 are skipped (nothing to do at the live shape).
+        `before` / `after`: buffer copies (src Buffer, src offset, dst Buffer, dst offset,
+        nbytes) encoded in the same submit around the pass, e.g. the last step's argmax into
+        this step's token input, so decoding never waits for the host."""
+        for src, so, dst, do, n in (*before, *after):
+            if n % 4 or so % 4 or do % 4 or so + n > src.nbytes or do + n > dst.nbytes:
+                raise GpuError(f"copy of {n} bytes {src.label!r}+{so} -> {dst.label!r}+{do}: "
+                               f"out of range or not 4-byte aligned")
+        self._run(pipelines, bind_groups, table, before, after)
+
+    def start_map(self, buf: Buffer):
+        """Begin mapping a 'readback' buffer (after the submit that fills it); returns what
+        `finish_map` awaits. Several maps may be in flight at once."""
+        if buf.kind != "readback":
+            raise GpuError(f"buffer {buf.label!r} is not a readback buffer")
+        return self._start_map(buf.handle)
+
+    async def finish_map(self, buf: Buffer, pending, nbytes: int) -> bytes:
+        """Wait for a map begun by `start_map`, copy out `nbytes`, unmap."""
+        return await self._finish_map(buf.handle, pending, nbytes)
 
     async def finish(self) -> None:
         """Wait until submitted work is done and raise any error it produced."""
@@ -211,7 +229,13 @@ class GpuBackend:
     def _create_bind_group(self, pipeline, entries, label):
         raise NotImplementedError
 
-    def _run(self, pipelines, bind_groups, table):
+    def _run(self, pipelines, bind_groups, table, before, after):
+        raise NotImplementedError
+
+    def _start_map(self, handle):
+        raise NotImplementedError
+
+    async def _finish_map(self, handle, pending, nbytes):
         raise NotImplementedError
 
     async def _finish(self):

@@ -22,19 +22,33 @@ _WANTED_LIMITS = (
 )
 
 # Encodes a whole dispatch table in one compute pass: one JS call per step, not per dispatch.
+# `copies` (or null): [when, src, srcOffset, dst, dstOffset, size]*, when 0 = before the pass,
+# 1 = after it. `timing` (or null, set once per backend): { pass: descriptor of the compute
+# pass (timestamp writes), after(encoder): commands that resolve them }.
 _RUN_JS = """
-(device, pipelines, groups, table, n) => {
+(timing) => (device, pipelines, groups, table, n, copies) => {
   const enc = device.createCommandEncoder();
-  const pass = enc.beginComputePass();
+  const copy = (when) => {
+    if (!copies) return;
+    for (let i = 0; i < copies.length; i += 6) {
+      if (copies[i] === when) enc.copyBufferToBuffer(copies[i + 1], copies[i + 2], copies[i + 3], copies[i + 4], copies[i + 5]);
+    }
+  };
+  copy(0);
+  const pass = enc.beginComputePass(timing ? timing.pass : {});
+  let last = -1;
   for (let i = 0; i < n; i++) {
     const o = i * 5;
     const x = table[o + 2];
     if (x === 0) continue;
-    pass.setPipeline(pipelines[table[o]]);
+    const p = table[o];
+    if (p !== last) { pass.setPipeline(pipelines[p]); last = p; }
     pass.setBindGroup(0, groups[table[o + 1]]);
     pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
   }
   pass.end();
+  copy(1);
+  if (timing) timing.after(enc);
   device.queue.submit([enc.finish()]);
 }
 """
@@ -90,7 +104,8 @@ class BrowserBackend(GpuBackend):
         self._js_lists = (None, None, None)
         from pyodide.code import run_js  # type: ignore[import-not-found]
 
-        self._run_js = run_js(_RUN_JS)
+        self._make_run_js = run_js(_RUN_JS)
+        self._run_js = self._make_run_js(None)
         self._on_lost = create_proxy(self._record_lost)
         device.lost.then(self._on_lost)
         self._on_error = create_proxy(self._record_error)
@@ -176,7 +191,11 @@ class BrowserBackend(GpuBackend):
         layout = pipeline.getBindGroupLayout(0)
         return self.device.createBindGroup(_obj({"layout": layout, "entries": js_entries, "label": label}))
 
-    def _run(self, pipelines, bind_groups, table):
+    def set_pass_timing(self, timing) -> None:
+        """Bracket every compute pass with `timing` (a JS object, see _RUN_JS), or None."""
+        self._run_js = self._make_run_js(timing)
+
+    def _run(self, pipelines, bind_groups, table, before, after):
         self._check()
         # JS arrays of the handles are rebuilt only when the graph's lists change.
         key = (id(pipelines), id(bind_groups), len(pipelines), len(bind_groups))
@@ -184,7 +203,29 @@ class BrowserBackend(GpuBackend):
             self._js_lists = (key, to_js(list(pipelines)), to_js(list(bind_groups)))
         _, js_pipes, js_groups = self._js_lists
         flat = table.reshape(-1)
-        self._run_js(self.device, js_pipes, js_groups, to_js(memoryview(flat)), len(table))
+        copies = None
+        if before or after:
+            flat_copies = []
+            for when, group in ((0, before), (1, after)):
+                for src, so, dst, do, n in group:
+                    flat_copies += [when, src.handle, so, dst.handle, do, n]
+            copies = to_js(flat_copies)
+        self._run_js(self.device, js_pipes, js_groups, to_js(memoryview(flat)), len(table), copies)
+
+    def _start_map(self, handle):
+        self._check()
+        return handle.mapAsync(1)  # a JS promise, awaited by finish_map
+
+    async def _finish_map(self, handle, pending, nbytes):
+        try:
+            await pending
+        except Exception as e:
+            self._check()
+            raise GpuError(f"reading back {nbytes} bytes failed: {e}") from e
+        data = js.Uint8Array.new(handle.getMappedRange(0, nbytes)).to_bytes()
+        handle.unmap()
+        self._check()
+        return data
 
     async def _finish(self):
         await self.queue.onSubmittedWorkDone()

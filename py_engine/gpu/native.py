@@ -80,8 +80,10 @@ class NativeBackend(GpuBackend):
         except Exception as e:
             raise GpuError(f"bind group {label!r}: {e}") from e
 
-    def _run(self, pipelines, bind_groups, table):
+    def _run(self, pipelines, bind_groups, table, before, after):
         encoder = self.device.create_command_encoder()
+        for src, so, dst, do, n in before:
+            encoder.copy_buffer_to_buffer(src.handle, so, dst.handle, do, n)
         cpass = encoder.begin_compute_pass()
         # Every wgpu-py call costs microseconds: bind methods once, skip repeated pipelines.
         set_pipeline, set_bind_group, dispatch = cpass.set_pipeline, cpass.set_bind_group, cpass.dispatch_workgroups
@@ -95,7 +97,19 @@ class NativeBackend(GpuBackend):
             set_bind_group(0, bind_groups[g])
             dispatch(x, y, z)
         cpass.end()
+        for src, so, dst, do, n in after:
+            encoder.copy_buffer_to_buffer(src.handle, so, dst.handle, do, n)
         self.device.queue.submit([encoder.finish()])
+
+    def _start_map(self, handle):
+        return None  # wgpu-py maps synchronously in finish_map; the GPU keeps running meanwhile
+
+    async def _finish_map(self, handle, pending, nbytes):
+        handle.map_sync(1)
+        try:
+            return bytes(handle.read_mapped(0, nbytes, copy=True))
+        finally:
+            handle.unmap()
 
     async def _finish(self):
         # A read forces completion of all queued work (on_submitted_work_done_sync is

@@ -74,6 +74,8 @@ class Graph:
         self.dispatch_labels: list = []
         self.aliases: dict = {}  # view output id -> source id sharing one buffer
         self._repacked: dict = {}  # (constant id, layout key) -> Buffer (see `repacked`)
+        self._readback_all: list = []   # every buffer of take_readback's pool
+        self._readback_free: list = []
         self._resized: set = set()
         self._needs_full_configure = False
         self._destroyed = False
@@ -287,13 +289,30 @@ class Graph:
             self._resized.clear()
         return staged
 
-    def submit(self, staged) -> None:
+    def submit(self, staged, *, gpu_inputs=(), before=(), after=()) -> None:
+        """Device half of a step: write the inputs and uniforms, run the table. Inputs in
+        `gpu_inputs` (value ids) are not written from the host: a copy in `before` fills
+        them on the GPU (their staged arrays only gave the live dims). `before` / `after`:
+        buffer copies around the pass, see GpuBackend.run."""
         for vid, a in zip(self.program.input_ids, staged):
-            if vid in self.tensors and a.size:
+            if vid in self.tensors and a.size and vid not in gpu_inputs:
                 self.backend.write_buffer(self.tensors[vid].buffer, 0, a)
         self.uniforms.flush()
-        self.backend.run(self.pipelines.pipelines, self.bind_groups, self.table)
+        self.backend.run(self.pipelines.pipelines, self.bind_groups, self.table, before, after)
         self.steps += 1
+
+    def take_readback(self, nbytes: int):
+        """A mappable buffer of at least `nbytes` from the graph's pool (freed with the graph);
+        hand it back with `give_readback` once its map is finished."""
+        for i, buf in enumerate(self._readback_free):
+            if buf.nbytes >= nbytes:
+                return self._readback_free.pop(i)
+        buf = self.backend.create_buffer(nbytes, "readback", f"readback{len(self._readback_all)}")
+        self._readback_all.append(buf)
+        return buf
+
+    def give_readback(self, buf) -> None:
+        self._readback_free.append(buf)
 
     async def step(self, inputs, read=None) -> list:
         """Run one step. `read`: which outputs to read back (indices into output_ids);
@@ -350,5 +369,8 @@ class Graph:
             if not b.destroyed:
                 self.backend.destroy_buffer(b)
         self._repacked = {}
+        for b in self._readback_all:
+            self.backend.destroy_buffer(b)
+        self._readback_all, self._readback_free = [], []
         self.uniforms.destroy()
         self.pipelines.destroy()

@@ -54,3 +54,65 @@ def _check(got, want, atol, where) -> float:
     if not err <= atol:
         raise AssertionError(f"{where}: max logit error {err:.3g} exceeds {atol}")
     return err
+
+
+async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, context: int = 64,
+                              max_prefill: int = 32) -> dict:
+    """The GPU-fed greedy stream (steps in flight, token copied on the GPU) against feeding one
+    token at a time: the same ids at every depth, the position after each kind of stop, speculative
+    steps past a stop overwritten correctly, the end of the cache, and bad input. Exact (ids)."""
+    from ..generate import ContextFullError
+
+    gguf = read_gguf(gguf_bytes)
+    lp = build_llama_program(gguf, context=context, max_prefill=max_prefill)
+    graph = await Graph.build(lp.program, backend)
+    try:
+        runner = LlamaRunner(graph, lp)
+        P = len(prompt_ids)
+        want = [await runner.feed(prompt_ids, greedy=True)]
+        for _ in range(n - 1):
+            want.append(await runner.feed([want[-1]], greedy=True))
+        for depth in (1, 2, 4):
+            runner.rewind(0)
+            stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=depth)
+            got = [t async for t in stream]
+            assert got == want, f"depth {depth}: stream {got} != step by step {want}"
+            # Every token but the last was asked past, so fed; max_new ended the stream.
+            assert runner.pos == P + n - 1, (depth, runner.pos)
+            assert stream.closed and runner._stream is None
+
+        # Stop after k tokens with steps in flight: t_k is not fed, and decoding on from there one
+        # token at a time continues the same sequence (the speculative rows are overwritten).
+        k = 3
+        runner.rewind(0)
+        stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=4)
+        got = [await stream.next() for _ in range(k)]
+        assert stream.produced > k, "steps should have run ahead"
+        await stream.aclose()
+        assert got == want[:k] and runner.pos == P + k - 1, (got, runner.pos)
+        assert await runner.feed([got[-1]], greedy=True) == want[k]
+
+        # The end of the cache: the last step feeds position context-1.
+        start = context - 4
+        long_prompt = (list(prompt_ids) * context)[:start]
+        runner.rewind(0)
+        stream = await runner.greedy_stream(long_prompt, max_new=100, depth=4)
+        tail = [t async for t in stream]
+        assert len(tail) == context - start + 1 and runner.pos == context, (len(tail), runner.pos)
+
+        # Bad input: nothing submitted, no stream left open, the readback pool unchanged.
+        pool = len(graph._readback_all)
+        runner.rewind(0)
+        for bad, err in (([lp.config.vocab], ValueError), ([], ValueError),
+                         (list(range(1, context + 2)), ContextFullError)):
+            try:
+                await runner.greedy_stream(bad, max_new=4)
+            except err:
+                pass
+            else:
+                raise AssertionError(f"greedy_stream({bad[:3]}...) did not raise {err.__name__}")
+            assert runner._stream is None and runner.pos == 0
+        assert len(graph._readback_all) == pool
+        return {"ids": want, "readback_buffers": pool}
+    finally:
+        graph.destroy()

@@ -10,41 +10,28 @@ import time
 import numpy as np
 from pyodide.code import run_js  # type: ignore[import-not-found]
 
-# Replaces the backend's pass encoder with one that can bracket the pass with timestamps; the
-# dispatch loop is the same as py_engine/gpu/browser.py's. GPU ns of the last pass: gpuNs().
+# Timestamp writes around every compute pass (BrowserBackend.set_pass_timing); gpuNs(): GPU ns of
+# the last pass. Read with one step in flight, so the read buffer is never mapped during a submit.
 _TIMESTAMPS_JS = """
 (device) => {
   const qs = device.createQuerySet({ type: "timestamp", count: 2 });
   const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
   const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-  const st = { on: false };
-  const run = (dev, pipelines, groups, table, n) => {
-    const enc = dev.createCommandEncoder();
-    const pass = enc.beginComputePass(st.on ? { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0,
-                                                                   endOfPassWriteIndex: 1 } } : {});
-    for (let i = 0; i < n; i++) {
-      const o = i * 5;
-      const x = table[o + 2];
-      if (x === 0) continue;
-      pass.setPipeline(pipelines[table[o]]);
-      pass.setBindGroup(0, groups[table[o + 1]]);
-      pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
-    }
-    pass.end();
-    if (st.on) {
+  return {
+    pass: { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } },
+    after: (enc) => {
       enc.resolveQuerySet(qs, 0, 2, resolve, 0);
       enc.copyBufferToBuffer(resolve, 0, read, 0, 16);
-    }
-    dev.queue.submit([enc.finish()]);
+    },
+    gpuNs: async () => {
+      await read.mapAsync(GPUMapMode.READ);
+      const a = new BigUint64Array(read.getMappedRange());
+      const d = Number(a[1] - a[0]);
+      read.unmap();
+      return d;
+    },
+    destroy: () => { qs.destroy(); resolve.destroy(); read.destroy(); },
   };
-  const gpuNs = async () => {
-    await read.mapAsync(GPUMapMode.READ);
-    const a = new BigUint64Array(read.getMappedRange());
-    const d = Number(a[1] - a[0]);
-    read.unmap();
-    return d;
-  };
-  return { run, gpuNs, setOn: (v) => { st.on = !!v; }, destroy: () => { qs.destroy(); resolve.destroy(); read.destroy(); } };
 }
 """
 
@@ -80,25 +67,25 @@ async def _load(get_model, url, mode, cfg, log):
                                         "model_bytes": len(data)}
 
 
-async def _decode(graph, lp, runner, start, n, rng, ts=None):
-    """n greedy decode steps after a prompt of `start` tokens: (seconds, host seconds per step,
-    live dispatches, GPU ns per step or [])."""
+async def _decode(lp, runner, start, n, rng, depth, ts=None):
+    """n greedy decode tokens after a prompt of `start` tokens, through the GPU-fed stream with
+    `depth` steps in flight: (seconds, host seconds per step, GPU ns per step or []). The clock
+    starts when the prompt's token arrives."""
     runner.rewind(0)
-    await runner.feed(rng.integers(0, lp.config.vocab, start).tolist(), greedy=True)
-    host, gpu = [], []
-    tid, live = 1, 0
-    t = _now()
-    for _ in range(n):
-        h = _now()
-        staged = graph.prepare([np.array([[tid]], np.int32), np.array([runner.pos], np.int32)])
-        graph.submit(staged)
-        host.append(_now() - h)
-        live = int(np.count_nonzero(graph.table[:, 2]))
-        tid = int((await graph.read(lp.next_token_id))[0])  # GPU argmax: 4 bytes back
-        if ts is not None:
-            gpu.append(await ts.gpuNs())
-        runner.pos += 1
-    return _now() - t, host, live, gpu
+    stream = await runner.greedy_stream(rng.integers(0, lp.config.vocab, start).tolist(), max_new=n + 1,
+                                        depth=depth)
+    gpu = []
+    try:
+        await stream.next()
+        t = _now()
+        for _ in range(n):
+            await stream.next()
+            if ts is not None:
+                gpu.append(await ts.gpuNs())
+        dt = _now() - t
+    finally:
+        await stream.aclose()
+    return dt, stream.host_seconds[-n:], gpu
 
 
 async def run_engine_bench(cfg_json, get_model, log):
@@ -137,27 +124,31 @@ async def run_engine_bench(cfg_json, get_model, log):
         log(f"engine: prefill {n}: {out[f'prefill_{n}_tokens_per_s']} tokens/s")
 
     n = cfg["decode"]
+    depth = int(cfg.get("depth", 4))
+    out["decode_depth"] = depth
+    out["dispatches_per_token"] = None
     long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
     for label, start in (("short", min(16, runner.context - n - 1)), ("long", long_start)):
-        dt, host, live, _ = await _decode(graph, lp, runner, start, n, rng)
+        dt, host, _ = await _decode(lp, runner, start, n, rng, depth)
+        if out["dispatches_per_token"] is None:
+            out["dispatches_per_token"] = int(np.count_nonzero(graph.table[:, 2]))
         out[f"decode_{label}_context"] = start
         out[f"decode_{label}_tokens_per_s"] = round(n / dt, 2)
         out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(host)), 4)
-        out["dispatches_per_token"] = live
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
     if out["timestamp_query"]:
-        # A separate pass, so that reading timestamps back never slows the timed decode above.
+        # A separate run with one step in flight, so reading timestamps never slows the timed decode.
         ts = run_js(_TIMESTAMPS_JS)(backend.device)
-        backend._run_js = ts.run
-        ts.setOn(True)
+        backend.set_pass_timing(ts)
         try:
-            _, _, _, gpu = await _decode(graph, lp, runner, 16, min(n, 32), rng, ts)
+            _, _, gpu = await _decode(lp, runner, 16, min(n, 32), rng, 1, ts)
             gpu = [g for g in gpu if g > 0]
             if gpu:
                 out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
         finally:
-            ts.setOn(False)
+            backend.set_pass_timing(None)
+            ts.destroy()
         if "gpu_ms_per_token_short" not in out:
             out["gpu_ms_per_token_short"] = None
             out["gpu_ms_note"] = "timestamps read back as zero (the adapter does not count them)"
