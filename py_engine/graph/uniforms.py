@@ -35,6 +35,28 @@ class UniformSlot:
         page.hi = max(page.hi, o + len(data))
 
 
+class SharedSlot(UniformSlot):
+    """A slot several ops write (UniformArena.shared). Within one step (epoch) they must write
+    the same bytes: a disagreement would leave some op with another's params, so it raises."""
+
+    __slots__ = ("arena", "epoch", "last")
+
+    def __init__(self, arena, page, offset, size):
+        super().__init__(page, offset, size)
+        self.arena = arena
+        self.epoch = -1
+        self.last = b""
+
+    def write(self, data: bytes) -> None:
+        data = bytes(data)
+        if self.epoch == self.arena.epoch:
+            if data != self.last:
+                raise ValueError("ops sharing a uniform slot were given different params in one step")
+            return
+        self.epoch, self.last = self.arena.epoch, data
+        super().write(data)
+
+
 class _Page:
     def __init__(self, buffer: Buffer):
         self.buffer = buffer
@@ -50,6 +72,8 @@ class UniformArena:
         self.align = max(16, backend.limits.min_uniform_offset_alignment)
         self.page_bytes = max(PAGE_BYTES, self.align)
         self.pages: list = []
+        self._shared: dict = {}
+        self.epoch = 0  # advanced by the graph at every step (see SharedSlot)
 
     def alloc(self, size: int, label: str = "") -> UniformSlot:
         size = max(16, (size + 15) & ~15)
@@ -61,6 +85,18 @@ class UniformArena:
             self.pages.append(page)
         slot = UniformSlot(page, page.used, size)
         page.used += (size + self.align - 1) // self.align * self.align
+        return slot
+
+    def shared(self, key, size: int, label: str = "") -> UniformSlot:
+        """One slot for every caller with the same `key`: ops whose params are equal by
+        construction (the attention of every layer of a model) write them once per step,
+        the other writes find the bytes unchanged."""
+        slot = self._shared.get(key)
+        if slot is None:
+            own = self.alloc(size, label)
+            slot = self._shared[key] = SharedSlot(self, own.page, own.offset, own.size)
+        elif slot.size < max(16, (size + 15) & ~15):
+            raise ValueError(f"shared uniform {label!r}: {size} bytes, the slot has {slot.size}")
         return slot
 
     def flush(self) -> int:

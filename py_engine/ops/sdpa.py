@@ -224,12 +224,16 @@ class SdpaWithKvCache(Op):
         return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, merge, merge_rows)
 
     def build(self, g):
+        # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
+        self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
+        # Layers with equal shapes get equal params every step: one uniform slot each for all.
+        share = (self.plan_key, self.pos)
         self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
-                                  pair=(g.tensor(self.v), vc))
+                                  pair=(g.tensor(self.v), vc), share_key=share)
         self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
         out = g.tensor(self.out)
-        self.attend_params = g.uniforms.alloc(ATTEND_PARAMS.size, self.name)
+        self.attend_params = g.uniforms.shared(("sdpa_attend", share), ATTEND_PARAMS.size, self.name)
         bindings = [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params]
         attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS)
         self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
@@ -238,16 +242,15 @@ class SdpaWithKvCache(Op):
             decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
             self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
         self.d_fast = None
-        # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
-        self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
         if self.use_fast:
-            self.fast_params = g.uniforms.alloc(DECODE_PARAMS.size, f"{self.name}:decode")
+            self.fast_params = g.uniforms.shared(("sdpa_decode", share), DECODE_PARAMS.size,
+                                                 f"{self.name}:decode")
             fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
             self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
         on_cpu = getattr(g.backend, "is_cpu", False)
         merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
         merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
-        self.merge_params = g.uniforms.alloc(MERGE_PARAMS.size, f"{self.name}:merge")
+        self.merge_params = g.uniforms.shared(("sdpa_merge", share), MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
 
     def configure(self, g):

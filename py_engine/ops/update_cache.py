@@ -60,9 +60,13 @@ class CacheWriter:
     """One dispatch of update_cache.wgsl from `value` into `cache`, or, given `pair` = (v, v_cache),
     of its `write_kv` entry writing both caches at once (pipelines shared via the cache)."""
 
-    def __init__(self, g, value, cache, label, pair=None):
+    def __init__(self, g, value, cache, label, pair=None, share_key=None):
+        """`share_key`: writers with equal keys get equal params every step (one shared slot)."""
         self.wg = workgroup_size(g.limits)
-        self.params = g.uniforms.alloc(PARAMS.size, label)
+        if share_key is None:
+            self.params = g.uniforms.alloc(PARAMS.size, label)
+        else:
+            self.params = g.uniforms.shared(("cache_write", share_key), PARAMS.size, label)
         if pair is None:
             pipe = g.pipelines.get("update_cache", WG=self.wg)
             buffers = [value, cache, self.params]
