@@ -91,7 +91,7 @@ class LlamaRunner:
 def _first_cache(lp) -> int:
     """Value id of the first layer's K cache (its dims give the context length)."""
     for call in lp.program.chain:
-        if call.name == "sdpa_with_kv_cache.default":
+        if call.name in ("sdpa_with_kv_cache.default", "py_engine.sdpa_kv_written.default"):
             return call.args[3]
     raise ValueError("llama program has no sdpa_with_kv_cache")
 

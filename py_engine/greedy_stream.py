@@ -46,7 +46,8 @@ class GreedyStream:
         self.produced = 0   # tokens whose producing submit is made
         self.yielded = 0
         self.closed = False
-        self.host_seconds: list = []  # prepare + submit time of each decode step
+        self.host_seconds: list = []     # prepare + submit time of each decode step
+        self.prepare_seconds: list = []  # the prepare part of it (Python resize hooks)
 
     async def start(self, ids) -> "GreedyStream":
         """Submit the prompt (its last chunk also produces token 1)."""
@@ -72,6 +73,7 @@ class GreedyStream:
         i = self.produced
         t = time.perf_counter()
         staged = self.graph.prepare([self._one, np.array([self.start_pos + i - 1], np.int32)])
+        self.prepare_seconds.append(time.perf_counter() - t)
         self.graph.submit(staged, gpu_inputs=(self._tokens_id,),
                           before=[(self._argmax, 0, self._tokens, 0, TOKEN_BYTES)],
                           after=self._readback_copy())

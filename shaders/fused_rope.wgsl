@@ -4,6 +4,9 @@
 // of rope.wgsl:
 //   out[2i]   = x[2i] * cos - x[2i+1] * sin
 //   out[2i+1] = x[2i] * sin + x[2i+1] * cos
+// Entry `rope_kv` (py_engine.apply_rotary_emb_qk_kv) also does the KV-cache write of
+// sdpa_with_kv_cache: rotated k goes straight into k_cache and v into v_cache at word
+// dst_offset = input_pos * Hkv * D (the host checked input_pos + S <= Cmax).
 override WG: u32 = 256;
 
 struct Params {
@@ -12,9 +15,9 @@ struct Params {
   q_heads: u32,
   k_heads: u32,
   half_dim: u32,  // D/2
-  _pad0: u32,
-  _pad1: u32,
-  _pad2: u32,
+  dst_offset: u32,  // rope_kv: first cache word written
+  cache_len: u32,   // rope_kv: words per cache
+  _pad: u32,
 }
 
 @group(0) @binding(0) var<storage, read> xq: array<f32>;
@@ -31,26 +34,52 @@ fn freq_index(pair: u32, heads: u32) -> u32 {
   return s * p.half_dim + i;
 }
 
+// rope_kv only.
+@group(0) @binding(7) var<storage, read> xv: array<f32>;
+@group(0) @binding(8) var<storage, read_write> v_cache: array<f32>;
+
+// Pair `pair` of x rotated by its frequency: (out[2i], out[2i+1]).
+fn rotated(a: f32, b: f32, pair: u32, heads: u32) -> vec2<f32> {
+  let f = freq_index(pair, heads);
+  let c = fcos[f];
+  let sn = fsin[f];
+  return vec2<f32>(a * c - b * sn, a * sn + b * c);
+}
+
+@compute @workgroup_size(WG)
+fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (t < p.q_pairs) {
+    let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
+    out_q[2u * t] = r.x;
+    out_q[2u * t + 1u] = r.y;
+  } else if (t < p.q_pairs + p.k_pairs) {
+    let pair = t - p.q_pairs;
+    let at = p.dst_offset + 2u * pair;
+    if (p.dst_offset > p.cache_len || 2u * pair + 1u >= p.cache_len - p.dst_offset) {
+      return;
+    }
+    let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
+    out_k[at] = r.x;
+    out_k[at + 1u] = r.y;
+    v_cache[at] = xv[2u * pair];
+    v_cache[at + 1u] = xv[2u * pair + 1u];
+  }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
   if (t < p.q_pairs) {
-    let f = freq_index(t, p.q_heads);
-    let c = fcos[f];
-    let sn = fsin[f];
-    let a = xq[2u * t];
-    let b = xq[2u * t + 1u];
-    out_q[2u * t] = a * c - b * sn;
-    out_q[2u * t + 1u] = a * sn + b * c;
+    let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
+    out_q[2u * t] = r.x;
+    out_q[2u * t + 1u] = r.y;
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
-    let f = freq_index(pair, p.k_heads);
-    let c = fcos[f];
-    let sn = fsin[f];
-    let a = xk[2u * pair];
-    let b = xk[2u * pair + 1u];
-    out_k[2u * pair] = a * c - b * sn;
-    out_k[2u * pair + 1u] = a * sn + b * c;
+    let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
+    out_k[2u * pair] = r.x;
+    out_k[2u * pair + 1u] = r.y;
   }
 }

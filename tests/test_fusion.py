@@ -56,8 +56,10 @@ def test_llama_program_fusion_counts(tiny_uniform):
     assert got["py_engine.linear_gguf_swiglu.default"] == n_layers         # gate/up/silu/mul
     assert got["py_engine.add_rms_norm.default"] == 2 * n_layers           # every residual add
     assert got["aten.sigmoid.default"] == got["aten.mul.Tensor"] == got["aten.add.Tensor"] == 0
-    assert got["py_engine.apply_rotary_emb_qk.default"] == n_layers       # q and k rotated together
-    assert got["et_vk.apply_rotary_emb.default"] == 0
+    # q and k rotated together, k written into the cache with v on the way
+    assert got["py_engine.apply_rotary_emb_qk_kv.default"] == got["py_engine.sdpa_kv_written.default"] == n_layers
+    assert got["et_vk.apply_rotary_emb.default"] == got["py_engine.apply_rotary_emb_qk.default"] == 0
+    assert got["sdpa_with_kv_cache.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
     assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
     assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 2 * n_layers
@@ -153,3 +155,17 @@ def test_tiny_llama_fused_matches_reference(native_backend, tiny_uniform):
     # build_llama_program fuses by default: the reference check runs on the fused graph.
     r = asyncio.run(compare_with_reference(native_backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=8))
     assert len(r["ids"]) == 8
+
+
+def test_rope_kv_pass_leaves_rotated_k_with_other_uses_alone():
+    from py_engine.testing.fusion_cases import ROPE_KV, SDPA_WRITTEN, rope_sdpa_chain
+
+    p, _ = rope_sdpa_chain(3, 4, 2, 8, 6)
+    got = _names(optimize(p))
+    assert got[ROPE_KV] == got[SDPA_WRITTEN] == 1 and got["sdpa_with_kv_cache.default"] == 0
+    # The rotated k is also a program output: it must stay materialized, so no fusion.
+    k_rot = p.values[p.chain[0].args[4]].ids[1]  # apply_rotary_emb's out list: [q_rot, k_rot]
+    p.output_ids = list(p.output_ids) + [k_rot]
+    got = _names(optimize(p))
+    assert got[ROPE_KV] == 0 and got["py_engine.apply_rotary_emb_qk.default"] == 1
+    assert got["sdpa_with_kv_cache.default"] == 1

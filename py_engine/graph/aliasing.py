@@ -13,6 +13,9 @@ from ..program import Tensor
 INPLACE_ARGS = {
     "update_cache.default": (1,),
     "sdpa_with_kv_cache.default": (3, 4),
+    "llama.sdpa_with_kv_cache.default": (3, 4),
+    "py_engine.apply_rotary_emb_qk_kv.default": (5, 6),
+    "py_engine.sdpa_kv_written.default": (3, 4),  # read only, but the same caches
 }
 
 

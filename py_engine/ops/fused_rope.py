@@ -1,7 +1,8 @@
 """py_engine.apply_rotary_emb_qk.default: et_vk.apply_rotary_emb with the same arguments
 (xq, xk, freqs_cos, freqs_sin, out_list [xq_out, xk_out]) and the same validation, run as ONE
 dispatch covering q and k (shaders/fused_rope.wgsl) instead of two. Emitted by
-py_engine.passes.fuse_rope.
+py_engine.passes.fuse_rope. Its variant py_engine.apply_rotary_emb_qk_kv also writes the KV
+cache (below).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..graph.dispatch import fold
 from ..graph.registry import register
 from .base import ceil_div
 from .rope import ApplyRotaryEmb
+from .update_cache import check_binding_sizes, check_cache_shapes, cache_write_params
 
 PARAMS = struct.Struct("<8I")
 assert PARAMS.size == 32  # matches `struct Params` in fused_rope.wgsl
@@ -40,3 +42,59 @@ class ApplyRotaryEmbQk(ApplyRotaryEmb):
         g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
         g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))
         g.set_dims(self.xk_out, (1, s, self.hkv, self.head_dim))
+
+
+@register("py_engine.apply_rotary_emb_qk_kv.default")
+class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
+    """py_engine.apply_rotary_emb_qk_kv.default(xq, xk, xv, freqs_cos, freqs_sin, k_cache, v_cache,
+    input_pos, xq_out): RoPE of q into xq_out, and the KV-cache write that sdpa_with_kv_cache
+    would do next, with k rotated on the way in, all in one dispatch (fused_rope.wgsl
+    `rope_kv`). Emitted by py_engine.passes.fuse_rope_kv, paired with
+    py_engine.sdpa_kv_written, which then attends without writing."""
+
+    def validate(self, ctx):
+        self.expect_args(9)
+        self.xq, self.xk, self.xv, self.cos, self.sin, self.k_cache, self.v_cache, pos_id, self.xq_out = self.args
+        self.xk_out = None
+        self.check_rope(ctx, ((self.xq_out, "xq_out"),))
+        xk = ctx.program.value(self.xk)
+        xv = ctx.tensor(self.name, self.xv, "xv", dtypes=("float32",), rank=4)
+        if tuple(xv.dims) != tuple(xk.dims):
+            raise self.error(f"xv {list(xv.dims)} differs from xk {list(xk.dims)}")
+        caches = {}
+        for what, vid in (("k_cache", self.k_cache), ("v_cache", self.v_cache)):
+            caches[what] = ctx.tensor(self.name, vid, what, dtypes=("float32",), rank=4)
+        if tuple(caches["k_cache"].dims) != tuple(caches["v_cache"].dims):
+            raise self.error(f"k_cache {list(caches['k_cache'].dims)} and v_cache "
+                             f"{list(caches['v_cache'].dims)} differ")
+        self.cache_dims = tuple(caches["k_cache"].dims)
+        check_cache_shapes(self.error, tuple(xk.dims), self.cache_dims, "xk", "k_cache")
+        check_binding_sizes(self.error, ctx.limits, caches.items())
+        self.pos = ctx.int_or_symint(self.name, pos_id, "input_pos")
+        if self.pos[0] == "int":
+            cache_write_params(self.error, xk.dims[1], self.pos[1], self.cache_dims)
+        s_max = xk.dims[1]
+        try:
+            fold(ceil_div(s_max * (self.hq + self.hkv) * self.half, self.wg), ctx.limits)
+        except ValueError as e:
+            raise self.error(f"q + k dispatch: {e}") from None
+        self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin]
+                                  + ([pos_id] if self.pos[0] == "symint" else []))
+
+    def build(self, g):
+        pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg)
+        self.params = g.uniforms.alloc(PARAMS.size, self.name)
+        t = g.tensor
+        self.d = g.add_dispatch(pipe, [t(self.xq), t(self.xk), t(self.cos), t(self.sin), t(self.xq_out),
+                                       t(self.k_cache), self.params, t(self.xv), t(self.v_cache)], self.name)
+
+    def configure(self, g):
+        s = self.live_seq_len(g)
+        if g.tensor(self.xv).dims != g.tensor(self.xk).dims:
+            raise self.step_error(f"live xv {list(g.tensor(self.xv).dims)} differs from xk "
+                                  f"{list(g.tensor(self.xk).dims)}")
+        _, dst, cache_len = cache_write_params(self.step_error, s, g.live_int(self.pos), self.cache_dims)
+        q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
+        self.params.write(PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half, dst, cache_len, 0))
+        g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
+        g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))

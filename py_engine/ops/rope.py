@@ -24,6 +24,11 @@ class ApplyRotaryEmb(Op):
         self.expect_args(5)
         self.xq, self.xk, self.cos, self.sin, out_list = self.args
         self.xq_out, self.xk_out = ctx.value_list(self.name, out_list, "out_list [xq_out, xk_out]", length=2)
+        self.check_rope(ctx, ((self.xq_out, "xq_out"), (self.xk_out, "xk_out")))
+
+    def check_rope(self, ctx, outs) -> None:
+        """Validation shared with the fused variants: xq/xk/freqs, and `outs` ((vid, what) of
+        xq's and, when listed, xk's rotated copy) shaped like their inputs."""
         xq = ctx.tensor(self.name, self.xq, "xq", dtypes=("float32",), rank=4)
         xk = ctx.tensor(self.name, self.xk, "xk", dtypes=("float32",), rank=4)
         if xq.dims[0] != 1 or xk.dims[0] != 1:
@@ -43,7 +48,7 @@ class ApplyRotaryEmb(Op):
             raise self.error(f"freqs must be [S, {self.half}] (leading size-1 dims allowed), got {list(cos.dims)}")
         if cos.dims[-2] < s:
             raise self.error(f"freqs hold {cos.dims[-2]} rows, fewer than the seq len bound {s}")
-        for vid, want, what in ((self.xq_out, xq.dims, "xq_out"), (self.xk_out, xk.dims, "xk_out")):
+        for (vid, what), want in zip(outs, (xq.dims, xk.dims)):
             ctx.tensor(self.name, vid, what, dtypes=("float32",))
             self.same_dims(ctx, vid, want, what)
         # Both dispatches at the largest S must fit the device before anything is allocated.

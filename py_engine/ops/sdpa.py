@@ -71,6 +71,8 @@ class SdpaPlan:
 
 @register("sdpa_with_kv_cache.default", "llama.sdpa_with_kv_cache.default")
 class SdpaWithKvCache(Op):
+    writes_cache = True
+
     def validate(self, ctx):
         self.expect_args(12)
         (self.q, self.k, self.v, self.k_cache, self.v_cache, pos_id, _seq_len, mask_id,
@@ -229,8 +231,10 @@ class SdpaWithKvCache(Op):
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
         # Layers with equal shapes get equal params every step: one uniform slot each for all.
         share = (self.plan_key, self.pos)
-        self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
-                                  pair=(g.tensor(self.v), vc), share_key=share)
+        self.writer = None
+        if self.writes_cache:
+            self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
+                                      pair=(g.tensor(self.v), vc), share_key=share)
         self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
         out = g.tensor(self.out)
         self.attend_params = g.uniforms.shared(("sdpa_attend", share), ATTEND_PARAMS.size, self.name)
@@ -260,7 +264,8 @@ class SdpaWithKvCache(Op):
             raise self.step_error(f"live dims q {list(q)}, k {list(k)}, v {list(v)} disagree "
                                   f"(same seq_len, built heads and head_dim)")
         plan = self.cached_plan(q[1], g.live_int(self.pos))
-        self.writer.set(g, plan.cache_write)
+        if self.writer is not None:
+            self.writer.set(g, plan.cache_write)
         self.attend_params.write(plan.attend_params)
         g.set_workgroups(self.d_attend, plan.attend_workgroups)
         if self.d_decode is not None:
@@ -276,3 +281,12 @@ class SdpaWithKvCache(Op):
         if self.scratch is not None and not self.scratch.destroyed:
             g.backend.destroy_buffer(self.scratch)
         self.scratch = None
+
+
+@register("py_engine.sdpa_kv_written.default")
+class SdpaKvWritten(SdpaWithKvCache):
+    """sdpa_with_kv_cache's arguments and attention, for caches that already hold the new rows
+    (py_engine.apply_rotary_emb_qk_kv wrote them): k and v only give the live shapes and are
+    not read, and there is no cache-write dispatch. Emitted by py_engine.passes.fuse_rope_kv."""
+
+    writes_cache = False

@@ -56,6 +56,11 @@ class ProgramIndex:
         t = self.tensor(vid)
         return t is not None and t.constant_id >= 0
 
+    def value_list(self, vid: int):
+        """The ids of ValueList `vid`, else None."""
+        v = self._value(vid)
+        return v.ids if isinstance(v, ValueList) else None
+
     def is_null(self, vid: int) -> bool:
         return isinstance(self._value(vid), Null)
 

@@ -9,7 +9,8 @@ largest M/S and stepped through smaller ones and back (the resize hooks, GEMV <-
 
 Tolerances: linears atol 2e-4 + rtol 1e-4 (as quant_cases: fp32 sums over K <= 256);
 SwiGLU atol 5e-4 + rtol 2e-4 (silu(g) * u of two such sums); add + RMSNorm 1e-5 (as rms_norm);
-RoPE of q and k 1e-6 (as rope_symint_cases).
+RoPE of q and k 1e-6 (as rope_symint_cases); RoPE + KV-cache write then attention 2e-5 + rtol
+1e-5 (as attention_cases).
 `compare_fused_llama` runs a whole llama GGUF fused and unfused: logits within 1e-5.
 """
 from __future__ import annotations
@@ -259,11 +260,62 @@ def rope_qk_smollm2_heads():
     return _rope_qk(3, 9, 3, 64, (3, 1), seed=51)
 
 
+# ------------------------------------------------- RoPE + the KV-cache write, one dispatch
+ROPE_KV = "py_engine.apply_rotary_emb_qk_kv.default"
+SDPA_WRITTEN = "py_engine.sdpa_kv_written.default"
+
+
+def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
+    """(unfused Program, (cos, sin)): RoPE of q/k then sdpa_with_kv_cache at a SymInt input_pos
+    (as the llama builder emits them); the caches are outputs too, so the fused cache write is
+    checked directly."""
+    from ..program import SymInt
+
+    p = Program()
+    xq, xk, xv = (p.tensor(F32, (1, s_max, h, d)) for h in (hq, hkv, hkv))
+    cos_t, sin_t = rope_freqs(d, range(s_max), base=10000.0)
+    cos, sin = p.tensor(F32, cos_t.shape, cos_t), p.tensor(F32, sin_t.shape, sin_t)
+    q_rot, k_rot = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
+    p.call("et_vk.apply_rotary_emb.default", xq, xk, cos, sin, p.add(ValueList((q_rot, k_rot))))
+    kc, vc = p.tensor(F32, (1, cmax, hkv, d)), p.tensor(F32, (1, cmax, hkv, d))
+    pos = p.add(SymInt(0))
+    out = p.tensor(F32, (1, s_max, hq, d))
+    p.call("sdpa_with_kv_cache.default", q_rot, k_rot, xv, kc, vc, pos, p.add(Int(1)), p.add(Null()),
+           p.add(Double(0.0)), p.add(Null()), p.add(Double(1.0 / np.sqrt(d))), out)
+    p.input_ids, p.output_ids = [xq, xk, xv, pos], [out, kc, vc]
+    return p, (cos_t, sin_t)
+
+
+def _rope_kv_program(s_max, hq, hkv, d, cmax):
+    p, tables = rope_sdpa_chain(s_max, hq, hkv, d, cmax)
+    return fused(p, ROPE_KV, 1), tables
+
+
+def rope_kv_prefill_then_decode():
+    """Prefill 5 rows at 0, then single rows at 5, 6 and a 3-row chunk at 7 (GQA 4:2, D 16)."""
+    from ..reference.attention import sdpa_with_kv_cache
+
+    hq, hkv, d, cmax = 4, 2, 16, 12
+    prog, (cos_t, sin_t) = _rope_kv_program(5, hq, hkv, d, cmax)
+    assert sum(c.name == SDPA_WRITTEN for c in prog.chain) == 1
+    r = _rng(60)
+    kc = np.zeros((1, cmax, hkv, d), np.float32)
+    vc = kc.copy()
+    steps, pos = [], 0
+    for s in (5, 1, 1, 3):
+        q, k, v = (r.standard_normal((1, s, h, d)).astype(np.float32) for h in (hq, hkv, hkv))
+        qr, kr = apply_rotary_emb(q, k, cos_t[:s], sin_t[:s])
+        out, kc, vc = sdpa_with_kv_cache(qr, kr, v, kc, vc, pos)
+        steps.append(Step([q, k, v, pos], [out, kc, vc]))
+        pos += s
+    return CaseSpec(prog, steps, 2e-5, 1e-5)  # as the sdpa cases (attention_cases)
+
+
 CASES = {f.__name__: f for f in (
     multi2_q4_1_m1, multi3_q4_0_dynamic_s, multi3_q8_0_k_tail, multi2_f16_and_f32, multi_f32_pairs_of_four,
     swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
     add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
-    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads)}
+    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode)}
 
 
 # ------------------------------------------------------------ bad input
@@ -318,9 +370,17 @@ def add_rms_norm_live_dims_differ():
                      steps=[ok, bad])
 
 
+def rope_kv_position_past_cache():
+    # 5 rows at 10 in a 12-row cache: the fused op refuses before anything is written.
+    prog, _ = _rope_kv_program(5, 4, 2, 16, 12)
+    r = _rng(61)
+    q, k, v = (r.standard_normal((1, 5, h, 16)).astype(np.float32) for h in (4, 2, 2))
+    return ErrorSpec(prog, StepError, "exceeds cache capacity", [[q, k, v, 0], [q, k, v, 10]])
+
+
 ERROR_CASES = {f.__name__: f for f in (
     multi_splits_do_not_add_up, swiglu_odd_rows, swiglu_wrong_k, add_rms_norm_b_dims_differ,
-    add_rms_norm_live_dims_differ)}
+    add_rms_norm_live_dims_differ, rope_kv_position_past_cache)}
 
 
 # ------------------------------------------------------------ whole llama, fused vs unfused

@@ -69,7 +69,7 @@ async def _load(get_model, url, mode, cfg, log):
 
 async def _decode(lp, runner, start, n, rng, depth, ts=None):
     """n greedy decode tokens after a prompt of `start` tokens, through the GPU-fed stream with
-    `depth` steps in flight: (seconds, host seconds per step, GPU ns per step or []). The clock
+    `depth` steps in flight: (seconds, the stream, GPU ns per step or []). The clock
     starts when the prompt's token arrives."""
     runner.rewind(0)
     stream = await runner.greedy_stream(rng.integers(0, lp.config.vocab, start).tolist(), max_new=n + 1,
@@ -85,7 +85,7 @@ async def _decode(lp, runner, start, n, rng, depth, ts=None):
         dt = _now() - t
     finally:
         await stream.aclose()
-    return dt, stream.host_seconds[-n:], gpu
+    return dt, stream, gpu
 
 
 async def run_engine_bench(cfg_json, get_model, log):
@@ -129,12 +129,14 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["dispatches_per_token"] = None
     long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
     for label, start in (("short", min(16, runner.context - n - 1)), ("long", long_start)):
-        dt, host, _ = await _decode(lp, runner, start, n, rng, depth)
+        dt, stream, _ = await _decode(lp, runner, start, n, rng, depth)
         if out["dispatches_per_token"] is None:
             out["dispatches_per_token"] = int(np.count_nonzero(graph.table[:, 2]))
         out[f"decode_{label}_context"] = start
         out[f"decode_{label}_tokens_per_s"] = round(n / dt, 2)
-        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(host)), 4)
+        out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(stream.host_seconds[-n:])), 4)
+        out[f"host_ms_prepare_{label}"] = round(1000 * float(np.median(stream.prepare_seconds[-n:])), 4)
+        out[f"wall_ms_per_token_{label}"] = round(1000 * dt / n, 4)
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
     if out["timestamp_query"]:
