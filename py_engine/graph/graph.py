@@ -227,6 +227,8 @@ class Graph:
 
     def set_dims(self, vid: int, dims) -> None:
         ref = self.tensors[vid]
+        if dims == ref.dims:  # the common case: a hook re-stating unchanged dims
+            return
         dims = tuple(int(d) for d in dims)
         if dims != ref.dims:
             if len(dims) != len(ref.max_dims) or any(d > m or d < 0 for d, m in zip(dims, ref.max_dims)):

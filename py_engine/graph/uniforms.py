@@ -48,12 +48,11 @@ class SharedSlot(UniformSlot):
         self.last = b""
 
     def write(self, data: bytes) -> None:
-        data = bytes(data)
         if self.epoch == self.arena.epoch:
-            if data != self.last:
+            if data is not self.last and data != self.last:
                 raise ValueError("ops sharing a uniform slot were given different params in one step")
             return
-        self.epoch, self.last = self.arena.epoch, data
+        self.epoch, self.last = self.arena.epoch, bytes(data)
         super().write(data)
 
 

@@ -16,6 +16,7 @@ from .update_cache import check_binding_sizes, check_cache_shapes, cache_write_p
 
 PARAMS = struct.Struct("<8I")
 assert PARAMS.size == 32  # matches `struct Params` in fused_rope.wgsl
+_PLANS: dict = {}  # apply_rotary_emb_qk_kv: (share key, S, input_pos) -> (params, workgroups)
 
 
 @register("py_engine.apply_rotary_emb_qk.default")
@@ -83,18 +84,33 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
 
     def build(self, g):
         pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg)
-        self.params = g.uniforms.alloc(PARAMS.size, self.name)
+        # Every layer's rotation has equal params at every step: one shared slot, packed once.
+        self.share_key = ("rope_kv", self.hq, self.hkv, self.half, self.cache_dims, self.pos, self.wg)
+        self.params = g.uniforms.shared(self.share_key, PARAMS.size, self.name)
+        self._checked = None  # live dims last validated
         t = g.tensor
         self.d = g.add_dispatch(pipe, [t(self.xq), t(self.xk), t(self.cos), t(self.sin), t(self.xq_out),
                                        t(self.k_cache), self.params, t(self.xv), t(self.v_cache)], self.name)
 
     def configure(self, g):
-        s = self.live_seq_len(g)
-        if g.tensor(self.xv).dims != g.tensor(self.xk).dims:
-            raise self.step_error(f"live xv {list(g.tensor(self.xv).dims)} differs from xk "
-                                  f"{list(g.tensor(self.xk).dims)}")
-        _, dst, cache_len = cache_write_params(self.step_error, s, g.live_int(self.pos), self.cache_dims)
-        q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
-        self.params.write(PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half, dst, cache_len, 0))
-        g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
+        t = g.tensors
+        live = (t[self.xq].dims, t[self.xk].dims, t[self.xv].dims, t[self.cos].dims, t[self.sin].dims)
+        if live != self._checked:  # a decode step re-runs this hook for input_pos alone
+            s = self.live_seq_len(g)
+            if live[2] != live[1]:
+                raise self.step_error(f"live xv {list(live[2])} differs from xk {list(live[1])}")
+            self._checked = live
+        s = live[0][1]
+        key = (self.share_key, s, g.live_int(self.pos))
+        plan = _PLANS.get(key)
+        if plan is None:
+            _, dst, cache_len = cache_write_params(self.step_error, s, key[2], self.cache_dims)
+            q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
+            plan = (PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half, dst, cache_len, 0),
+                    ceil_div(q_pairs + k_pairs, self.wg))
+            if len(_PLANS) >= 1024:
+                _PLANS.clear()
+            _PLANS[key] = plan
+        self.params.write(plan[0])
+        g.set_workgroups(self.d, plan[1])
         g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))

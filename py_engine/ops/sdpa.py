@@ -166,7 +166,7 @@ class SdpaWithKvCache(Op):
     def cached_plan(self, seq: int, pos: int) -> SdpaPlan:
         """plan() shared by the layers of a model: every layer's attention has the same shapes
         and sees the same (S, input_pos), so a decode step computes the plan once, not 30 times."""
-        key = (self.plan_key, seq, pos)
+        key = (self._plan_key, seq, pos)
         plan = _PLANS.get(key)
         if plan is None:
             plan = self.plan(seq, pos, self.step_error)
@@ -226,11 +226,13 @@ class SdpaWithKvCache(Op):
         return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, merge, merge_rows)
 
     def build(self, g):
+        self._checked = None  # live (q, k, v) dims last validated
         # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
         self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
         # Layers with equal shapes get equal params every step: one uniform slot each for all.
-        share = (self.plan_key, self.pos)
+        self._plan_key = self.plan_key  # fixed from here on (use_fast is now known)
+        share = (self._plan_key, self.pos)
         self.writer = None
         if self.writes_cache:
             self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
@@ -258,11 +260,14 @@ class SdpaWithKvCache(Op):
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
 
     def configure(self, g):
-        q, k, v = g.tensor(self.q).dims, g.tensor(self.k).dims, g.tensor(self.v).dims
-        if not q[1] == k[1] == v[1] or q[2:] != g.tensor(self.q).max_dims[2:] or k != v \
-                or k[2:] != self.cache_dims[2:]:
-            raise self.step_error(f"live dims q {list(q)}, k {list(k)}, v {list(v)} disagree "
-                                  f"(same seq_len, built heads and head_dim)")
+        t = g.tensors
+        q, k, v = t[self.q].dims, t[self.k].dims, t[self.v].dims
+        if (q, k, v) != self._checked:  # a decode step re-runs this hook for input_pos alone
+            if not q[1] == k[1] == v[1] or q[2:] != t[self.q].max_dims[2:] or k != v \
+                    or k[2:] != self.cache_dims[2:]:
+                raise self.step_error(f"live dims q {list(q)}, k {list(k)}, v {list(v)} disagree "
+                                      f"(same seq_len, built heads and head_dim)")
+            self._checked = (q, k, v)
         plan = self.cached_plan(q[1], g.live_int(self.pos))
         if self.writer is not None:
             self.writer.set(g, plan.cache_write)
