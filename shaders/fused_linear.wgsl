@@ -290,11 +290,16 @@ var<workgroup> red: array<f32, WG>;
 
 // Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
 fn gemv_dot(m: u32, row: u32, live: bool, lid: u32) -> f32 {
-  let lane = lid % TPR;
   var acc = 0.0;
   if (live) {
-    acc = row_dot(m * p.K, row, lane);
+    acc = row_dot(m * p.K, row, lid % TPR);
   }
+  return gemv_reduce(acc, lid);
+}
+
+// The TPR lanes' partial dots summed (lane 0 of each group gets the sum); all threads call it.
+fn gemv_reduce(acc: f32, lid: u32) -> f32 {
+  let lane = lid % TPR;
   red[lid] = acc;
   workgroupBarrier();
   for (var st = TPR / 2u; st > 0u; st >>= 1u) {
@@ -358,6 +363,127 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let v = gemv_dot(m, select(n, s.n0 + n, is_up), live, lid);
   if (live && !is_up && lid % TPR == 0u) {
     out0[m * p.N + n] = silu_mul(v, red[lid + half * TPR]);
+  }
+}
+
+// ---- pre-norm gemv (linear_gguf_multi_norm, linear_gguf_swiglu_norm; repacked formats, M = 1):
+// the residual add + RMSNorm that feeds the linear runs in every workgroup's prologue instead of
+// a dispatch of its own: x = a + alpha * b, sum of squares in add_rms_norm's order (VL lanes,
+// its workgroup size for this width, then the same tree), xn = x * scale * w in workgroup
+// memory; the first workgroup also writes x (the residual stream). Dots then read xn.
+struct NormParams {
+  eps: f32,
+  alpha: f32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(10) var<storage, read> na: array<f32>;
+@group(0) @binding(11) var<storage, read> nb: array<f32>;
+@group(0) @binding(12) var<storage, read> nw: array<f32>;
+@group(0) @binding(13) var<storage, read_write> sum_out: array<f32>;
+@group(0) @binding(14) var<uniform> nq: NormParams;
+
+override VL: u32 = 256u;  // lanes of add_rms_norm's reduction (a power of two)
+override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
+var<workgroup> xn: array<vec4<f32>, KV4>;
+var<workgroup> ssq: array<f32, VL>;
+
+fn norm_prologue(write_sum: bool, lid: u32) {
+  for (var v = lid; v < VL; v += WG) {
+    var acc = 0.0;
+    for (var i = v; i < p.K; i += VL) {
+      let x = na[i] + nb[i] * nq.alpha;
+      acc += x * x;
+    }
+    ssq[v] = acc;
+  }
+  workgroupBarrier();
+  for (var st = VL / 2u; st > 0u; st >>= 1u) {
+    for (var v = lid; v < st; v += WG) {
+      ssq[v] += ssq[v + st];
+    }
+    workgroupBarrier();
+  }
+  let scale = inverseSqrt(ssq[0] / f32(p.K) + nq.eps);
+  for (var i = lid; i < p.K; i += WG) {
+    let x = na[i] + nb[i] * nq.alpha;
+    if (write_sum) {
+      sum_out[i] = x;
+    }
+    xn[i / 4u][i % 4u] = x * scale * nw[i];
+  }
+  workgroupBarrier();
+}
+
+// row_dot's repacked branch over xn (x32 over workgroup memory): the same sums in the same order.
+fn row_dot_n(n: u32, lane: u32) -> f32 {
+  var acc = 0.0;
+  let blocks = p.K / 32u;
+  for (var b = lane; b < blocks; b += TPR) {
+    let xi = b * 8u;
+    let v0 = xn[xi];
+    let v1 = xn[xi + 1u];
+    let v2 = xn[xi + 2u];
+    let v3 = xn[xi + 3u];
+    let v4 = xn[xi + 4u];
+    let v5 = xn[xi + 5u];
+    let v6 = xn[xi + 6u];
+    let v7 = xn[xi + 7u];
+    let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
+    acc += q_dot(n, b, X32(v0, v1, v2, v3, v4, v5, v6, v7, sum));
+  }
+  return acc;
+}
+
+fn gemv_col_n(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
+  let cols = WG / TPR;
+  let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
+  let n = g * cols + lid / TPR;
+  let live = n < p.N;
+  var acc = 0.0;
+  if (live) {
+    acc = row_dot_n(n, lid % TPR);
+  }
+  return Col(0u, n, live && lid % TPR == 0u, gemv_reduce(acc, lid));
+}
+
+@compute @workgroup_size(WG)
+fn gemv2_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let c = gemv_col_n(wid, nwg, lid);
+  if (c.live) {
+    store2(0u, c.n, c.v);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemv3_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let c = gemv_col_n(wid, nwg, lid);
+  if (c.live) {
+    store3(0u, c.n, c.v);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+  let half = WG / TPR / 2u;
+  let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
+  let grp = lid / TPR;
+  let is_up = grp >= half;
+  let n = g * half + grp % half;
+  let live = n < p.N;
+  var acc = 0.0;
+  if (live) {
+    acc = row_dot_n(select(n, s.n0 + n, is_up), lid % TPR);
+  }
+  let v = gemv_reduce(acc, lid);
+  if (live && !is_up && lid % TPR == 0u) {
+    out0[n] = silu_mul(v, red[lid + half * TPR]);
   }
 }
 

@@ -19,8 +19,10 @@ import struct
 
 from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
-from .base import Op, ceil_div, numel
+from .base import Op, ceil_div, numel, workgroup_size
+from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
+from .rms_norm import pow2_floor
 from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
                             gemv_shape,
                             matmul_workgroups, params_bytes, weight_buffer)
@@ -70,7 +72,7 @@ class _FusedGgufLinear(Op):
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr)
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt)
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
-        split = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
+        split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))
         w = weight_buffer(g, self.layout, self.weight)
         # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
@@ -137,3 +139,75 @@ class LinearGgufSwiglu(_FusedGgufLinear):
 
     def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
         return swiglu_workgroups(m, self.n_total, shape)
+
+
+NORM_PARAMS = struct.Struct("<ff2I")
+assert NORM_PARAMS.size == 16  # matches `struct NormParams` in fused_linear.wgsl
+
+
+class _PreNorm:
+    """A fused linear whose input is add_rms_norm's norm_out, with that op folded in:
+    args = (a, b, alpha, norm_weight, eps, sum_out, norm_out) + the linear's args after x.
+
+    Prefill (and any device the fused kernel does not fit) runs add_rms_norm's own dispatch,
+    then the linear reading norm_out. A decode step (M = 1, repacked weights) runs one
+    `*_norm` GEMV whose workgroups each redo the add + RMSNorm of the row in workgroup memory
+    (576 floats for SmolLM2: cheaper than a dispatch of its own); the first also writes
+    sum_out. norm_out then stays stale: the pass only folds a norm_out nothing else reads."""
+
+    def validate(self, ctx):
+        if len(self.args) < 8:
+            raise self.error(f"expected add_rms_norm's 7 arguments and the linear's, got {len(self.args)}")
+        self.norm = AddRmsNorm(ctx, f"{self.name}:norm", self.args[:7])
+        full = self.args
+        self.args = (full[6],) + full[7:]  # the linear reads norm_out
+        try:
+            super().validate(ctx)
+        finally:
+            self.args = full
+        self.triggers = frozenset([self.norm.a, self.norm.b])
+        k = self.layout.width
+        self.vl = pow2_floor(workgroup_size(ctx.limits, min(256, max(32, k))))  # AddRmsNorm's workgroup size
+        # Storage buffers of the folded kernel: w, w4, a, b, norm weight, sum_out and the outputs.
+        self.fold_norm = (self.layout.repacked and k % 32 == 0
+                          and 6 + len(self.outs) <= ctx.limits.max_storage_buffers_per_stage)
+
+    def build(self, g):
+        self.norm.build(g)
+        super().build(g)
+        self.d_norm_gemv = None
+        shared = (self.shape.wg + self.layout.width + self.vl) * 4  # red, xn, ssq
+        if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
+            pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
+                                   TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4)
+            nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
+            nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
+            w = weight_buffer(g, self.layout, self.weight)
+            outs = [g.tensor(v) for v, _ in self.outs]
+            t = g.tensor
+            buffers = ([None, w, None, self.params, self.split_slot] + outs + [None] * (3 - len(outs))
+                       + [None, w, t(self.norm.a), t(self.norm.b), t(self.norm.w), t(self.norm.sum_out), nparams])
+            self.d_norm_gemv = g.add_dispatch(pipe, buffers, f"{self.name}:gemv_norm")
+
+    def configure(self, g):
+        self.norm.configure(g)
+        super().configure(g)
+        if self.d_norm_gemv is None:
+            return
+        m = numel(g.tensor(self.x).dims[:-1])
+        gemv, _ = self.workgroups(m, self.shape)
+        # Decode: the folded kernel does the norm and the linear; the two-dispatch path idles.
+        g.set_workgroups(self.d_norm_gemv, gemv)
+        if gemv:
+            g.set_workgroups(self.norm.d, 0)
+            g.set_workgroups(self.d_gemv, 0)
+
+
+@register("py_engine.linear_gguf_multi_norm.default")
+class LinearGgufMultiNorm(_PreNorm, LinearGgufMulti):
+    pass
+
+
+@register("py_engine.linear_gguf_swiglu_norm.default")
+class LinearGgufSwigluNorm(_PreNorm, LinearGgufSwiglu):
+    pass

@@ -5,18 +5,20 @@ dispatches per token), leaving everything it does not recognize unchanged; the i
 Program is never modified. `optimize` runs them all in an order where each one still finds
 its pattern: SwiGLU first (it consumes the gate/up linears that the parallel-linear pass
 would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm, then RoPE
-of q and k in one dispatch, then that RoPE together with the attention's KV-cache write.
+of q and k in one dispatch, then that RoPE together with the attention's KV-cache write, then
+each add + RMSNorm into the fused linear it feeds.
 """
 from __future__ import annotations
 
 from ..program import Program
 from .fuse_add_rms_norm import fuse_add_rms_norm
+from .fuse_norm_linear import fuse_norm_linear
 from .fuse_parallel_linears import fuse_parallel_linears
 from .fuse_rope import fuse_rope
 from .fuse_rope_kv import fuse_rope_kv
 from .fuse_swiglu import fuse_swiglu
 
-PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv)
+PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear)
 # CPU implementations of WebGPU (SwiftShader, lavapipe): the fused linear kernels compute one
 # row per thread group, slower there than the plain GEMV's 4 rows per thread, so only the
 # fusions that save dispatches without changing the matmuls run.
@@ -33,4 +35,5 @@ def optimize(program: Program, passes=PASSES) -> Program:
     return program
 
 
-__all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope", "fuse_rope_kv"]
+__all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope", "fuse_rope_kv",
+           "fuse_norm_linear"]

@@ -260,6 +260,54 @@ def rope_qk_smollm2_heads():
     return _rope_qk(3, 9, 3, 64, (3, 1), seed=51)
 
 
+# ------------------------------------------- add + RMSNorm folded into the linear it feeds
+MULTI_NORM = "py_engine.linear_gguf_multi_norm.default"
+SWIGLU_NORM = "py_engine.linear_gguf_swiglu_norm.default"
+
+
+def _norm_then(kind, type_id, ns, x_max, sizes, alpha, seed):
+    """a + alpha * b -> RMSNorm -> (q/k/v-style linears | SwiGLU): the decode steps (S = 1) run
+    the folded GEMV, the others add_rms_norm's dispatch then the tiled kernel. Outputs: the
+    residual sum and the linear outputs."""
+    k = x_max[-1]
+    r = _rng(seed)
+    w = (1.0 + 0.1 * r.standard_normal(k)).astype(np.float32)
+    p = Program()
+    ia, ib = p.tensor(F32, x_max), p.tensor(F32, x_max)
+    y, n = p.tensor(F32, x_max), p.tensor(F32, x_max)
+    p.call("aten.add.Tensor", ia, ib, p.add(Double(alpha)), y)
+    p.call("et_vk.rms_norm.default", y, p.tensor(F32, (k,), w), p.add(Double(1e-5)), n)
+    weights = [_gguf_weight(type_id, rows, k, seed + 1 + i) for i, rows in enumerate(ns)]
+    outs = [_linear_call(p, n, raw, type_id, tuple(x_max[:-1]) + (rows,)) for (raw, _), rows in zip(weights, ns)]
+    if kind == "swiglu":
+        sig, silu, prod = (p.tensor(F32, tuple(x_max[:-1]) + (ns[0],)) for _ in range(3))
+        p.call("aten.sigmoid.default", outs[0], sig)
+        p.call("aten.mul.Tensor", outs[0], sig, silu)
+        p.call("aten.mul.Tensor", silu, outs[1], prod)
+        outs = [prod]
+    p.input_ids, p.output_ids = [ia, ib], [y] + outs
+    prog = fused(p, MULTI_NORM if kind == "multi" else SWIGLU_NORM, 1)
+    steps = []
+    for a, b in zip(_x_steps(r, x_max, sizes, -2), _x_steps(r, x_max, sizes, -2)):
+        want_y = ew.add(a, b, alpha)
+        h = rms_norm(want_y, w, 1e-5)
+        lins = [linear(h, d) for _, d in weights]
+        if kind == "swiglu":
+            lins = [ew.mul(ew.mul(lins[0], ew.sigmoid(lins[0])), lins[1])]
+        steps.append(Step([a, b], [want_y] + lins))
+    return CaseSpec(prog, steps, SWIGLU_ATOL, SWIGLU_RTOL)  # the looser of the two linears' tolerances
+
+
+def norm_multi3_q4_1_dynamic_s():
+    # S 5 -> 1 -> 3 -> 1: tiled, folded GEMV, tiled, folded GEMV; alpha 1 as llama's residual.
+    return _norm_then("multi", gq.GGML_Q4_1, (64, 32, 32), (1, 5, 64), (5, 1, 3, 1), 1.0, seed=70)
+
+
+def norm_swiglu_q8_0_width_96():
+    # K = 96 (not a power of two: the sum of squares runs over 64 lanes, twice for a third of them).
+    return _norm_then("swiglu", gq.GGML_Q8_0, (40, 40), (1, 4, 96), (1, 4, 1), 0.5, seed=71)
+
+
 # ------------------------------------------------- RoPE + the KV-cache write, one dispatch
 ROPE_KV = "py_engine.apply_rotary_emb_qk_kv.default"
 SDPA_WRITTEN = "py_engine.sdpa_kv_written.default"
@@ -315,7 +363,8 @@ CASES = {f.__name__: f for f in (
     multi2_q4_1_m1, multi3_q4_0_dynamic_s, multi3_q8_0_k_tail, multi2_f16_and_f32, multi_f32_pairs_of_four,
     swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
     add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
-    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode)}
+    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode,
+    norm_multi3_q4_1_dynamic_s, norm_swiglu_q8_0_width_96)}
 
 
 # ------------------------------------------------------------ bad input
