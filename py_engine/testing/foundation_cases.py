@@ -184,10 +184,28 @@ def argmax_rows_with_ties():
     return _argmax((5, 333), 16, ties=True)
 
 
+def argmax_long_rows_ties_across_chunks():
+    # Rows of 9000 (chunked: partial + merge) whose maximum appears in several chunks and, in
+    # the last row, only in the final partial chunk: the lowest index must still win.
+    r = _rng(17)
+    x = np.round(r.standard_normal((3, 9000))).astype(np.float32)
+    x[0, [4000, 100, 8999]] = 9.0
+    x[1, [2047, 2048]] = 9.0
+    x[2, 8998] = 9.0
+    p = Program()
+    ix, o = p.tensor(F32, x.shape), p.tensor("int32", (3,))
+    p.call("aten.argmax.default", ix, p.add(Int(-1)), p.add(Bool(False)), o)
+    p.input_ids, p.output_ids = [ix], [o]
+    want = np.argmax(x, axis=-1).astype(np.int32)
+    assert list(want) == [100, 2047, 8998]
+    return CaseSpec(p, [Step([x], [want])])
+
+
 CASES = {f.__name__: f for f in (
     add_broadcast, add_odd_sizes, add_size_one_dims, add_scalar, mul_broadcast, sigmoid, view_copy,
     prepack_then_add, rms_norm_small, rms_norm_wide_odd, rms_norm_size_one, rms_norm_2d_dispatch,
-    chain_static, chain_dynamic_rows, argmax_vocab_row, argmax_rows_with_ties)}
+    chain_static, chain_dynamic_rows, argmax_vocab_row, argmax_rows_with_ties,
+    argmax_long_rows_ties_across_chunks)}
 
 
 # ---------------------------------------------------------------- bad input
