@@ -127,7 +127,7 @@ def main(argv=None) -> None:
         from py_engine.ops import fused_linear, quant_kernels
 
         shape = quant_kernels.GemvShape(*(int(v) for v in args.shape.split(",")))
-        quant_kernels.gemv_shape = fused_linear.gemv_shape = lambda backend: shape
+        quant_kernels.gemv_shape = fused_linear.gemv_shape = lambda backend, rows=0: shape
     print(json.dumps(asyncio.run(bench(names, args.reps)), indent=2))
 
 

@@ -1,5 +1,6 @@
-"""The GEMV kernels in both of their shapes: each adapter gets one (CPU Vulkan: whole rows per
-thread; GPUs: 16 lanes per row), so both run here whatever this machine's adapter is."""
+"""The GEMV kernels in each of their shapes: each adapter gets some (CPU Vulkan: whole rows per
+thread; GPUs: 32 lanes per row, or 4 lanes x 4 rows for a vocabulary head), so all of them run
+here whatever this machine's adapter is."""
 import asyncio
 
 import pytest
@@ -12,15 +13,26 @@ GEMV_CASES = sorted(n for n in quant_cases.CASES if "gguf" in n or "q4gsw" in n 
 FUSED_CASES = sorted(fusion_cases.CASES)
 
 
-@pytest.fixture(params=["cpu", "gpu"])
-def shape(request, monkeypatch):
-    chosen = quant_kernels.CPU_GEMV if request.param == "cpu" else quant_kernels.GPU_GEMV
-    monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend: chosen)
-    monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend: chosen)
-    return chosen
+SHAPES = {"cpu": quant_kernels.CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
+          "gpu_narrow": quant_kernels.GPU_GEMV_NARROW, "gpu_wide": quant_kernels.GPU_GEMV_WIDE}
+# The fused linears take the shape without a row count: CPU_GEMV or GPU_GEMV only.
+FUSED_SHAPES = ("cpu", "gpu")
 
 
-@pytest.mark.parametrize("name", GEMV_CASES + FUSED_CASES)
-def test_case_in_both_gemv_shapes(native_backend, shape, name):
-    cases = quant_cases.CASES if name in quant_cases.CASES else fusion_cases.CASES
-    asyncio.run(run_case(native_backend, cases[name](), f"{name} ({shape})"))
+def _use(monkeypatch, chosen):
+    monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
+    monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("name", GEMV_CASES)
+def test_gemv_case_in_every_shape(native_backend, monkeypatch, shape, name):
+    _use(monkeypatch, SHAPES[shape])
+    asyncio.run(run_case(native_backend, quant_cases.CASES[name](), f"{name} ({shape})"))
+
+
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+@pytest.mark.parametrize("name", FUSED_CASES)
+def test_fused_case_in_both_shapes(native_backend, monkeypatch, shape, name):
+    _use(monkeypatch, SHAPES[shape])
+    asyncio.run(run_case(native_backend, fusion_cases.CASES[name](), f"{name} ({shape})"))

@@ -48,11 +48,24 @@ class GemvShape:
 # q8_0 49152x576 51 -> 34 ms against (64, 1, 4) (bench_kernels; R = 32 gained only ~10% more);
 # SmolLM2 decode step (app profile) 268 -> 182 ms.
 CPU_GEMV = GemvShape(8, 1, 16)
-GPU_GEMV = GemvShape(256, 32, 2)  # best of 8 shapes timed on an H100 (bench_kernels)
+# GPUs, timed on an H100 (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
+#                   576x576  576x1536  49152x576 (Q8_0 head)
+#   (256, 32, 2)      5.07     7.00      31.7
+#   (32, 32, 1)       4.10     5.31      43.9     one warp per row: best for the layers' matrices
+#   (128, 4, 4)      13.4     28.8       15.0     4 lanes x 4 rows: best for the vocabulary head
+GPU_GEMV = GemvShape(256, 32, 2)       # the fused linears (their template has no R)
+GPU_GEMV_NARROW = GemvShape(32, 32, 1)
+GPU_GEMV_WIDE = GemvShape(128, 4, 4)
+WIDE_ROWS = 16384  # output rows from which a plain GEMV takes the wide shape
 
 
-def gemv_shape(backend) -> GemvShape:
-    return CPU_GEMV if getattr(backend, "is_cpu", False) else GPU_GEMV
+def gemv_shape(backend, rows: int = 0) -> GemvShape:
+    """The GEMV shape for this adapter; plain linears pass their output rows (`rows`)."""
+    if getattr(backend, "is_cpu", False):
+        return CPU_GEMV
+    if not rows:
+        return GPU_GEMV
+    return GPU_GEMV_WIDE if rows >= WIDE_ROWS else GPU_GEMV_NARROW
 TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
 GATHER_WG = 64
 
@@ -126,7 +139,7 @@ class QuantMatmul:
     def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str):
         self.layout = layout
         self.has_bias = bias is not None
-        self.shape = gemv_shape(g.backend)
+        self.shape = gemv_shape(g.backend, layout.rows)
         gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r)
         tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt)
         self.params = g.uniforms.alloc(PARAMS.size, label)
