@@ -3,7 +3,8 @@
 Figures: load time; prefill tokens/s at 128 and 512 prompt tokens; decode tokens/s over N
 tokens at a short and a long context; host milliseconds per decode step (Python work to
 prepare and encode a step, without the GPU wait); dispatches per token. Decode runs through
-the GPU-fed greedy stream (py_engine/greedy_stream.py) with `--depth` steps in flight.
+the GPU-fed greedy stream (py_engine/greedy_stream.py) with `--depth` steps in flight and
+`--group` tokens per readback.
 """
 from __future__ import annotations
 
@@ -93,13 +94,13 @@ async def _bench(args) -> dict:
         await runner.feed(ids)
         out[f"prefill_{n}_tokens_per_s"] = round(n / (time.perf_counter() - t), 2)
 
-    out["decode_depth"] = args.depth
+    out["decode_depth"], out["decode_group"] = args.depth, args.group
     for label, start in (("short", 16), ("long", max(16, min(runner.context - args.decode - 1, args.long_context)))):
         runner.rewind(0)
         # Greedy through the GPU-fed stream (the next token is copied on the GPU, `depth` steps
         # in flight); the clock starts when the prompt's token arrives.
         stream = await runner.greedy_stream(rng.integers(0, vocab, start).tolist(), max_new=args.decode + 1,
-                                            depth=args.depth)
+                                            depth=args.depth, group=args.group)
         try:
             await stream.next()
             t = time.perf_counter()
@@ -122,7 +123,8 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
-    p.add_argument("--depth", type=int, default=4, help="decode steps in flight (GPU-fed greedy stream)")
+    p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed greedy stream)")
+    p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed greedy stream)")
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
     from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .greedy_stream import DEFAULT_DEPTH, GreedyStream
+from .greedy_stream import DEFAULT_DEPTH, DEFAULT_GROUP, GreedyStream
 from .sampling import Sampler, SamplingParams
 from .tokenizer import StreamDecoder
 
@@ -47,11 +47,13 @@ class LlamaRunner:
             return int((await self.graph.read(self.lp.next_token_id))[0])
         return (await self.graph.read(self.lp.logits_id)).reshape(-1)
 
-    async def greedy_stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH) -> GreedyStream:
-        """Feed `ids`, then iterate greedy tokens with the next token fed on the GPU and up to
-        `depth` steps in flight (see py_engine.greedy_stream). At most `max_new` tokens."""
+    async def greedy_stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH,
+                            group: int = DEFAULT_GROUP) -> GreedyStream:
+        """Feed `ids`, then iterate greedy tokens with the next token fed on the GPU, up to
+        `depth` steps in flight and `group` tokens per readback (see py_engine.greedy_stream).
+        At most `max_new` tokens."""
         await self.close_stream()
-        stream = GreedyStream(self, max_new, depth)
+        stream = GreedyStream(self, max_new, depth, group)
         self._check_ids(ids)
         self._stream = stream
         return await stream.start(ids)

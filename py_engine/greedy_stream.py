@@ -1,10 +1,11 @@
 """Greedy decoding that never waits for the host: the token goes from step to step on the GPU.
 
 Each decode step's submit starts with a 4-byte copy of the last step's argmax (`next_token`)
-into the token input and ends with a copy of its own argmax into a small mappable buffer.
-The host therefore does not need a step's token to submit the next one, so up to `depth`
-steps are in flight while the host waits for the oldest token's map: the per-token readback
-round trip overlaps GPU work instead of adding to it.
+into the token input and ends with a copy of its own argmax into a small mappable buffer,
+`group` consecutive tokens to a buffer (one map per group, not per token). The host
+therefore does not need a step's token to submit the next one, so up to `depth` steps are in
+flight while the host waits for the oldest group's map: the readback round trip overlaps GPU
+work instead of adding to it.
 
 Positions: the prompt fills 0..P-1. Step i (i >= 1) feeds token i at position P+i-1 and
 produces token i+1; the prompt's submit produces token 1. A token counts as fed (in the KV
@@ -20,28 +21,45 @@ from collections import deque
 
 import numpy as np
 
-DEFAULT_DEPTH = 4  # steps in flight; GPU work per step (~1 ms) vs. a map round trip (~1-3 ms)
+DEFAULT_DEPTH = 8  # steps in flight; GPU work per step (~1 ms) vs. a map round trip (~1-3 ms)
+DEFAULT_GROUP = 4  # tokens per readback buffer (per map); a stop is seen at most this late
 TOKEN_BYTES = 4
+
+
+class _Group:
+    """A readback buffer receiving the argmax of consecutive steps (`count` so far)."""
+
+    __slots__ = ("buf", "count", "mapping", "pending")
+
+    def __init__(self, buf):
+        self.buf, self.count, self.mapping, self.pending = buf, 0, False, None
+
+    def start_map(self, backend) -> None:
+        self.mapping = True
+        self.pending = backend.start_map(self.buf)
 
 
 class GreedyStream:
     """Async iterator of greedy token ids after a prompt; use `LlamaRunner.greedy_stream`."""
 
-    def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH):
+    def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP):
         if max_new < 1:
             raise ValueError(f"greedy stream: max_new must be at least 1, got {max_new}")
-        if depth < 1:
-            raise ValueError(f"greedy stream: depth must be at least 1, got {depth}")
+        if depth < 1 or group < 1:
+            raise ValueError(f"greedy stream: depth and group must be at least 1, got {depth}, {group}")
         self.runner = runner
         self.graph = runner.graph
         self.max_new = int(max_new)
         self.depth = int(depth)
+        self.group = min(int(group), self.depth)
         lp = runner.lp
         self._argmax = self.graph.tensor(lp.next_token_id).buffer
         self._tokens = self.graph.tensor(lp.tokens_id).buffer
         self._tokens_id = lp.tokens_id
+        self._feed = [(self._argmax, 0, self._tokens, 0, TOKEN_BYTES)]
         self._one = np.zeros((1, 1), np.int32)  # live dims of a decode step (value comes from the GPU)
-        self._pending: deque = deque()  # (readback buffer, pending map) oldest first
+        self._groups: deque = deque()  # oldest first; only the last may still take tokens
+        self._ready: deque = deque()   # tokens read back, not yet yielded
         self.start_pos = runner.pos
         self.produced = 0   # tokens whose producing submit is made
         self.yielded = 0
@@ -53,6 +71,7 @@ class GreedyStream:
         """Submit the prompt (its last chunk also produces token 1)."""
         try:
             self.runner._submit_chunks(ids, after=self._readback_copy())
+            self._map_if_full()
         except BaseException:
             await self.aclose()
             raise
@@ -61,9 +80,20 @@ class GreedyStream:
         return self
 
     def _readback_copy(self):
-        buf = self.graph.take_readback(TOKEN_BYTES)
-        self._pending.append([buf, None])
-        return [(self._argmax, 0, buf, 0, TOKEN_BYTES)]
+        """The copy of this submit's argmax into the open group (opened here when needed)."""
+        g = self._groups[-1] if self._groups and not self._groups[-1].mapping else None
+        if g is None:
+            g = _Group(self.graph.take_readback(self.group * TOKEN_BYTES))
+            self._groups.append(g)
+        copy = [(self._argmax, 0, g.buf, g.count * TOKEN_BYTES, TOKEN_BYTES)]
+        g.count += 1
+        return copy
+
+    def _map_if_full(self) -> None:
+        """After the submit that filled it (a buffer with a map pending may not be submitted)."""
+        g = self._groups[-1]
+        if g.count == self.group and not g.mapping:
+            g.start_map(self.graph.backend)
 
     def _can_submit(self, i: int) -> bool:
         """Step i produces token i+1 from position start_pos+i-1."""
@@ -74,16 +104,23 @@ class GreedyStream:
         t = time.perf_counter()
         staged = self.graph.prepare([self._one, np.array([self.start_pos + i - 1], np.int32)])
         self.prepare_seconds.append(time.perf_counter() - t)
-        self.graph.submit(staged, gpu_inputs=(self._tokens_id,),
-                          before=[(self._argmax, 0, self._tokens, 0, TOKEN_BYTES)],
-                          after=self._readback_copy())
+        self.graph.submit(staged, gpu_inputs=(self._tokens_id,), before=self._feed, after=self._readback_copy())
+        self._map_if_full()
         self.host_seconds.append(time.perf_counter() - t)
         self.produced += 1
 
-    def _start_maps(self) -> None:
-        for entry in self._pending:
-            if entry[1] is None:
-                entry[1] = self.graph.backend.start_map(entry[0])
+    def _close_groups(self) -> None:
+        for g in self._groups:
+            if not g.mapping:
+                g.start_map(self.graph.backend)
+
+    async def _read_group(self) -> None:
+        g = self._groups.popleft()
+        try:
+            data = await self.graph.backend.finish_map(g.buf, g.pending, g.count * TOKEN_BYTES)
+        finally:
+            self.graph.give_readback(g.buf)
+        self._ready.extend(int(t) for t in np.frombuffer(data, np.int32))
 
     def __aiter__(self):
         return self
@@ -98,19 +135,18 @@ class GreedyStream:
                 await self.aclose()
                 raise StopAsyncIteration
             self.runner.pos = self.start_pos + k
-        while len(self._pending) < self.depth and self._can_submit(self.produced):
+        while self.produced - self.yielded < self.depth and self._can_submit(self.produced):
             self._submit_step()
-        self._start_maps()
-        buf, pending = self._pending.popleft()
-        try:
-            data = await self.graph.backend.finish_map(buf, pending, TOKEN_BYTES)
-        except BaseException:
-            self.graph.give_readback(buf)
-            await self.aclose()
-            raise
-        self.graph.give_readback(buf)
+        if not self._ready:
+            if not self._groups[0].mapping:
+                self._close_groups()  # the consumer is waiting: map the partial group now
+            try:
+                await self._read_group()
+            except BaseException:
+                await self.aclose()
+                raise
         self.yielded += 1
-        return int(np.frombuffer(data, np.int32)[0])
+        return self._ready.popleft()
 
     async def next(self):
         """The next token id, or None when the stream has ended (max_new or the context)."""
@@ -125,15 +161,14 @@ class GreedyStream:
         if self.closed:
             return
         self.closed = True
-        self._start_maps()
+        self._close_groups()
         errors = []
-        while self._pending:
-            buf, pending = self._pending.popleft()
+        while self._groups:
             try:
-                await self.graph.backend.finish_map(buf, pending, TOKEN_BYTES)
+                await self._read_group()
             except Exception as e:  # a lost device: keep draining, report once
                 errors.append(e)
-            self.graph.give_readback(buf)
+        self._ready.clear()
         if self.runner._stream is self:
             self.runner._stream = None
         if errors:

@@ -56,4 +56,4 @@ def test_greedy_stream_matches_step_by_step(native_backend, tiny_gguf):
     from py_engine.testing.llama_cases import greedy_stream_cases
 
     r = asyncio.run(greedy_stream_cases(native_backend, tiny_gguf, [1, 40, 41, 42, 43], n=12))
-    assert len(r["ids"]) == 12 and r["readback_buffers"] <= 5
+    assert len(r["ids"]) == 12 and r["readback_buffers"] <= 8

@@ -102,6 +102,7 @@ class BrowserBackend(GpuBackend):
         self._errors: list = []
         self._staging: dict = {}
         self._js_lists = (None, None, None)
+        self._js_copies: dict = {}  # copy lists already converted to JS (see _run)
         from pyodide.code import run_js  # type: ignore[import-not-found]
 
         self._make_run_js = run_js(_RUN_JS)
@@ -205,11 +206,21 @@ class BrowserBackend(GpuBackend):
         flat = table.reshape(-1)
         copies = None
         if before or after:
-            flat_copies = []
-            for when, group in ((0, before), (1, after)):
-                for src, so, dst, do, n in group:
-                    flat_copies += [when, src.handle, so, dst.handle, do, n]
-            copies = to_js(flat_copies)
+            # The same few copies recur every decode step (feed, readback slots): converted once.
+            key = tuple((when, id(src), so, id(dst), do, n) for when, group in ((0, before), (1, after))
+                        for src, so, dst, do, n in group)
+            hit = self._js_copies.get(key)
+            if hit is None:
+                flat_copies, refs = [], []
+                for when, group in ((0, before), (1, after)):
+                    for src, so, dst, do, n in group:
+                        flat_copies += [when, src.handle, so, dst.handle, do, n]
+                        refs += [src, dst]
+                if len(self._js_copies) >= 256:
+                    self._js_copies.clear()
+                # The entry keeps its Buffers alive, so their ids in the key cannot be reused.
+                hit = self._js_copies[key] = (to_js(flat_copies), refs)
+            copies = hit[0]
         self._run_js(self.device, js_pipes, js_groups, to_js(memoryview(flat)), len(table), copies)
 
     def _start_map(self, handle):

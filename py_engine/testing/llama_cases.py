@@ -72,20 +72,20 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
         want = [await runner.feed(prompt_ids, greedy=True)]
         for _ in range(n - 1):
             want.append(await runner.feed([want[-1]], greedy=True))
-        for depth in (1, 2, 4):
+        for depth, group in ((1, 1), (2, 2), (4, 1), (8, 4), (5, 3)):
             runner.rewind(0)
-            stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=depth)
+            stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=depth, group=group)
             got = [t async for t in stream]
-            assert got == want, f"depth {depth}: stream {got} != step by step {want}"
+            assert got == want, f"depth {depth}, group {group}: stream {got} != step by step {want}"
             # Every token but the last was asked past, so fed; max_new ended the stream.
-            assert runner.pos == P + n - 1, (depth, runner.pos)
+            assert runner.pos == P + n - 1, (depth, group, runner.pos)
             assert stream.closed and runner._stream is None
 
         # Stop after k tokens with steps in flight: t_k is not fed, and decoding on from there one
         # token at a time continues the same sequence (the speculative rows are overwritten).
         k = 3
         runner.rewind(0)
-        stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=4)
+        stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=8, group=4)
         got = [await stream.next() for _ in range(k)]
         assert stream.produced > k, "steps should have run ahead"
         await stream.aclose()
@@ -96,7 +96,7 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
         start = context - 4
         long_prompt = (list(prompt_ids) * context)[:start]
         runner.rewind(0)
-        stream = await runner.greedy_stream(long_prompt, max_new=100, depth=4)
+        stream = await runner.greedy_stream(long_prompt, max_new=100, depth=8, group=3)
         tail = [t async for t in stream]
         assert len(tail) == context - start + 1 and runner.pos == context, (len(tail), runner.pos)
 

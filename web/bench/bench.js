@@ -8,7 +8,7 @@ import { benchWllama } from "./wllama_bench.js";
 
 const DEFAULTS = {
   model: "/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-  context: 2048, max_prefill: 512, prefill: [128, 512], decode: 128, long_context: 1024, depth: 4,
+  context: 2048, max_prefill: 512, prefill: [128, 512], decode: 128, long_context: 1024, depth: 8, group: 4,
   wllama: true, post: false,
 };
 const ENGINE_WHEEL = "/engine/py_engine-0.1.0-py3-none-any.whl";

@@ -67,13 +67,14 @@ async def _load(get_model, url, mode, cfg, log):
                                         "model_bytes": len(data)}
 
 
-async def _decode(lp, runner, start, n, rng, depth, ts=None):
+async def _decode(lp, runner, start, n, rng, depth, group, ts=None):
     """n greedy decode tokens after a prompt of `start` tokens, through the GPU-fed stream with
-    `depth` steps in flight: (seconds, the stream, GPU ns per step or []). The clock
+    `depth` steps in flight and `group` tokens per readback: (seconds, the stream, GPU ns per step
+    or []). The clock
     starts when the prompt's token arrives."""
     runner.rewind(0)
     stream = await runner.greedy_stream(rng.integers(0, lp.config.vocab, start).tolist(), max_new=n + 1,
-                                        depth=depth)
+                                        depth=depth, group=group)
     gpu = []
     try:
         await stream.next()
@@ -124,12 +125,12 @@ async def run_engine_bench(cfg_json, get_model, log):
         log(f"engine: prefill {n}: {out[f'prefill_{n}_tokens_per_s']} tokens/s")
 
     n = cfg["decode"]
-    depth = int(cfg.get("depth", 4))
-    out["decode_depth"] = depth
+    depth, group = int(cfg.get("depth", 8)), int(cfg.get("group", 4))
+    out["decode_depth"], out["decode_group"] = depth, group
     out["dispatches_per_token"] = None
     long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
     for label, start in (("short", min(16, runner.context - n - 1)), ("long", long_start)):
-        dt, stream, _ = await _decode(lp, runner, start, n, rng, depth)
+        dt, stream, _ = await _decode(lp, runner, start, n, rng, depth, group)
         if out["dispatches_per_token"] is None:
             out["dispatches_per_token"] = int(np.count_nonzero(graph.table[:, 2]))
         out[f"decode_{label}_context"] = start
@@ -144,7 +145,7 @@ async def run_engine_bench(cfg_json, get_model, log):
         ts = run_js(_TIMESTAMPS_JS)(backend.device)
         backend.set_pass_timing(ts)
         try:
-            _, _, gpu = await _decode(lp, runner, 16, min(n, 32), rng, 1, ts)
+            _, _, gpu = await _decode(lp, runner, 16, min(n, 32), rng, 1, 1, ts)
             gpu = [g for g in gpu if g > 0]
             if gpu:
                 out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
