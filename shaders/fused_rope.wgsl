@@ -6,7 +6,9 @@
 //   out[2i+1] = x[2i] * sin + x[2i+1] * cos
 // Entry `rope_kv` (py_engine.apply_rotary_emb_qk_kv) also does the KV-cache write of
 // sdpa_with_kv_cache: rotated k goes straight into k_cache and v into v_cache at word
-// dst_offset = input_pos * Hkv * D (the host checked input_pos + S <= Cmax).
+// input_pos * Hkv * D, input_pos read from its SymInt's uniform slot, so a decode step's new
+// position costs the host nothing here (the attention checks input_pos + S <= Cmax; the
+// shader never writes past the cache either way).
 override WG: u32 = 256;
 
 struct Params {
@@ -15,7 +17,7 @@ struct Params {
   q_heads: u32,
   k_heads: u32,
   half_dim: u32,  // D/2
-  dst_offset: u32,  // rope_kv: first cache word written
+  row_words: u32,   // rope_kv: words per cache position (Hkv * D)
   cache_len: u32,   // rope_kv: words per cache
   _pad: u32,
 }
@@ -37,6 +39,7 @@ fn freq_index(pair: u32, heads: u32) -> u32 {
 // rope_kv only.
 @group(0) @binding(7) var<storage, read> xv: array<f32>;
 @group(0) @binding(8) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(9) var<uniform> input_pos: vec4<i32>;  // a SymInt slot: the value is .x
 
 // Pair `pair` of x rotated by its frequency: (out[2i], out[2i+1]).
 fn rotated(a: f32, b: f32, pair: u32, heads: u32) -> vec2<f32> {
@@ -56,10 +59,16 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     out_q[2u * t + 1u] = r.y;
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
-    let at = p.dst_offset + 2u * pair;
-    if (p.dst_offset > p.cache_len || 2u * pair + 1u >= p.cache_len - p.dst_offset) {
+    let pos = input_pos.x;
+    let rows = p.cache_len / p.row_words;
+    if (pos < 0 || u32(pos) >= rows) {
       return;
     }
+    let dst = u32(pos) * p.row_words;  // < cache_len: no wrap
+    if (2u * pair + 1u >= p.cache_len - dst) {
+      return;
+    }
+    let at = dst + 2u * pair;
     let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
     out_k[at] = r.x;
     out_k[at + 1u] = r.y;

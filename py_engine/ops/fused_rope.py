@@ -16,7 +16,6 @@ from .update_cache import check_binding_sizes, check_cache_shapes, cache_write_p
 
 PARAMS = struct.Struct("<8I")
 assert PARAMS.size == 32  # matches `struct Params` in fused_rope.wgsl
-_PLANS: dict = {}  # apply_rotary_emb_qk_kv: (share key, S, input_pos) -> (params, workgroups)
 
 
 @register("py_engine.apply_rotary_emb_qk.default")
@@ -79,18 +78,24 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
             fold(ceil_div(s_max * (self.hq + self.hkv) * self.half, self.wg), ctx.limits)
         except ValueError as e:
             raise self.error(f"q + k dispatch: {e}") from None
-        self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin]
-                                  + ([pos_id] if self.pos[0] == "symint" else []))
+        # Not input_pos: the shader reads it from the SymInt's uniform slot.
+        self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin])
 
     def build(self, g):
         pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg)
-        # Every layer's rotation has equal params at every step: one shared slot, packed once.
+        # Every layer's rotation has equal params: one shared slot.
         self.share_key = ("rope_kv", self.hq, self.hkv, self.half, self.cache_dims, self.pos, self.wg)
         self.params = g.uniforms.shared(self.share_key, PARAMS.size, self.name)
         self._checked = None  # live dims last validated
         t = g.tensor
+        if self.pos[0] == "symint":
+            pos_slot = g.symint(self.pos[1])
+        else:  # a constant position: its own slot, written once
+            pos_slot = g.uniforms.alloc(16, f"{self.name}:pos")
+            pos_slot.write(struct.pack("<4i", self.pos[1], 0, 0, 0))
         self.d = g.add_dispatch(pipe, [t(self.xq), t(self.xk), t(self.cos), t(self.sin), t(self.xq_out),
-                                       t(self.k_cache), self.params, t(self.xv), t(self.v_cache)], self.name)
+                                       t(self.k_cache), self.params, t(self.xv), t(self.v_cache), pos_slot],
+                                self.name)
 
     def configure(self, g):
         t = g.tensors
@@ -101,16 +106,9 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
                 raise self.step_error(f"live xv {list(live[2])} differs from xk {list(live[1])}")
             self._checked = live
         s = live[0][1]
-        key = (self.share_key, s, g.live_int(self.pos))
-        plan = _PLANS.get(key)
-        if plan is None:
-            _, dst, cache_len = cache_write_params(self.step_error, s, key[2], self.cache_dims)
-            q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
-            plan = (PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half, dst, cache_len, 0),
-                    ceil_div(q_pairs + k_pairs, self.wg))
-            if len(_PLANS) >= 1024:
-                _PLANS.clear()
-            _PLANS[key] = plan
-        self.params.write(plan[0])
-        g.set_workgroups(self.d, plan[1])
+        q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
+        cache_len = self.cache_dims[1] * self.cache_dims[2] * self.cache_dims[3]
+        self.params.write(PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half,
+                                      self.hkv * self.head_dim, cache_len, 0))
+        g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
         g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))
