@@ -89,7 +89,8 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
     engine = result["engine"]
     for key in ("load_cold_seconds", "load_cached_seconds", "prefill_8_tokens_per_s", "decode_short_tokens_per_s",
                 "decode_long_tokens_per_s", "host_ms_per_decode_step_short", "host_ms_per_decode_step_long",
-                "dispatches_per_token", "dispatches_per_step", "runtime_seconds"):
+                "dispatches_per_token", "dispatches_per_step", "runtime_seconds", "decode_sampled_short_tokens_per_s",
+                "host_ms_prepare_short", "wall_ms_per_token_short"):
         assert isinstance(engine.get(key), (int, float)) and engine[key] > 0, (key, engine.get(key))
     assert engine["dispatches_per_token"] <= engine["dispatches_per_step"]
     assert engine["decode_long_context"] == 24 and engine["decode_short_context"] == 16
