@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .greedy_stream import DEFAULT_DEPTH, DEFAULT_GROUP, GreedyStream
+from .ops.topk import K as TOPK_CANDIDATES
+from .ops.topk import TopKCandidates
 from .sampling import Sampler, SamplingParams
 from .tokenizer import StreamDecoder
 
@@ -30,6 +32,7 @@ class LlamaRunner:
         self.pos = 0
         self.prefilled_tokens = 0  # tokens fed in chunks of more than one (for stats and tests)
         self._stream = None  # the open GreedyStream, closed before anything else is fed
+        self._topk = None    # TopKCandidates, made on first use
 
     def rewind(self, pos: int) -> None:
         if self._stream is not None:
@@ -38,13 +41,19 @@ class LlamaRunner:
             raise ValueError(f"rewind: position {pos} outside 0..{self.pos}")
         self.pos = pos
 
-    async def feed(self, ids, greedy: bool = False):
+    async def feed(self, ids, greedy: bool = False, candidates: bool = False):
         """Run `ids` at the current position. Returns the float32 logits [vocab] of the last
-        id, or with `greedy` only their argmax (computed on the GPU: 4 bytes read back)."""
+        id; with `greedy` only their argmax (computed on the GPU: 4 bytes read back); with
+        `candidates` (ids, logits) of the largest TOPK_CANDIDATES logits of each chunk of the
+        row (py_engine/ops/topk.py), enough to sample with top-k up to that many."""
         await self.close_stream()
         self._submit_chunks(ids)
         if greedy:
             return int((await self.graph.read(self.lp.next_token_id))[0])
+        if candidates:
+            if self._topk is None:
+                self._topk = TopKCandidates(self.graph, self.lp.logits_id)
+            return await self._topk.read()
         return (await self.graph.read(self.lp.logits_id)).reshape(-1)
 
     async def greedy_stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH,
@@ -145,6 +154,14 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     previous = list(history) + list(new_ids)
     stats.prompt_tokens = len(new_ids)
     gpu_greedy = sampler.params.greedy and sampler.params.repetition_penalty == 1.0
+    # Top-k sampling without a penalty needs only each chunk's largest logits (~24 KB, not 196).
+    sp = sampler.params
+    use_candidates = not sp.greedy and sp.repetition_penalty == 1.0 and 0 < sp.top_k <= TOPK_CANDIDATES
+
+    async def sample_after(ids):
+        if use_candidates:
+            return sampler.sample_candidates(*await runner.feed(ids, candidates=True))
+        return sampler.sample(await runner.feed(ids), previous)
     t0 = time.perf_counter()
     stream = None
     if gpu_greedy:
@@ -152,7 +169,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
         stream = await runner.greedy_stream(new_ids, max_new=max(1, settings.max_tokens))
         tid = await stream.next()
     else:
-        tid = sampler.sample(await runner.feed(new_ids), previous)
+        tid = await sample_after(new_ids)
     stats.prefilled_tokens = len(new_ids)
     stats.prefill_seconds = time.perf_counter() - t0
     text = ""
@@ -196,7 +213,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
             if stream is not None:
                 tid = await stream.next()
             else:
-                tid = sampler.sample(await runner.feed([tid]), previous)
+                tid = await sample_after([tid])
     finally:
         if stream is not None:
             await stream.aclose()

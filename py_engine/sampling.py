@@ -70,13 +70,39 @@ def candidate_probs(logits, params: SamplingParams, previous_ids=()) -> tuple:
     n = params.penalty_last_n
     recent = previous_ids[-n:] if n else previous_ids
     x = apply_repetition_penalty(x, list(recent), params.repetition_penalty)
+    return _filter(np.arange(x.size), x, params)
+
+
+def candidate_probs_from(ids, values, params: SamplingParams) -> tuple:
+    """candidate_probs of a whole row, from only its largest logits (`ids`, `values`): the
+    same result whenever they include the row's top_k largest (ties: lower ids; the whole row
+    when it is shorter) and there is no repetition penalty (py_engine/ops/topk.py reads such
+    candidates from the GPU)."""
+    if params.repetition_penalty != 1.0 or not params.top_k:
+        raise SamplingError("sampling: candidates need top_k > 0 and no repetition penalty")
+    x = np.asarray(values, dtype=np.float64).reshape(-1)
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if x.size == 0 or x.size != ids.size:
+        raise SamplingError(f"sampling: {x.size} candidate logits for {ids.size} ids")
+    if np.isnan(x).any():
+        raise SamplingError("sampling: logits contain NaN")
+    return _filter(ids, x, params)
+
+
+def _filter(ids, x, params: SamplingParams) -> tuple:
+    """temperature -> top-k -> top-p -> min-p over logits x of tokens `ids` (ids distinct)."""
     x = x / params.temperature
     if params.top_k and params.top_k < x.size:
-        # partial selection first: sorting a 49k vocabulary per token is the costly part
-        part = np.argpartition(-x, params.top_k - 1)[: params.top_k]
-        order = part[np.lexsort((part, -x[part]))]  # by logit, then by id on ties
+        # Partial selection (sorting a 49k vocabulary per token is the costly part), then the
+        # k largest by (logit, lower id on ties), so the chosen set never depends on the order.
+        kth = np.partition(x, x.size - params.top_k)[x.size - params.top_k]
+        above = np.nonzero(x > kth)[0]
+        ties = np.nonzero(x == kth)[0]
+        ties = ties[np.argsort(ids[ties], kind="stable")][: params.top_k - above.size]
+        part = np.concatenate([above, ties])
     else:
-        order = np.argsort(-x, kind="stable")
+        part = np.arange(x.size)
+    order = part[np.lexsort((ids[part], -x[part]))]  # by logit, then by id on ties
     z = x[order]
     if not np.isfinite(z[0]):
         raise SamplingError("sampling: no finite logit to sample from")
@@ -89,7 +115,7 @@ def candidate_probs(logits, params: SamplingParams, previous_ids=()) -> tuple:
     if params.min_p > 0.0:
         keep = p >= params.min_p * p[0]
         order, p = order[keep], p[keep]
-    return order, p / p.sum()
+    return ids[order], p / p.sum()
 
 
 class Sampler:
@@ -107,7 +133,13 @@ class Sampler:
                 raise SamplingError("sampling: empty logits")
             recent = previous_ids[-p.penalty_last_n:] if p.penalty_last_n else previous_ids
             return int(np.argmax(apply_repetition_penalty(x, list(recent), p.repetition_penalty)))
-        ids, probs = candidate_probs(logits, p, previous_ids)
+        return self._draw(*candidate_probs(logits, p, previous_ids))
+
+    def sample_candidates(self, ids, values) -> int:
+        """`sample` of a whole row from its largest logits (see candidate_probs_from)."""
+        return self._draw(*candidate_probs_from(ids, values, self.params))
+
+    def _draw(self, ids, probs) -> int:
         u = self.rng.random()
         i = int(np.searchsorted(np.cumsum(probs), u, side="right"))
         return int(ids[min(i, len(ids) - 1)])  # min() guards the cumsum ending just below 1

@@ -77,6 +77,7 @@ class Graph:
         self._wg_total: list = []  # per dispatch: the total last given to set_workgroups
         self.aliases: dict = {}  # view output id -> source id sharing one buffer
         self._repacked: dict = {}  # (constant id, layout key) -> Buffer (see `repacked`)
+        self._attached: list = []  # see attach
         self._readback_all: list = []   # every buffer of take_readback's pool
         self._readback_free: list = []
         self._resized: set = set()
@@ -365,6 +366,11 @@ class Graph:
     def give_readback(self, buf) -> None:
         self._readback_free.append(buf)
 
+    def attach(self, helper) -> None:
+        """Something built on this graph's buffers outside the op chain (with a
+        `destroy(graph)`), freed with the graph."""
+        self._attached.append(helper)
+
     async def step(self, inputs, read=None) -> list:
         """Run one step. `read`: which outputs to read back (indices into output_ids);
         default all. Returns numpy arrays (ints for SymInt outputs), None where not read."""
@@ -410,6 +416,9 @@ class Graph:
         self._destroyed = True
         for op in self.ops:
             op.destroy(self)
+        for helper in self._attached:
+            helper.destroy(self)
+        self._attached = []
         for bg in self.bind_groups:
             self.backend.release_bind_group(bg)
         self.bind_groups = []

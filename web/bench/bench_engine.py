@@ -140,17 +140,18 @@ async def run_engine_bench(cfg_json, get_model, log):
         out[f"wall_ms_per_token_{label}"] = round(1000 * dt / n, 4)
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
-    # The chat page's default sampling (temperature 0.7, top-k 40, top-p 0.9): the logits row is
-    # read back and sampled on the host at every token, so nothing runs ahead.
+    # The chat page's default sampling (temperature 0.7, top-k 40, top-p 0.9), as generate_tokens
+    # runs it: each step's top-k candidates are read back (py_engine/ops/topk.py) and sampled on
+    # the host, so nothing runs ahead.
     from py_engine.sampling import Sampler, SamplingParams
 
     sampler = Sampler(SamplingParams(temperature=0.7, top_k=40, top_p=0.9), seed=0)
     n_sampled = min(n, 64)
     runner.rewind(0)
-    tid = sampler.sample(await runner.feed(rng.integers(0, vocab, 16).tolist()))
+    tid = sampler.sample_candidates(*await runner.feed(rng.integers(0, vocab, 16).tolist(), candidates=True))
     t = _now()
     for _ in range(n_sampled):
-        tid = sampler.sample(await runner.feed([tid]))
+        tid = sampler.sample_candidates(*await runner.feed([tid], candidates=True))
     out["decode_sampled_short_tokens_per_s"] = round(n_sampled / (_now() - t), 2)
     log(f"engine: sampled decode (context 16): {out['decode_sampled_short_tokens_per_s']} tokens/s")
 
