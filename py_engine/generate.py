@@ -142,6 +142,18 @@ class GenerationStats:
         return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
 
 
+# CPU adapters: the GPU sort of the candidates costs ~80 ms a step on lavapipe, reading the
+# whole row 0.5 ms.
+CANDIDATES_ON_CPU = False
+
+
+def sample_with_candidates(runner: LlamaRunner, params) -> bool:
+    """Whether a sampled step reads back only each chunk's largest logits (py_engine/ops/topk.py,
+    ~24 KB instead of 196 KB for a 49k vocabulary): top-k sampling without a penalty, on a GPU."""
+    return (not params.greedy and params.repetition_penalty == 1.0 and 0 < params.top_k <= TOPK_CANDIDATES
+            and (CANDIDATES_ON_CPU or not getattr(runner.graph.backend, "is_cpu", False)))
+
+
 async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: GenerationSettings,
                           stats: GenerationStats, history=(), should_stop=lambda: False):
     """Feed `new_ids`, then sample until a stop condition; yields text pieces as they
@@ -154,9 +166,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     previous = list(history) + list(new_ids)
     stats.prompt_tokens = len(new_ids)
     gpu_greedy = sampler.params.greedy and sampler.params.repetition_penalty == 1.0
-    # Top-k sampling without a penalty needs only each chunk's largest logits (~24 KB, not 196).
-    sp = sampler.params
-    use_candidates = not sp.greedy and sp.repetition_penalty == 1.0 and 0 < sp.top_k <= TOPK_CANDIDATES
+    use_candidates = sample_with_candidates(runner, sampler.params)
 
     async def sample_after(ids):
         if use_candidates:

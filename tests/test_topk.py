@@ -26,7 +26,17 @@ def test_chat_sampling_through_candidates_equals_whole_row(native_backend, monke
         finally:
             engine.close()
 
+    monkeypatch.setattr(generate, "CANDIDATES_ON_CPU", True)  # this machine's adapter may be a CPU
+    calls = []
+    real = generate.TopKCandidates.read
+
+    async def counted(self):
+        calls.append(1)
+        return await real(self)
+
+    monkeypatch.setattr(generate.TopKCandidates, "read", counted)
     via_candidates = asyncio.run(chat())
+    assert calls, "the sampled chat did not read candidates"
     monkeypatch.setattr(generate, "TOPK_CANDIDATES", 0)  # top_k 40 > 0: the whole-row path
     whole_row = asyncio.run(chat())
     assert len(via_candidates[1]) > 0 and via_candidates == whole_row

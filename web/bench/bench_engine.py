@@ -141,17 +141,25 @@ async def run_engine_bench(cfg_json, get_model, log):
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
     # The chat page's default sampling (temperature 0.7, top-k 40, top-p 0.9), as generate_tokens
-    # runs it: each step's top-k candidates are read back (py_engine/ops/topk.py) and sampled on
-    # the host, so nothing runs ahead.
+    # runs it: each step's top-k candidates (GPUs) or logits row (CPU adapters) are read back and
+    # sampled on the host, so nothing runs ahead.
+    from py_engine.generate import sample_with_candidates
     from py_engine.sampling import Sampler, SamplingParams
 
     sampler = Sampler(SamplingParams(temperature=0.7, top_k=40, top_p=0.9), seed=0)
+    cand = sample_with_candidates(runner, sampler.params)  # what generate_tokens does on this adapter
+
+    async def sample_after(ids):
+        if cand:
+            return sampler.sample_candidates(*await runner.feed(ids, candidates=True))
+        return sampler.sample(await runner.feed(ids))
+
     n_sampled = min(n, 64)
     runner.rewind(0)
-    tid = sampler.sample_candidates(*await runner.feed(rng.integers(0, vocab, 16).tolist(), candidates=True))
+    tid = await sample_after(rng.integers(0, vocab, 16).tolist())
     t = _now()
     for _ in range(n_sampled):
-        tid = sampler.sample_candidates(*await runner.feed([tid], candidates=True))
+        tid = await sample_after([tid])
     out["decode_sampled_short_tokens_per_s"] = round(n_sampled / (_now() - t), 2)
     log(f"engine: sampled decode (context 16): {out['decode_sampled_short_tokens_per_s']} tokens/s")
 
