@@ -49,14 +49,18 @@ fn rotated(a: f32, b: f32, pair: u32, heads: u32) -> vec2<f32> {
   return vec2<f32>(a * c - b * sn, a * sn + b * c);
 }
 
+fn rotate_q(t: u32) {
+  let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
+  out_q[2u * t] = r.x;
+  out_q[2u * t + 1u] = r.y;
+}
+
 @compute @workgroup_size(WG)
 fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
   if (t < p.q_pairs) {
-    let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
-    out_q[2u * t] = r.x;
-    out_q[2u * t + 1u] = r.y;
+    rotate_q(t);
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
     let pos = input_pos.x;
@@ -82,9 +86,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
   if (t < p.q_pairs) {
-    let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
-    out_q[2u * t] = r.x;
-    out_q[2u * t + 1u] = r.y;
+    rotate_q(t);
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
     let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
