@@ -58,6 +58,7 @@ async def _bench(args) -> dict:
     from py_engine.gpu import create_backend
     from py_engine.generate import LlamaRunner
     from py_engine.graph import Graph
+    from py_engine.greedy_stream import timed_decode
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
     from py_engine.passes import passes_for
@@ -98,17 +99,9 @@ async def _bench(args) -> dict:
     for label, start in (("short", 16), ("long", max(16, min(runner.context - args.decode - 1, args.long_context)))):
         runner.rewind(0)
         # Greedy through the GPU-fed stream (the next token is copied on the GPU, `depth` steps
-        # in flight); the clock starts when the prompt's token arrives.
-        stream = await runner.greedy_stream(rng.integers(0, vocab, start).tolist(), max_new=args.decode + 1,
-                                            depth=args.depth, group=args.group)
-        try:
-            await stream.next()
-            t = time.perf_counter()
-            for _ in range(args.decode):
-                await stream.next()
-            dt = time.perf_counter() - t
-        finally:
-            await stream.aclose()
+        # in flight).
+        dt, stream = await timed_decode(runner, rng.integers(0, vocab, start).tolist(), args.decode,
+                                        depth=args.depth, group=args.group)
         out[f"decode_{label}_context"] = start
         out[f"decode_{label}_tokens_per_s"] = round(args.decode / dt, 2)
         out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(stream.host_seconds)), 4)

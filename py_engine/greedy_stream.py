@@ -173,3 +173,23 @@ class GreedyStream:
             self.runner._stream = None
         if errors:
             raise errors[0]
+
+
+async def timed_decode(runner, prompt, n: int, *, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
+                       after_token=None) -> tuple:
+    """(seconds, stream) for n greedy tokens after `prompt` at the runner's position, for the
+    benchmarks. The prompt's token is read back first; the clock starts then, before any decode
+    step is submitted, so every timed token's work happens inside the timed span. The stream comes
+    back closed, with its per-step host timings. `after_token`: an async callable awaited after
+    each timed token (the browser bench reads GPU timestamps there, with depth 1)."""
+    first = await runner.feed(prompt, greedy=True)
+    t = time.perf_counter()
+    stream = await runner.greedy_stream([first], max_new=n, depth=depth, group=group)
+    try:
+        for _ in range(n):
+            await stream.next()
+            if after_token is not None:
+                await after_token()
+        return time.perf_counter() - t, stream
+    finally:
+        await stream.aclose()

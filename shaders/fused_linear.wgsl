@@ -111,17 +111,14 @@ struct X32 {
   sum: f32,
 }
 
-fn x32(xi: u32) -> X32 {
-  let v0 = x4[xi];
-  let v1 = x4[xi + 1u];
-  let v2 = x4[xi + 2u];
-  let v3 = x4[xi + 3u];
-  let v4 = x4[xi + 4u];
-  let v5 = x4[xi + 5u];
-  let v6 = x4[xi + 6u];
-  let v7 = x4[xi + 7u];
+fn x32_of(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+          v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>) -> X32 {
   let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
   return X32(v0, v1, v2, v3, v4, v5, v6, v7, sum);
+}
+
+fn x32(xi: u32) -> X32 {
+  return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
 // Repacked formats (gemv only): block `blk` of weight row n dotted with x.
@@ -422,16 +419,8 @@ fn row_dot_n(n: u32, lane: u32) -> f32 {
   let blocks = p.K / 32u;
   for (var b = lane; b < blocks; b += TPR) {
     let xi = b * 8u;
-    let v0 = xn[xi];
-    let v1 = xn[xi + 1u];
-    let v2 = xn[xi + 2u];
-    let v3 = xn[xi + 3u];
-    let v4 = xn[xi + 4u];
-    let v5 = xn[xi + 5u];
-    let v6 = xn[xi + 6u];
-    let v7 = xn[xi + 7u];
-    let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
-    acc += q_dot(n, b, X32(v0, v1, v2, v3, v4, v5, v6, v7, sum));
+    acc += q_dot(n, b, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
+                              xn[xi + 6u], xn[xi + 7u]));
   }
   return acc;
 }

@@ -19,7 +19,7 @@ struct Params {
   half_dim: u32,  // D/2
   row_words: u32,   // rope_kv: words per cache position (Hkv * D)
   cache_len: u32,   // rope_kv: words per cache
-  _pad: u32,
+  cache_rows: u32,  // rope_kv: positions per cache (cache_len / row_words)
 }
 
 @group(0) @binding(0) var<storage, read> xq: array<f32>;
@@ -55,6 +55,13 @@ fn rotate_q(t: u32) {
   out_q[2u * t + 1u] = r.y;
 }
 
+// k pair `pair` rotated into out_k at word `at`.
+fn rotate_k(pair: u32, at: u32) {
+  let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
+  out_k[at] = r.x;
+  out_k[at + 1u] = r.y;
+}
+
 @compute @workgroup_size(WG)
 fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -64,8 +71,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
     let pos = input_pos.x;
-    let rows = p.cache_len / p.row_words;
-    if (pos < 0 || u32(pos) >= rows) {
+    if (pos < 0 || u32(pos) >= p.cache_rows) {
       return;
     }
     let dst = u32(pos) * p.row_words;  // < cache_len: no wrap
@@ -73,9 +79,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
       return;
     }
     let at = dst + 2u * pair;
-    let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
-    out_k[at] = r.x;
-    out_k[at + 1u] = r.y;
+    rotate_k(pair, at);
     v_cache[at] = xv[2u * pair];
     v_cache[at + 1u] = xv[2u * pair + 1u];
   }
@@ -89,8 +93,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     rotate_q(t);
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
-    let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
-    out_k[2u * pair] = r.x;
-    out_k[2u * pair + 1u] = r.y;
+    rotate_k(pair, 2u * pair);
   }
 }

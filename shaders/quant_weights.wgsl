@@ -106,17 +106,14 @@ struct X32 {
   sum: f32,
 }
 
-fn x32(xi: u32) -> X32 {
-  let v0 = x4[xi];
-  let v1 = x4[xi + 1u];
-  let v2 = x4[xi + 2u];
-  let v3 = x4[xi + 3u];
-  let v4 = x4[xi + 4u];
-  let v5 = x4[xi + 5u];
-  let v6 = x4[xi + 6u];
-  let v7 = x4[xi + 7u];
+fn x32_of(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+          v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>) -> X32 {
   let sum = dot((v0 + v1) + (v2 + v3) + (v4 + v5) + (v6 + v7), vec4<f32>(1.0));
   return X32(v0, v1, v2, v3, v4, v5, v6, v7, sum);
+}
+
+fn x32(xi: u32) -> X32 {
+  return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
 // Repacked formats (gemv only): block `blk` of weight row n dotted with x.

@@ -14,11 +14,16 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> cache: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 
+// Word i of the new rows lands inside the cache (no sum that could wrap u32).
+fn writes(i: u32) -> bool {
+  return i < p.n && p.dst_offset <= p.cache_len && i < p.cache_len - p.dst_offset;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (i >= p.n || p.dst_offset > p.cache_len || i >= p.cache_len - p.dst_offset) {
+  if (!writes(i)) {
     return;
   }
   cache[p.dst_offset + i] = value[i];
@@ -33,7 +38,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 fn write_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
   let i = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (i >= p.n || p.dst_offset > p.cache_len || i >= p.cache_len - p.dst_offset) {
+  if (!writes(i)) {
     return;
   }
   cache[p.dst_offset + i] = value[i];

@@ -45,6 +45,14 @@ class _FusedGgufLinear(Op):
     """Shared validation and resize hook; subclasses set `self.outs` [(vid, n)], `self.n_total`,
     `self.split` (the Split uniform's n0, n1), the entry point names and `self.workgroups`."""
 
+    N_PREFIX = 0  # arguments before the linear's own (x, weight, ...)
+
+    def linear_args(self, n: int) -> tuple:
+        """The linear's n arguments, x first. The folded-norm ops (_PreNorm) start with
+        add_rms_norm's 7, whose last, norm_out, is their x."""
+        self.expect_args(self.N_PREFIX + n)
+        return self.args[self.N_PREFIX:]
+
     def check_x_and_weight(self, ctx, weight_id: int, type_id: int) -> int:
         x = ctx.tensor(self.name, self.x, "input", dtypes=("float32",))
         if not x.dims or int(x.dims[-1]) == 0:
@@ -99,8 +107,7 @@ class _FusedGgufLinear(Op):
 @register("py_engine.linear_gguf_multi.default")
 class LinearGgufMulti(_FusedGgufLinear):
     def validate(self, ctx):
-        self.expect_args(5)
-        self.x, self.weight, type_id, splits_id, outs_id = self.args
+        self.x, self.weight, type_id, splits_id, outs_id = self.linear_args(5)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
         splits = ctx.int_list(self.name, splits_id, "splits")
         if len(splits) not in (2, 3) or any(n <= 0 for n in splits):
@@ -125,8 +132,7 @@ class LinearGgufMulti(_FusedGgufLinear):
 @register("py_engine.linear_gguf_swiglu.default")
 class LinearGgufSwiglu(_FusedGgufLinear):
     def validate(self, ctx):
-        self.expect_args(4)
-        self.x, self.weight, type_id, out = self.args
+        self.x, self.weight, type_id, out = self.linear_args(4)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
         if rows % 2:
             raise self.error(f"weight must hold gate and up rows (an even count), got {rows}")
@@ -155,16 +161,13 @@ class _PreNorm:
     (576 floats for SmolLM2: cheaper than a dispatch of its own); the first also writes
     sum_out. norm_out then stays stale: the pass only folds a norm_out nothing else reads."""
 
+    N_PREFIX = 6  # a, b, alpha, norm weight, eps, sum_out; then norm_out (the linear's x), ...
+
     def validate(self, ctx):
         if len(self.args) < 8:
             raise self.error(f"expected add_rms_norm's 7 arguments and the linear's, got {len(self.args)}")
         self.norm = AddRmsNorm(ctx, f"{self.name}:norm", self.args[:7])
-        full = self.args
-        self.args = (full[6],) + full[7:]  # the linear reads norm_out
-        try:
-            super().validate(ctx)
-        finally:
-            self.args = full
+        super().validate(ctx)
         self.triggers = frozenset([self.norm.a, self.norm.b])
         k = self.layout.width
         self.vl = pow2_floor(workgroup_size(ctx.limits, min(256, max(32, k))))  # AddRmsNorm's workgroup size

@@ -109,6 +109,6 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
         q_pairs, k_pairs = s * self.hq * self.half, s * self.hkv * self.half
         cache_len = self.cache_dims[1] * self.cache_dims[2] * self.cache_dims[3]
         self.params.write(PARAMS.pack(q_pairs, k_pairs, self.hq, self.hkv, self.half,
-                                      self.hkv * self.head_dim, cache_len, 0))
+                                      self.hkv * self.head_dim, cache_len, self.cache_dims[1]))
         g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
         g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))

@@ -68,24 +68,18 @@ async def _load(get_model, url, mode, cfg, log):
 
 
 async def _decode(lp, runner, start, n, rng, depth, group, ts=None):
-    """n greedy decode tokens after a prompt of `start` tokens, through the GPU-fed stream with
-    `depth` steps in flight and `group` tokens per readback: (seconds, the stream, GPU ns per step
-    or []). The clock
-    starts when the prompt's token arrives."""
-    runner.rewind(0)
-    stream = await runner.greedy_stream(rng.integers(0, lp.config.vocab, start).tolist(), max_new=n + 1,
-                                        depth=depth, group=group)
+    """n greedy decode tokens after a prompt of `start` tokens (py_engine.greedy_stream.timed_decode):
+    (seconds, the stream, GPU ns per step or [] without `ts`)."""
+    from py_engine.greedy_stream import timed_decode
+
     gpu = []
-    try:
-        await stream.next()
-        t = _now()
-        for _ in range(n):
-            await stream.next()
-            if ts is not None:
-                gpu.append(await ts.gpuNs())
-        dt = _now() - t
-    finally:
-        await stream.aclose()
+
+    async def read_gpu():
+        gpu.append(await ts.gpuNs())
+
+    runner.rewind(0)
+    dt, stream = await timed_decode(runner, rng.integers(0, lp.config.vocab, start).tolist(), n, depth=depth,
+                                    group=group, after_token=read_gpu if ts is not None else None)
     return dt, stream, gpu
 
 
