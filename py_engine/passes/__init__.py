@@ -22,8 +22,7 @@ PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse
 # CPU implementations of WebGPU (SwiftShader, lavapipe): the fused linear kernels compute one
 # row per thread group, slower there than the plain GEMV's 4 rows per thread, so only the
 # fusions that save dispatches without changing the matmuls run.
-# (RoPE + KV write in one dispatch measured 924 us on lavapipe against 78 + 59 us for the two.)
-CPU_PASSES = (fuse_add_rms_norm, fuse_rope)
+CPU_PASSES = (fuse_add_rms_norm, fuse_rope, fuse_rope_kv)
 
 
 def passes_for(backend) -> tuple:
