@@ -3,8 +3,9 @@
 Figures: load time; prefill tokens/s at 128 and 512 prompt tokens; decode tokens/s over N
 tokens at a short and a long context; host milliseconds per decode step (Python work to
 prepare and encode a step, without the GPU wait); dispatches per token. Decode runs through
-the GPU-fed greedy stream (py_engine/greedy_stream.py) with `--depth` steps in flight and
-`--group` tokens per readback.
+the GPU-fed token stream (py_engine/token_stream.py) with `--depth` steps in flight and
+`--group` tokens per readback: greedy, and sampled on the GPU with the chat page's defaults
+(temperature 0.7, top-k 40, top-p 0.9).
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ async def _bench(args) -> dict:
     from py_engine.gpu import create_backend
     from py_engine.generate import LlamaRunner
     from py_engine.graph import Graph
-    from py_engine.greedy_stream import timed_decode
+    from py_engine.sampling import Sampler, SamplingParams
+    from py_engine.token_stream import timed_decode
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
     from py_engine.passes import passes_for
@@ -105,6 +107,11 @@ async def _bench(args) -> dict:
         out[f"decode_{label}_context"] = start
         out[f"decode_{label}_tokens_per_s"] = round(args.decode / dt, 2)
         out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(stream.host_seconds)), 4)
+    runner.rewind(0)
+    sampler = Sampler(SamplingParams(temperature=0.7, top_k=40, top_p=0.9), seed=0)
+    dt, _ = await timed_decode(runner, rng.integers(0, vocab, 16).tolist(), args.decode, depth=args.depth,
+                               group=args.group, sampler=sampler)
+    out["decode_sampled_short_tokens_per_s"] = round(args.decode / dt, 2)
     out["dispatches_per_token"] = int(np.count_nonzero(graph.table[:, 2]))
     graph.destroy()
     return out
@@ -116,8 +123,8 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
-    p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed greedy stream)")
-    p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed greedy stream)")
+    p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed token stream)")
+    p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed token stream)")
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
     from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .greedy_stream import DEFAULT_DEPTH, DEFAULT_GROUP, GreedyStream
-from .ops.topk import K as TOPK_CANDIDATES
-from .ops.topk import TopKCandidates
+from .ops.topk import K as TOPK_MAX  # the largest top_k the GPU sampler takes
+from .ops.topk import TopKSampler
 from .sampling import Sampler, SamplingParams
+from .token_stream import DEFAULT_DEPTH, DEFAULT_GROUP, TokenStream
 from .tokenizer import StreamDecoder
 
 
@@ -31,8 +31,8 @@ class LlamaRunner:
         self.max_prefill = lp.max_prefill
         self.pos = 0
         self.prefilled_tokens = 0  # tokens fed in chunks of more than one (for stats and tests)
-        self._stream = None  # the open GreedyStream, closed before anything else is fed
-        self._topk = None    # TopKCandidates, made on first use
+        self._stream = None       # the open TokenStream, closed before anything else is fed
+        self._gpu_sampler = None  # TopKSampler, made on first use
 
     def rewind(self, pos: int) -> None:
         if self._stream is not None:
@@ -41,31 +41,33 @@ class LlamaRunner:
             raise ValueError(f"rewind: position {pos} outside 0..{self.pos}")
         self.pos = pos
 
-    async def feed(self, ids, greedy: bool = False, candidates: bool = False):
+    async def feed(self, ids, greedy: bool = False):
         """Run `ids` at the current position. Returns the float32 logits [vocab] of the last
-        id; with `greedy` only their argmax (computed on the GPU: 4 bytes read back); with
-        `candidates` (ids, logits) of the largest TOPK_CANDIDATES logits of each chunk of the
-        row (py_engine/ops/topk.py), enough to sample with top-k up to that many."""
+        id; with `greedy` only their argmax (computed on the GPU: 4 bytes read back)."""
         await self.close_stream()
         self._submit_chunks(ids)
         if greedy:
             return int((await self.graph.read(self.lp.next_token_id))[0])
-        if candidates:
-            if self._topk is None:
-                self._topk = TopKCandidates(self.graph, self.lp.logits_id)
-            return await self._topk.read()
         return (await self.graph.read(self.lp.logits_id)).reshape(-1)
 
-    async def greedy_stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH,
-                            group: int = DEFAULT_GROUP) -> GreedyStream:
-        """Feed `ids`, then iterate greedy tokens with the next token fed on the GPU, up to
-        `depth` steps in flight and `group` tokens per readback (see py_engine.greedy_stream).
-        At most `max_new` tokens."""
+    async def stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
+                     sampler: Sampler | None = None) -> TokenStream:
+        """Feed `ids`, then iterate tokens (greedy, or drawn on the GPU with `sampler`'s
+        parameters and uniform numbers) with the next token fed on the GPU, up to `depth` steps
+        in flight and `group` tokens per readback (see py_engine.token_stream). At most
+        `max_new` tokens."""
         await self.close_stream()
-        stream = GreedyStream(self, max_new, depth, group)
         self._check_ids(ids)
+        stream = TokenStream(self, max_new, depth, group, sampler)
         self._stream = stream
         return await stream.start(ids)
+
+    def gpu_sampler(self, params: SamplingParams) -> TopKSampler:
+        """The GPU sampler of this graph (made on first use), once `params` are checked for it."""
+        if self._gpu_sampler is None:
+            self._gpu_sampler = TopKSampler(self.graph, self.lp.logits_id)
+        self._gpu_sampler.check(params)
+        return self._gpu_sampler
 
     async def close_stream(self) -> None:
         if self._stream is not None:
@@ -84,16 +86,16 @@ class LlamaRunner:
             raise ValueError(f"feed: token id {bad[0]} outside the vocabulary (0..{vocab - 1})")
         return ids
 
-    def _submit_chunks(self, ids, after=()) -> None:
+    def _submit_chunks(self, ids, after=(), tail=None) -> None:
         """Submit `ids` from the current position in chunks of up to max_prefill; `after`
-        (buffer copies) goes with the last chunk."""
+        (buffer copies) and `tail` (dispatch rows) go with the last chunk."""
         ids = self._check_ids(ids)
         for start in range(0, len(ids), self.max_prefill):
             chunk = ids[start:start + self.max_prefill]
             tokens = np.asarray(chunk, dtype=np.int32).reshape(1, -1)
             last = start + self.max_prefill >= len(ids)
             self.graph.submit(self.graph.prepare([tokens, np.array([self.pos], dtype=np.int32)]),
-                              after=after if last else ())
+                              after=after if last else (), tail=tail if last else None)
             self.pos += len(chunk)
             if len(chunk) > 1:
                 self.prefilled_tokens += len(chunk)
@@ -142,16 +144,13 @@ class GenerationStats:
         return self.prefilled_tokens / self.prefill_seconds if self.prefill_seconds > 0 else 0.0
 
 
-# CPU adapters: the GPU sort of the candidates costs ~80 ms a step on lavapipe, reading the
-# whole row 0.5 ms.
-CANDIDATES_ON_CPU = False
-
-
-def sample_with_candidates(runner: LlamaRunner, params) -> bool:
-    """Whether a sampled step reads back only each chunk's largest logits (py_engine/ops/topk.py,
-    ~24 KB instead of 196 KB for a 49k vocabulary): top-k sampling without a penalty, on a GPU."""
-    return (not params.greedy and params.repetition_penalty == 1.0 and 0 < params.top_k <= TOPK_CANDIDATES
-            and (CANDIDATES_ON_CPU or not getattr(runner.graph.backend, "is_cpu", False)))
+def gpu_sampling(runner: LlamaRunner, params) -> bool:
+    """Whether sampled tokens are drawn on the GPU (py_engine/ops/topk.py) and streamed: top-k
+    sampling without a penalty. Not on CPU adapters: there the GPU sort costs ~80 ms a step on
+    lavapipe and reading the whole row 0.5 ms, in steps of ~200 ms where a round trip hardly
+    matters."""
+    return (not params.greedy and params.repetition_penalty == 1.0 and 0 < params.top_k <= TOPK_MAX
+            and not getattr(runner.graph.backend, "is_cpu", False))
 
 
 async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: GenerationSettings,
@@ -166,17 +165,16 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     previous = list(history) + list(new_ids)
     stats.prompt_tokens = len(new_ids)
     gpu_greedy = sampler.params.greedy and sampler.params.repetition_penalty == 1.0
-    use_candidates = sample_with_candidates(runner, sampler.params)
+    on_gpu = gpu_sampling(runner, sampler.params)
 
     async def sample_after(ids):
-        if use_candidates:
-            return sampler.sample_candidates(*await runner.feed(ids, candidates=True))
         return sampler.sample(await runner.feed(ids), previous)
     t0 = time.perf_counter()
     stream = None
-    if gpu_greedy:
-        # Greedy without a repetition penalty: tokens flow on the GPU, several steps in flight.
-        stream = await runner.greedy_stream(new_ids, max_new=max(1, settings.max_tokens))
+    if gpu_greedy or on_gpu:
+        # Tokens flow on the GPU (argmax, or the GPU sampler), several steps in flight.
+        stream = await runner.stream(new_ids, max_new=max(1, settings.max_tokens),
+                                     sampler=sampler if on_gpu else None)
         tid = await stream.next()
     else:
         tid = await sample_after(new_ids)

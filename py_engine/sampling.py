@@ -135,14 +135,23 @@ class Sampler:
             return int(np.argmax(apply_repetition_penalty(x, list(recent), p.repetition_penalty)))
         return self._draw(*candidate_probs(logits, p, previous_ids))
 
-    def sample_candidates(self, ids, values) -> int:
-        """`sample` of a whole row from its largest logits (see candidate_probs_from)."""
-        return self._draw(*candidate_probs_from(ids, values, self.params))
+    def next_uniform(self) -> float:
+        """The uniform number of the next draw (the GPU sampler is handed these, in order)."""
+        return float(self.rng.random())
 
     def _draw(self, ids, probs) -> int:
-        u = self.rng.random()
-        i = int(np.searchsorted(np.cumsum(probs), u, side="right"))
-        return int(ids[min(i, len(ids) - 1)])  # min() guards the cumsum ending just below 1
+        return draw(ids, probs, self.next_uniform())
+
+
+def draw(ids, probs, u: float) -> int:
+    """The token that u in [0, 1) picks: the first whose cumulative probability exceeds u times
+    the total (if rounding leaves none, the last with a nonzero probability). shaders/topk.wgsl's
+    `sample` applies the same rule in float32."""
+    c = np.cumsum(probs)
+    i = int(np.searchsorted(c, u * c[-1], side="right"))
+    if i >= len(ids):
+        i = int(np.flatnonzero(np.asarray(probs) > 0)[-1])
+    return int(ids[i])
 
 
 def greedy(logits) -> int:

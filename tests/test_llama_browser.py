@@ -32,13 +32,16 @@ async def test_tiny_llama_in_browser(selenium, tiny_bytes):
 
 
 @run_in_pyodide
-async def test_greedy_stream_in_browser(selenium, tiny_bytes):
+async def test_token_stream_in_browser(selenium, tiny_bytes):
     # The same cases as tests/test_llama_tiny.py: ids exact against step-by-step feeding.
-    from py_engine.testing.llama_cases import greedy_stream_cases
+    from py_engine.testing.llama_cases import nan_logits_stream_case, token_stream_cases
     from py_engine.testing.shared_backend import shared_backend
 
-    r = await greedy_stream_cases(await shared_backend(), tiny_bytes, [1, 40, 41, 42, 43], n=12)
+    backend = await shared_backend()
+    r = await token_stream_cases(backend, tiny_bytes, [1, 40, 41, 42, 43], n=12)
     assert len(r["ids"]) == 12 and r["readback_buffers"] <= 8
+    assert all(len(ids) == 12 for ids in r["sampled"].values()) and len(r["sampled"]) == 3
+    assert "NaN" in await nan_logits_stream_case(backend, tiny_bytes, [1, 40, 41])
 
 
 @pytest.fixture(scope="module")

@@ -52,8 +52,15 @@ def test_multi_turn_chat_prefills_only_new_tokens(native_backend, tiny_gguf):
     assert second == again
 
 
-def test_greedy_stream_matches_step_by_step(native_backend, tiny_gguf):
-    from py_engine.testing.llama_cases import greedy_stream_cases
+def test_token_stream_matches_step_by_step(native_backend, tiny_gguf):
+    from py_engine.testing.llama_cases import token_stream_cases
 
-    r = asyncio.run(greedy_stream_cases(native_backend, tiny_gguf, [1, 40, 41, 42, 43], n=12))
+    r = asyncio.run(token_stream_cases(native_backend, tiny_gguf, [1, 40, 41, 42, 43], n=12))
     assert len(r["ids"]) == 12 and r["readback_buffers"] <= 8
+    assert all(len(ids) == 12 for ids in r["sampled"].values()) and len(r["sampled"]) == 3
+
+
+def test_gpu_sampled_stream_reports_nan_logits(native_backend, tiny_gguf):
+    from py_engine.testing.llama_cases import nan_logits_stream_case
+
+    assert "NaN" in asyncio.run(nan_logits_stream_case(native_backend, tiny_gguf, [1, 40, 41]))

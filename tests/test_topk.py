@@ -1,18 +1,19 @@
-"""GPU top-k candidates for sampling (py_engine/ops/topk.py): exact against numpy, and sampling
-from them equals sampling from the whole row (py_engine/testing/topk_cases.py)."""
+"""GPU top-k candidates and the GPU sampler (py_engine/ops/topk.py): exact against numpy
+(py_engine/testing/topk_cases.py), and a seeded chat sampled on the GPU equals one sampled on
+the host from whole logits rows."""
 import asyncio
 
 from py_engine.testing.topk_cases import topk_cases
 
+EXPECTED = {"vocab": (48 * 64, True), "ties": (5 * 64, True), "short": (37, True)}
 
-def test_topk_candidates_and_sampling(native_backend):
+
+def test_topk_candidates_and_gpu_sampler(native_backend):
     got = asyncio.run(topk_cases(native_backend))
-    assert got == {"vocab": 48 * 64, "ties": 5 * 64, "short": 37}, got
+    assert got == EXPECTED, got
 
 
-def test_chat_sampling_through_candidates_equals_whole_row(native_backend, monkeypatch):
-    # The same seeded top-k chat, once from the GPU candidates (the default) and once with the
-    # whole logits row read back: the same tokens.
+def test_chat_sampled_on_gpu_equals_host_sampling(native_backend, monkeypatch):
     from py_engine import generate
     from py_engine.engine import Engine
     from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
@@ -26,17 +27,21 @@ def test_chat_sampling_through_candidates_equals_whole_row(native_backend, monke
         finally:
             engine.close()
 
-    monkeypatch.setattr(generate, "CANDIDATES_ON_CPU", True)  # this machine's adapter may be a CPU
-    calls = []
-    real = generate.TopKCandidates.read
+    from py_engine.ops.topk import TopKSampler
 
-    async def counted(self):
-        calls.append(1)
-        return await real(self)
+    draws = []
+    real_set_draw = TopKSampler.set_draw
 
-    monkeypatch.setattr(generate.TopKCandidates, "read", counted)
-    via_candidates = asyncio.run(chat())
-    assert calls, "the sampled chat did not read candidates"
-    monkeypatch.setattr(generate, "TOPK_CANDIDATES", 0)  # top_k 40 > 0: the whole-row path
-    whole_row = asyncio.run(chat())
-    assert len(via_candidates[1]) > 0 and via_candidates == whole_row
+    def counted(self, params, u):
+        draws.append(u)
+        real_set_draw(self, params, u)
+
+    monkeypatch.setattr(TopKSampler, "set_draw", counted)
+    # This machine's adapter may be a CPU, where GPU sampling is off by default.
+    monkeypatch.setattr(generate, "gpu_sampling", lambda runner, params: True)
+    on_gpu = asyncio.run(chat())
+    monkeypatch.setattr(generate, "gpu_sampling", lambda runner, params: False)
+    n = len(draws)
+    on_host = asyncio.run(chat())
+    assert n >= len(on_gpu[1]) > 0 and len(draws) == n, (n, len(draws))
+    assert on_gpu == on_host

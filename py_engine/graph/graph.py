@@ -193,6 +193,15 @@ class Graph:
         """Record a dispatch of pipeline index `pipeline` binding `buffers` in order
         (each a Buffer, a TensorRef, a SymIntRef or a UniformSlot; None leaves that binding
         out, for entry points that do not use it); returns its index."""
+        row = self.side_dispatch(pipeline, buffers, label, (0, 1, 1))
+        self.table = np.concatenate([self.table, row])
+        self._wg_total.append(None)
+        self.dispatch_labels.append(label)
+        return len(self.table) - 1
+
+    def side_dispatch(self, pipeline: int, buffers, label: str, workgroups) -> np.ndarray:
+        """A dispatch table row (shape [1, 5]) outside the step's table, for helpers that run
+        only some steps (`submit(tail=...)`); its bind group is freed with the graph."""
         entries = []
         for binding, b in enumerate(buffers):
             if b is None:
@@ -207,11 +216,7 @@ class Graph:
                 entries.append((binding, b, 0, None))
         bg = self.backend.create_bind_group(self.pipelines.pipelines[pipeline], entries, label)
         self.bind_groups.append(bg)
-        row = np.array([[pipeline, len(self.bind_groups) - 1, 0, 1, 1]], dtype=np.int32)
-        self.table = np.concatenate([self.table, row])
-        self._wg_total.append(None)
-        self.dispatch_labels.append(label)
-        return len(self.table) - 1
+        return np.array([[pipeline, len(self.bind_groups) - 1, *workgroups]], dtype=np.int32)
 
     def set_workgroups(self, d: int, total: int) -> None:
         """Set dispatch `d` to `total` workgroups, folded into 2D when needed."""
@@ -341,16 +346,18 @@ class Graph:
         finally:
             self._queue = None
 
-    def submit(self, staged, *, gpu_inputs=(), before=(), after=()) -> None:
+    def submit(self, staged, *, gpu_inputs=(), before=(), after=(), tail=None) -> None:
         """Device half of a step: write the inputs and uniforms, run the table. Inputs in
         `gpu_inputs` (value ids) are not written from the host: a copy in `before` fills
         them on the GPU (their staged arrays only gave the live dims). `before` / `after`:
-        buffer copies around the pass, see GpuBackend.run."""
+        buffer copies around the pass, see GpuBackend.run. `tail`: rows of `side_dispatch`
+        run after the table, in the same pass."""
         for vid, a in zip(self.program.input_ids, staged):
             if vid in self.tensors and a.size and vid not in gpu_inputs:
                 self.backend.write_buffer(self.tensors[vid].buffer, 0, a)
         self.uniforms.flush()
-        self.backend.run(self.pipelines.pipelines, self.bind_groups, self.table, before, after)
+        table = self.table if tail is None else np.concatenate([self.table, tail])
+        self.backend.run(self.pipelines.pipelines, self.bind_groups, table, before, after)
         self.steps += 1
 
     def take_readback(self, nbytes: int):

@@ -8,6 +8,7 @@ from ..graph import Graph
 from ..loaders.gguf import read_gguf
 from ..models.llama import build_llama_program
 from ..reference.llama import LlamaReference
+from ..sampling import Sampler, SamplingError, SamplingParams
 
 
 async def compare_with_reference(backend, gguf_bytes, prompt_ids, *, n_decode: int = 16, atol: float = 1e-3,
@@ -56,11 +57,14 @@ def _check(got, want, atol, where) -> float:
     return err
 
 
-async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, context: int = 64,
-                              max_prefill: int = 32) -> dict:
-    """The GPU-fed greedy stream (steps in flight, token copied on the GPU) against feeding one
-    token at a time: the same ids at every depth, the position after each kind of stop, speculative
-    steps past a stop overwritten correctly, the end of the cache, and bad input. Exact (ids)."""
+async def token_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, context: int = 64,
+                             max_prefill: int = 32) -> dict:
+    """The GPU-fed token stream (steps in flight, token copied on the GPU) against feeding one
+    token at a time. Greedy: the same ids at every depth, the position after each kind of stop,
+    speculative steps past a stop overwritten correctly, the end of the cache, and bad input.
+    Sampled on the GPU: the same ids as the host sampling whole logits rows with the same seed
+    (the GPU draws in float32: a draw within ~1e-6 of a cumulative boundary could differ; the
+    fixed seeds here are far from one), and NaN logits raise. Exact (ids)."""
     from ..generate import ContextFullError
 
     gguf = read_gguf(gguf_bytes)
@@ -74,7 +78,7 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
             want.append(await runner.feed([want[-1]], greedy=True))
         for depth, group in ((1, 1), (2, 2), (4, 1), (8, 4), (5, 3)):
             runner.rewind(0)
-            stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=depth, group=group)
+            stream = await runner.stream(prompt_ids, max_new=n, depth=depth, group=group)
             got = [t async for t in stream]
             assert got == want, f"depth {depth}, group {group}: stream {got} != step by step {want}"
             # Every token but the last was asked past, so fed; max_new ended the stream.
@@ -85,7 +89,7 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
         # token at a time continues the same sequence (the speculative rows are overwritten).
         k = 3
         runner.rewind(0)
-        stream = await runner.greedy_stream(prompt_ids, max_new=n, depth=8, group=4)
+        stream = await runner.stream(prompt_ids, max_new=n, depth=8, group=4)
         got = [await stream.next() for _ in range(k)]
         assert stream.produced > k, "steps should have run ahead"
         await stream.aclose()
@@ -96,7 +100,7 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
         start = context - 4
         long_prompt = (list(prompt_ids) * context)[:start]
         runner.rewind(0)
-        stream = await runner.greedy_stream(long_prompt, max_new=100, depth=8, group=3)
+        stream = await runner.stream(long_prompt, max_new=100, depth=8, group=3)
         tail = [t async for t in stream]
         assert len(tail) == context - start + 1 and runner.pos == context, (len(tail), runner.pos)
 
@@ -106,13 +110,60 @@ async def greedy_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, c
         for bad, err in (([lp.config.vocab], ValueError), ([], ValueError),
                          (list(range(1, context + 2)), ContextFullError)):
             try:
-                await runner.greedy_stream(bad, max_new=4)
+                await runner.stream(bad, max_new=4)
             except err:
                 pass
             else:
-                raise AssertionError(f"greedy_stream({bad[:3]}...) did not raise {err.__name__}")
+                raise AssertionError(f"stream({bad[:3]}...) did not raise {err.__name__}")
             assert runner._stream is None and runner.pos == 0
         assert len(graph._readback_all) == pool
-        return {"ids": want, "readback_buffers": pool}
+
+        sampled = {}
+        for params, seed, depth, group in ((SamplingParams(temperature=0.8, top_k=40, top_p=0.9), 7, 8, 4),
+                                           (SamplingParams(temperature=1.5, top_k=64, min_p=0.02), 11, 3, 2),
+                                           (SamplingParams(temperature=0.5, top_k=5), 3, 1, 1)):
+            runner.rewind(0)
+            host = Sampler(params, seed)
+            ref = [host.sample(await runner.feed(prompt_ids))]
+            for _ in range(n - 1):
+                ref.append(host.sample(await runner.feed([ref[-1]])))
+            runner.rewind(0)
+            stream = await runner.stream(prompt_ids, max_new=n, depth=depth, group=group, sampler=Sampler(params, seed))
+            got = [t async for t in stream]
+            assert got == ref, f"{params}: GPU-sampled stream {got} != host sampling {ref}"
+            assert runner.pos == P + n - 1
+            sampled[params.top_k] = got
+        for bad in (SamplingParams(temperature=0.8, top_k=0), SamplingParams(temperature=0.8, top_k=40,
+                                                                             repetition_penalty=1.1)):
+            runner.rewind(0)
+            try:
+                await runner.stream(prompt_ids, max_new=4, sampler=Sampler(bad))
+            except SamplingError:
+                pass
+            else:
+                raise AssertionError(f"stream with {bad} did not raise")
+            assert runner._stream is None and runner.pos == 0
+        return {"ids": want, "sampled": sampled, "readback_buffers": pool}
+    finally:
+        graph.destroy()
+
+
+async def nan_logits_stream_case(backend, gguf_bytes, prompt_ids) -> str:
+    """NaN logits (a NaN in the final norm's weight) stop a GPU-sampled stream with SamplingError
+    on the first token, and nothing stays in flight."""
+    data = bytearray(gguf_bytes)
+    gguf = read_gguf(data)
+    np.frombuffer(gguf.tensor("output_norm.weight").data, np.float32)[3] = np.nan
+    lp = build_llama_program(gguf, context=32, max_prefill=16)
+    graph = await Graph.build(lp.program, backend)
+    try:
+        runner = LlamaRunner(graph, lp)
+        stream = await runner.stream(prompt_ids, max_new=6, sampler=Sampler(SamplingParams(temperature=0.7, top_k=40)))
+        try:
+            await stream.next()
+        except SamplingError as e:
+            assert stream.closed and runner._stream is None and not stream._groups
+            return str(e)
+        raise AssertionError("NaN logits gave a token")
     finally:
         graph.destroy()

@@ -1,14 +1,15 @@
-"""GPU top-k candidates (py_engine/ops/topk.py) against numpy, and sampling from them against
-sampling from the whole row (shared by CPython and browser tests). Exact: ids, values and
-sampled tokens must be identical."""
+"""GPU top-k candidates and the GPU sampler (py_engine/ops/topk.py) against numpy (shared by
+CPython and browser tests). Exact: candidate ids and values, the candidates' distribution equal to
+the whole row's, and the token the GPU draws for each uniform number equal to numpy's draw (the
+numbers are chosen at least 1e-4 from every cumulative boundary, since the GPU sums in float32)."""
 from __future__ import annotations
 
 import numpy as np
 
 from ..graph import Graph
-from ..ops.topk import TopKCandidates
+from ..ops.topk import NO_TOKEN, TopKSampler
 from ..program import Bool, Int, Program
-from ..sampling import Sampler, SamplingError, SamplingParams
+from ..sampling import SamplingParams, candidate_probs, candidate_probs_from, draw
 
 
 def _row_graph_program(width: int):
@@ -32,6 +33,23 @@ def _expected(row: np.ndarray, chunk: int, k: int):
     return np.concatenate(ids), np.concatenate(vals)
 
 
+MARGIN = 1e-4  # how far each uniform number stays from a cumulative boundary
+
+
+def _uniforms(probs: np.ndarray, rng) -> list:
+    """Midpoints of a few of the draw's intervals, and random numbers away from every boundary."""
+    c = np.concatenate([[0.0], np.cumsum(probs) / probs.sum()])
+    mids = [(c[i] + c[i + 1]) / 2 for i in np.unique(np.linspace(0, probs.size - 1, 5).astype(int))
+            if c[i + 1] - c[i] > 2 * MARGIN]
+    rand = [u for u in rng.random(8) if np.abs(c - u).min() > MARGIN]
+    return mids + rand[:3]
+
+
+async def _run(graph, rows) -> None:
+    graph.uniforms.flush()
+    graph.backend.run(graph.pipelines.pipelines, graph.bind_groups, rows)
+
+
 async def topk_cases(backend) -> dict:
     rng = np.random.default_rng(5)
     rows = {
@@ -46,31 +64,45 @@ async def topk_cases(backend) -> dict:
         graph = await Graph.build(prog, backend)
         try:
             await graph.step([row.reshape(1, -1)])
-            topk = TopKCandidates(graph, x)
-            ids, vals = await topk.read()
-            want_ids, want_vals = _expected(row, 4 * topk.wg, topk.k)
+            sampler = TopKSampler(graph, x)
+            top = sampler.candidates
+            await _run(graph, top.row)
+            raw = np.frombuffer(await backend.read_buffer(top.out), np.uint32).reshape(-1, 2)
+            keep = raw[:, 1] < top.width  # chunk padding past the row end
+            ids, vals = raw[keep, 1].astype(np.int64), raw[keep, 0].view(np.float32)
+            want_ids, want_vals = _expected(row, 4 * top.wg, top.k)
             assert np.array_equal(ids, want_ids), f"{name}: candidate ids differ"
             assert np.array_equal(vals.view(np.uint32), want_vals.view(np.uint32)), f"{name}: values differ"
-            # Sampling from the candidates draws exactly what sampling from the row draws.
+            draws = 0
             for params in (SamplingParams(temperature=0.7, top_k=40, top_p=0.9),
-                           SamplingParams(temperature=1.3, top_k=min(64, row.size), min_p=0.05),
-                           SamplingParams(temperature=0.5, top_k=1 + int(row.size > 40))):
-                a, b = Sampler(params, seed=3), Sampler(params, seed=3)
-                got = [a.sample_candidates(ids, vals) for _ in range(200)]
-                ref = [b.sample(row) for _ in range(200)]
-                assert got == ref, f"{name} {params}: candidate sampling differs from whole-row sampling"
-            checked[name] = int(ids.size)
-            # A NaN logit is always a candidate, so the host's check still sees it.
-            bad = row.copy()
-            bad[row.size // 2] = np.nan
-            await graph.step([bad.reshape(1, -1)])
-            ids, vals = await topk.read()
-            try:
-                Sampler(SamplingParams(temperature=0.7, top_k=40)).sample_candidates(ids, vals)
-            except SamplingError:
-                pass
-            else:
-                raise AssertionError(f"{name}: a NaN logit was not reported")
+                           SamplingParams(temperature=1.3, top_k=64, min_p=0.05),
+                           SamplingParams(temperature=0.5, top_k=2),
+                           SamplingParams(temperature=2.0, top_k=64, top_p=0.5, min_p=0.1)):
+                # The candidates give the whole row's distribution ...
+                c_ids, c_probs = candidate_probs_from(ids, vals, params)
+                r_ids, r_probs = candidate_probs(row, params)
+                assert np.array_equal(c_ids, r_ids) and np.allclose(c_probs, r_probs, rtol=1e-12), \
+                    f"{name} {params}: candidates' distribution differs from the row's"
+                # ... and the GPU draws from it what numpy draws, for each uniform number.
+                for u in _uniforms(c_probs, rng):
+                    sampler.set_draw(params, u)
+                    await _run(graph, sampler.rows[1:])  # the sample dispatch alone
+                    got = int(np.frombuffer(await backend.read_buffer(sampler.token, 0, 4), np.int32)[0])
+                    want = draw(c_ids, c_probs, u)
+                    assert got == want, f"{name} {params} u={u:.6f}: GPU drew {got}, numpy {want}"
+                    draws += 1
+            checked[name] = (int(ids.size), draws > 20)
+            # NaN anywhere, +inf, or no finite logit: the sampler writes NO_TOKEN.
+            params = SamplingParams(temperature=0.7, top_k=40)
+            for bad_name, value in (("NaN", np.nan), ("+inf", np.inf), ("all -inf", None)):
+                bad = np.full_like(row, -np.inf) if value is None else row.copy()
+                if value is not None:
+                    bad[row.size // 2] = value
+                await graph.step([bad.reshape(1, -1)])
+                sampler.set_draw(params, 0.5)
+                await _run(graph, sampler.rows)
+                got = int(np.frombuffer(await backend.read_buffer(sampler.token, 0, 4), np.int32)[0])
+                assert got == NO_TOKEN, f"{name}, {bad_name}: the GPU sampler drew {got}"
         finally:
             graph.destroy()
     return checked

@@ -67,10 +67,10 @@ async def _load(get_model, url, mode, cfg, log):
                                         "model_bytes": len(data)}
 
 
-async def _decode(lp, runner, start, n, rng, depth, group, ts=None):
-    """n greedy decode tokens after a prompt of `start` tokens (py_engine.greedy_stream.timed_decode):
-    (seconds, the stream, GPU ns per step or [] without `ts`)."""
-    from py_engine.greedy_stream import timed_decode
+async def _decode(lp, runner, start, n, rng, depth, group, ts=None, sampler=None):
+    """n decode tokens after a prompt of `start` tokens (py_engine.token_stream.timed_decode),
+    greedy or drawn by the GPU sampler: (seconds, the stream, GPU ns per step or [] without `ts`)."""
+    from py_engine.token_stream import timed_decode
 
     gpu = []
 
@@ -79,7 +79,7 @@ async def _decode(lp, runner, start, n, rng, depth, group, ts=None):
 
     runner.rewind(0)
     dt, stream = await timed_decode(runner, rng.integers(0, lp.config.vocab, start).tolist(), n, depth=depth,
-                                    group=group, after_token=read_gpu if ts is not None else None)
+                                    group=group, after_token=read_gpu if ts is not None else None, sampler=sampler)
     return dt, stream, gpu
 
 
@@ -135,26 +135,24 @@ async def run_engine_bench(cfg_json, get_model, log):
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
     # The chat page's default sampling (temperature 0.7, top-k 40, top-p 0.9), as generate_tokens
-    # runs it: each step's top-k candidates (GPUs) or logits row (CPU adapters) are read back and
-    # sampled on the host, so nothing runs ahead.
-    from py_engine.generate import sample_with_candidates
+    # runs it: drawn on the GPU and streamed (GPUs), or the logits row read back and sampled on the
+    # host each step (CPU adapters).
+    from py_engine.generate import gpu_sampling
     from py_engine.sampling import Sampler, SamplingParams
 
     sampler = Sampler(SamplingParams(temperature=0.7, top_k=40, top_p=0.9), seed=0)
-    cand = sample_with_candidates(runner, sampler.params)  # what generate_tokens does on this adapter
-
-    async def sample_after(ids):
-        if cand:
-            return sampler.sample_candidates(*await runner.feed(ids, candidates=True))
-        return sampler.sample(await runner.feed(ids))
-
-    n_sampled = min(n, 64)
-    runner.rewind(0)
-    tid = await sample_after(rng.integers(0, vocab, 16).tolist())
-    t = _now()
-    for _ in range(n_sampled):
-        tid = await sample_after([tid])
-    out["decode_sampled_short_tokens_per_s"] = round(n_sampled / (_now() - t), 2)
+    out["decode_sampled_on_gpu"] = gpu_sampling(runner, sampler.params)
+    if out["decode_sampled_on_gpu"]:
+        dt, _, _ = await _decode(lp, runner, 16, n, rng, depth, group, sampler=sampler)
+        out["decode_sampled_short_tokens_per_s"] = round(n / dt, 2)
+    else:
+        n_sampled = min(n, 64)
+        runner.rewind(0)
+        tid = sampler.sample(await runner.feed(rng.integers(0, vocab, 16).tolist()))
+        t = _now()
+        for _ in range(n_sampled):
+            tid = sampler.sample(await runner.feed([tid]))
+        out["decode_sampled_short_tokens_per_s"] = round(n_sampled / (_now() - t), 2)
     log(f"engine: sampled decode (context 16): {out['decode_sampled_short_tokens_per_s']} tokens/s")
 
     if out["timestamp_query"]:

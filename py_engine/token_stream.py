@@ -1,11 +1,12 @@
-"""Greedy decoding that never waits for the host: the token goes from step to step on the GPU.
+"""Decoding that never waits for the host: the token goes from step to step on the GPU.
 
-Each decode step's submit starts with a 4-byte copy of the last step's argmax (`next_token`)
-into the token input and ends with a copy of its own argmax into a small mappable buffer,
-`group` consecutive tokens to a buffer (one map per group, not per token). The host
-therefore does not need a step's token to submit the next one, so up to `depth` steps are in
-flight while the host waits for the oldest group's map: the readback round trip overlaps GPU
-work instead of adding to it.
+The token of a step is its argmax (greedy) or a draw of the GPU sampler (py_engine/ops/topk.py,
+with a uniform number the host drew from the generation's seeded generator). Each decode step's
+submit starts with a 4-byte copy of the last step's token into the token input and ends with a
+copy of its own token into a small mappable buffer, `group` consecutive tokens to a buffer (one
+map per group, not per token). The host therefore does not need a step's token to submit the
+next one, so up to `depth` steps are in flight while the host waits for the oldest group's map:
+the readback round trip overlaps GPU work instead of adding to it.
 
 Positions: the prompt fills 0..P-1. Step i (i >= 1) feeds token i at position P+i-1 and
 produces token i+1; the prompt's submit produces token 1. A token counts as fed (in the KV
@@ -21,13 +22,16 @@ from collections import deque
 
 import numpy as np
 
+from .ops.topk import NO_TOKEN
+from .sampling import SamplingError
+
 DEFAULT_DEPTH = 8  # steps in flight; GPU work per step (~1 ms) vs. a map round trip (~1-3 ms)
 DEFAULT_GROUP = 4  # tokens per readback buffer (per map); a stop is seen at most this late
 TOKEN_BYTES = 4
 
 
 class _Group:
-    """A readback buffer receiving the argmax of consecutive steps (`count` so far)."""
+    """A readback buffer receiving the tokens of consecutive steps (`count` so far)."""
 
     __slots__ = ("buf", "count", "mapping", "pending")
 
@@ -39,24 +43,29 @@ class _Group:
         self.pending = backend.start_map(self.buf)
 
 
-class GreedyStream:
-    """Async iterator of greedy token ids after a prompt; use `LlamaRunner.greedy_stream`."""
+class TokenStream:
+    """Async iterator of the token ids after a prompt; use `LlamaRunner.stream`. `sampler`: a
+    py_engine.sampling.Sampler whose parameters the GPU sampler takes (None: greedy)."""
 
-    def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP):
+    def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
+                 sampler=None):
         if max_new < 1:
-            raise ValueError(f"greedy stream: max_new must be at least 1, got {max_new}")
+            raise ValueError(f"token stream: max_new must be at least 1, got {max_new}")
         if depth < 1 or group < 1:
-            raise ValueError(f"greedy stream: depth and group must be at least 1, got {depth}, {group}")
+            raise ValueError(f"token stream: depth and group must be at least 1, got {depth}, {group}")
         self.runner = runner
         self.graph = runner.graph
         self.max_new = int(max_new)
         self.depth = int(depth)
         self.group = min(int(group), self.depth)
         lp = runner.lp
-        self._argmax = self.graph.tensor(lp.next_token_id).buffer
+        self.sampler = sampler
+        self._gpu_sampler = runner.gpu_sampler(sampler.params) if sampler is not None else None
+        # Where each step's token is: the sampler's draw, or the argmax op's output.
+        self._token = self._gpu_sampler.token if sampler is not None else self.graph.tensor(lp.next_token_id).buffer
         self._tokens = self.graph.tensor(lp.tokens_id).buffer
         self._tokens_id = lp.tokens_id
-        self._feed = [(self._argmax, 0, self._tokens, 0, TOKEN_BYTES)]
+        self._feed = [(self._token, 0, self._tokens, 0, TOKEN_BYTES)]
         self._one = np.zeros((1, 1), np.int32)  # live dims of a decode step (value comes from the GPU)
         self._groups: deque = deque()  # oldest first; only the last may still take tokens
         self._ready: deque = deque()   # tokens read back, not yet yielded
@@ -67,10 +76,10 @@ class GreedyStream:
         self.host_seconds: list = []     # prepare + submit time of each decode step
         self.prepare_seconds: list = []  # the prepare part of it (Python resize hooks)
 
-    async def start(self, ids) -> "GreedyStream":
+    async def start(self, ids) -> "TokenStream":
         """Submit the prompt (its last chunk also produces token 1)."""
         try:
-            self.runner._submit_chunks(ids, after=self._readback_copy())
+            self.runner._submit_chunks(ids, after=self._readback_copy(), tail=self._draw_rows())
             self._map_if_full()
         except BaseException:
             await self.aclose()
@@ -79,13 +88,20 @@ class GreedyStream:
         self.produced = 1
         return self
 
+    def _draw_rows(self):
+        """The sampler's dispatches for the next submit, given that draw's uniform number (None: greedy)."""
+        if self.sampler is None:
+            return None
+        self._gpu_sampler.set_draw(self.sampler.params, self.sampler.next_uniform())
+        return self._gpu_sampler.rows
+
     def _readback_copy(self):
-        """The copy of this submit's argmax into the open group (opened here when needed)."""
+        """The copy of this submit's token into the open group (opened here when needed)."""
         g = self._groups[-1] if self._groups and not self._groups[-1].mapping else None
         if g is None:
             g = _Group(self.graph.take_readback(self.group * TOKEN_BYTES))
             self._groups.append(g)
-        copy = [(self._argmax, 0, g.buf, g.count * TOKEN_BYTES, TOKEN_BYTES)]
+        copy = [(self._token, 0, g.buf, g.count * TOKEN_BYTES, TOKEN_BYTES)]
         g.count += 1
         return copy
 
@@ -104,7 +120,8 @@ class GreedyStream:
         t = time.perf_counter()
         staged = self.graph.prepare([self._one, np.array([self.start_pos + i - 1], np.int32)])
         self.prepare_seconds.append(time.perf_counter() - t)
-        self.graph.submit(staged, gpu_inputs=(self._tokens_id,), before=self._feed, after=self._readback_copy())
+        self.graph.submit(staged, gpu_inputs=(self._tokens_id,), before=self._feed, after=self._readback_copy(),
+                          tail=self._draw_rows())
         self._map_if_full()
         self.host_seconds.append(time.perf_counter() - t)
         self.produced += 1
@@ -145,8 +162,12 @@ class GreedyStream:
             except BaseException:
                 await self.aclose()
                 raise
+        tid = self._ready.popleft()
+        if tid == NO_TOKEN:
+            await self.aclose()
+            raise SamplingError("sampling: the logits have a NaN or no finite value (GPU sampler)")
         self.yielded += 1
-        return self._ready.popleft()
+        return tid
 
     async def next(self):
         """The next token id, or None when the stream has ended (max_new or the context)."""
@@ -176,15 +197,16 @@ class GreedyStream:
 
 
 async def timed_decode(runner, prompt, n: int, *, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
-                       after_token=None) -> tuple:
-    """(seconds, stream) for n greedy tokens after `prompt` at the runner's position, for the
-    benchmarks. The prompt's token is read back first; the clock starts then, before any decode
-    step is submitted, so every timed token's work happens inside the timed span. The stream comes
-    back closed, with its per-step host timings. `after_token`: an async callable awaited after
-    each timed token (the browser bench reads GPU timestamps there, with depth 1)."""
+                       after_token=None, sampler=None) -> tuple:
+    """(seconds, stream) for n tokens after `prompt` at the runner's position (greedy, or drawn
+    by the GPU sampler with `sampler`'s parameters), for the benchmarks. The prompt's token is read
+    back first; the clock starts then, before any decode step is submitted, so every timed token's
+    work happens inside the timed span. The stream comes back closed, with its per-step host
+    timings. `after_token`: an async callable awaited after each timed token (the browser bench
+    reads GPU timestamps there, with depth 1)."""
     first = await runner.feed(prompt, greedy=True)
     t = time.perf_counter()
-    stream = await runner.greedy_stream([first], max_new=n, depth=depth, group=group)
+    stream = await runner.stream([first], max_new=n, depth=depth, group=group, sampler=sampler)
     try:
         for _ in range(n):
             await stream.next()
