@@ -1,4 +1,5 @@
-"""`python -m app profile`: GPU time per op kind for one decode step, on the native backend.
+"""`python -m app profile`: GPU time per op kind for one step, on the native backend: a decode
+step by default, or a prefill chunk with `--tokens N` (`--position 0 --tokens 512`: a 512-token prompt).
 
 With `timestamp-query-inside-passes` (wgpu on Vulkan/Metal/DX12 offers it), a timestamp is
 written before and after every dispatch of one decode step, so each op kind gets its own GPU
@@ -32,8 +33,10 @@ async def _profile(args) -> dict:
                              fuse=passes_for(backend))
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
-    await runner.feed(list(range(1, args.position + 1)))
-    staged = graph.prepare([np.array([[1]], np.int32), np.array([runner.pos], np.int32)])
+    if args.position:
+        await runner.feed(list(range(1, args.position + 1)))
+    ids = (np.arange(args.tokens, dtype=np.int32) % lp.config.vocab).reshape(1, -1)
+    staged = graph.prepare([ids, np.array([runner.pos], np.int32)])
     graph.submit(staged)
     await backend.finish()
     full = graph.table.copy()
@@ -52,7 +55,7 @@ async def _profile(args) -> dict:
         await backend.finish()
         return (time.perf_counter() - t) / args.reps
 
-    result = {"dispatches_executed": int(len(live)), "position": runner.pos}
+    result = {"dispatches_executed": int(len(live)), "position": runner.pos, "tokens": args.tokens}
     if "timestamp-query-inside-passes" in backend.features:
         result.update(_timestamps(backend, graph, full))
         graph.destroy()
@@ -106,7 +109,8 @@ def add_arguments(p) -> None:
     p.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
     p.add_argument("--synthetic", action="store_true")
     p.add_argument("--context", type=int, default=2048)
-    p.add_argument("--position", type=int, default=16, help="decode at this context length")
+    p.add_argument("--position", type=int, default=16, help="step at this context length")
+    p.add_argument("--tokens", type=int, default=1, help="tokens in the step (1: decode; up to 512: a prefill chunk)")
     p.add_argument("--reps", type=int, default=20)
 
 
