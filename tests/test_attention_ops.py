@@ -23,14 +23,15 @@ def test_error_case(native_backend, name):
 
 def test_one_cache_write_dispatch(native_backend):
     """k and v are written by one dispatch: write, attend (blocks of rows and of G rows), the decode
-    kernel (not built on CPU adapters) and merge are 5 (4) pipelines and dispatches."""
+    kernel (not built on CPU adapters), the prefill kernel and merge are 6 (5) pipelines and
+    dispatches."""
     spec = CASES["sdpa_dynamic_seq"]()
 
     async def run():
         g = await Graph.build(spec.program, native_backend)
         try:
             stats = g.memory_stats()
-            n = 5 if g.ops[0].use_fast else 4
+            n = 4 + g.ops[0].use_fast + g.ops[0].use_prefill
             assert (stats["pipelines"], stats["dispatches"]) == (n, n), stats
         finally:
             g.destroy()
@@ -51,6 +52,40 @@ def test_case_both_decode_kernels(native_backend, monkeypatch, name):
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
+def test_case_without_prefill_kernel(native_backend, monkeypatch, name):
+    """The same sdpa cases with prefill chunks on sdpa_attend.wgsl (the path of heads that do
+    not fit sdpa_prefill.wgsl: head_dim over 64 or not a multiple of 4)."""
+    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_fits", lambda self, ctx: False)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+def test_plan_prefill_kernel_blocks(native_backend):
+    """Prefill chunks run sdpa_prefill.wgsl in blocks of PREFILL_ROWS rows per kv head (the attend
+    and merge dispatches idle); a decode step goes back to the decode path."""
+    async def run():
+        g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
+        try:
+            op = g.ops[0]
+            assert op.use_prefill
+            r = np.random.default_rng(0)
+            for s, pos in ((40, 37), (1, 77)):
+                await g.step([r.standard_normal(d, dtype=np.float32) for d in ((1, s, 9, 64), (1, s, 3, 64),
+                                                                             (1, s, 3, 64))] + [pos])
+                want = -(-s * 3 // sdpa.PREFILL_ROWS) * 3 if s > 1 else 0
+                assert g.table[op.d_prefill, 2] == want, (s, g.table[op.d_prefill])
+                if s > 1:
+                    assert g.table[op.d_attend, 2] == 0 and g.table[op.d_merge, 2] == 0
+                decode = (g.table[op.d_decode, 2] if op.d_decode is not None else 0) + \
+                    (g.table[op.d_fast, 2] if op.d_fast is not None else 0)
+                assert (decode > 0) == (s == 1), (s, decode)
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
 
 
 def test_plan_fast_decode_splits(native_backend, monkeypatch):
@@ -87,6 +122,7 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
     """Decode on sdpa_attend.wgsl splits the keys into 64-key chunks (merge on), short contexts and
     prefill blocks do not; the dispatch table follows the live (S, input_pos) after a step."""
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
+    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_fits", lambda self, ctx: False)
 
     def err(msg):
         return AssertionError(msg)

@@ -16,6 +16,9 @@ Dispatches:
    CPU adapters) and when the shapes fit, a decode step instead runs sdpa_decode.wgsl, a kernel
    with threads cooperating on each key's dot product and parallel softmax reductions, in tiles
    of DECODE_TILE keys (the third dispatch; the other two then get 0 workgroups);
+   Prefill chunks (S > 1) run sdpa_prefill.wgsl instead where the head fits (head_dim a multiple
+   of 4, at most 64): one query row per thread, K/V tiles in workgroup memory (its own dispatch;
+   the attend dispatches then get 0 workgroups);
 3. sdpa_merge.wgsl (flash-decoding): when the rows fit one block (decode) and the context spans
    several key tiles, the keys are split so many workgroups share the work; each leaves partial
    (acc, max, sum) rows in op-owned scratch (sized at build for the largest context, freed in
@@ -37,6 +40,8 @@ ATTEND_PARAMS = struct.Struct("<7If4I")
 assert ATTEND_PARAMS.size == 48  # matches `struct Params` in sdpa_attend.wgsl
 DECODE_PARAMS = struct.Struct("<5If2I")
 assert DECODE_PARAMS.size == 32  # matches `struct Params` in sdpa_decode.wgsl
+PREFILL_PARAMS = struct.Struct("<5If2I")
+assert PREFILL_PARAMS.size == 32  # matches `struct Params` in sdpa_prefill.wgsl
 MERGE_PARAMS = struct.Struct("<8I")
 assert MERGE_PARAMS.size == 32  # matches `struct Params` in sdpa_merge.wgsl
 
@@ -52,6 +57,9 @@ DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot pro
 DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
 FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 -> 638 us at 17 keys)
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
+PREFILL_ROWS = 32  # query rows (threads) per sdpa_prefill.wgsl workgroup
+PREFILL_TILE = 16  # `TK` in sdpa_prefill.wgsl: keys per tile
+PREFILL_MAX_HD = 64  # 4 * `MAXV` in sdpa_prefill.wgsl
 
 
 _PLANS: dict = {}  # cached_plan(): (plan_key, S, input_pos) -> SdpaPlan
@@ -65,6 +73,8 @@ class SdpaPlan:
     decode_workgroups: int  # blocks of G rows (S = 1), sdpa_attend.wgsl
     fast_params: bytes      # for sdpa_decode.wgsl
     fast_workgroups: int    # (key split, kv head) pairs of sdpa_decode.wgsl
+    prefill_params: bytes   # for sdpa_prefill.wgsl
+    prefill_workgroups: int  # (kv head, block of PREFILL_ROWS rows) pairs
     merge_params: bytes
     merge_workgroups: int  # 0 when there is one split
 
@@ -134,6 +144,7 @@ class SdpaWithKvCache(Op):
         self.rows_cap = min(BLOCK_ROWS, q[1] * self.group)
         self.split_cap = min(MAX_SPLITS, ceil_div(self.cache_dims[1], self.wg))
         self.fast_wg = self.decode_kernel_wg(ctx)
+        self.use_prefill = self.prefill_kernel_fits(ctx)
         self.use_fast = bool(self.fast_wg)  # until build() knows the adapter
         if self.fast_wg:
             self.split_cap = max(self.split_cap, min(MAX_SPLITS, ceil_div(self.cache_dims[1], DECODE_TILE)))
@@ -163,6 +174,13 @@ class SdpaWithKvCache(Op):
                   + 2 * DECODE_BQ) * 4
         return wg if shared <= ctx.limits.max_workgroup_storage_size else 0
 
+    def prefill_kernel_fits(self, ctx) -> bool:
+        """Whether prefill chunks can run on sdpa_prefill.wgsl (else sdpa_attend.wgsl)."""
+        shared = 2 * PREFILL_TILE * self.head_dim * 4
+        return (self.head_dim % 4 == 0 and self.head_dim <= PREFILL_MAX_HD
+                and workgroup_size(ctx.limits, PREFILL_ROWS) >= PREFILL_ROWS
+                and shared <= ctx.limits.max_workgroup_storage_size)
+
     def cached_plan(self, seq: int, pos: int) -> SdpaPlan:
         """plan() shared by the layers of a model: every layer's attention has the same shapes
         and sees the same (S, input_pos), so a decode step computes the plan once, not 30 times."""
@@ -179,7 +197,7 @@ class SdpaWithKvCache(Op):
     def plan_key(self) -> tuple:
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
-                self.wg, self.split_cap, self.rows_cap, self.scale)
+                self.use_prefill, self.wg, self.split_cap, self.rows_cap, self.scale)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -188,6 +206,12 @@ class SdpaWithKvCache(Op):
         decode = seq == 1 and self.decode_rows is not None
         if decode and self.use_fast:
             return self.plan_fast(write, pos + 1, err)
+        if seq > 1 and self.use_prefill:
+            n_blocks = ceil_div(rows, PREFILL_ROWS)
+            wgs = self.n_kv_heads * n_blocks
+            prefill = PREFILL_PARAMS.pack(seq, self.group, self.n_kv_heads, n_blocks, pos, self.scale, wgs, 0)
+            return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, b"\0" * DECODE_PARAMS.size, 0, prefill, wgs,
+                            b"\0" * MERGE_PARAMS.size, 0)
         n_blocks = 1 if decode else ceil_div(rows, BLOCK_ROWS)
         n_keys = pos + seq
         tiles = ceil_div(n_keys, self.wg)
@@ -205,7 +229,7 @@ class SdpaWithKvCache(Op):
         merge_rows = seq * self.n_heads if n_splits > 1 else 0
         merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, seq, 0, 0)
         return SdpaPlan(write, attend, 0 if decode else attend_wgs, attend_wgs if decode else 0,
-                        b"\0" * DECODE_PARAMS.size, 0, merge, merge_rows)
+                        b"\0" * DECODE_PARAMS.size, 0, b"\0" * PREFILL_PARAMS.size, 0, merge, merge_rows)
 
     def plan_fast(self, write, n_keys: int, err) -> SdpaPlan:
         """A decode step on sdpa_decode.wgsl: short contexts in one workgroup per kv head (no
@@ -223,7 +247,8 @@ class SdpaWithKvCache(Op):
                                   self.rows_cap, wgs)
         merge_rows = self.n_heads if n_splits > 1 else 0
         merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, 1, 0, 0)
-        return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, merge, merge_rows)
+        return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, b"\0" * PREFILL_PARAMS.size, 0,
+                        merge, merge_rows)
 
     def build(self, g):
         self._checked = None  # live (q, k, v) dims last validated
@@ -253,6 +278,12 @@ class SdpaWithKvCache(Op):
                                                  f"{self.name}:decode")
             fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
             self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
+        self.d_prefill = None
+        if self.use_prefill:
+            self.prefill_params = g.uniforms.shared(("sdpa_prefill", share), PREFILL_PARAMS.size,
+                                                    f"{self.name}:prefill")
+            prefill = g.pipelines.get("sdpa_prefill", WG=PREFILL_ROWS, HD=self.head_dim)
+            self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
         on_cpu = getattr(g.backend, "is_cpu", False)
         merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
         merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
@@ -278,6 +309,9 @@ class SdpaWithKvCache(Op):
         if self.d_fast is not None:
             self.fast_params.write(plan.fast_params)
             g.set_workgroups(self.d_fast, plan.fast_workgroups)
+        if self.d_prefill is not None:
+            self.prefill_params.write(plan.prefill_params)
+            g.set_workgroups(self.d_prefill, plan.prefill_workgroups)
         self.merge_params.write(plan.merge_params)
         g.set_workgroups(self.d_merge, plan.merge_workgroups)
         g.set_dims(self.out, q)
