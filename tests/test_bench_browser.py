@@ -98,5 +98,10 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
     # GPU time is either measured (positive) or absent with the reason.
     gpu = engine["gpu_ms_per_token_short"]
     assert (isinstance(gpu, float) and gpu > 0) or (gpu is None and engine["gpu_ms_note"]), engine
+    if gpu is not None:  # then GPU time per op kind too, for a decode step and the prefill
+        for key in ("profile_decode_16", "profile_prefill_8"):
+            prof = engine[key]
+            assert prof["step_us"] > 0 and prof["ops"], (key, prof)
+            assert all(o["n"] > 0 and o["us"] >= 0 for o in prof["ops"].values()), (key, prof)
     assert result["wllama"] == {"skipped": "--no-wllama"} and result["engine_over_wllama"] == {}
     assert result["cross_origin_isolated"] is True

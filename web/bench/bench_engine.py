@@ -40,6 +40,29 @@ def _now() -> float:
     return time.perf_counter()
 
 
+async def _profile_ops(backend, graph, runner, ts, n_tokens: int, reps: int = 5) -> dict:
+    """GPU microseconds per op kind (dispatch label) of one step of `n_tokens` at position 0 (1: a
+    decode step after 16 tokens): each kind's rows of that step replayed `reps` times in one timed
+    pass. The replays leave the caches scrambled; callers rewind and prefill again after it."""
+    runner.rewind(0)
+    if n_tokens == 1:
+        await runner.feed(list(range(1, 17)))
+    ids = (np.arange(n_tokens, dtype=np.int32) % runner.lp.config.vocab + 1).reshape(1, -1)
+    graph.submit(graph.prepare([ids, np.array([runner.pos], np.int32)]))
+    step_ns = await ts.gpuNs()
+    groups: dict = {}
+    for row, label in zip(graph.table.tolist(), graph.dispatch_labels):
+        if row[2] > 0:
+            groups.setdefault(label, []).append(row)
+    ops = {}
+    for label, rows in groups.items():
+        backend.run(graph.pipelines.pipelines, graph.bind_groups, np.tile(np.array(rows, np.int32), (reps, 1)))
+        ops[label] = {"n": len(rows), "us": round(await ts.gpuNs() / reps / 1000, 1)}
+    runner.rewind(0)
+    return {"step_us": round(step_ns / 1000, 1),
+            "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1]["us"]))}
+
+
 async def _load(get_model, url, mode, cfg, log):
     """Bytes (from the network or the Cache API) -> built graph, timed; first step included
     because it is where the browser finishes compiling pipelines."""
@@ -164,6 +187,11 @@ async def run_engine_bench(cfg_json, get_model, log):
             gpu = [g for g in gpu if g > 0]
             if gpu:
                 out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
+                # Where the GPU time goes, per op kind (replayed passes; the last step rewinds).
+                out["profile_decode_16"] = await _profile_ops(backend, graph, runner, ts, 1)
+                big = max((t for t in cfg["prefill"] if t <= runner.max_prefill and t < runner.context), default=0)
+                if big > 1:
+                    out[f"profile_prefill_{big}"] = await _profile_ops(backend, graph, runner, ts, big)
         finally:
             backend.set_pass_timing(None)
             ts.destroy()
