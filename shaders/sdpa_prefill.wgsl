@@ -1,22 +1,28 @@
-// Causal GQA attention of a prefill chunk (S > 1) over the KV cache, one query row per thread.
-// The S*G query rows of one kv head (G = Hq/Hkv q heads share it) are numbered n = s*G + g; a
-// workgroup takes WG consecutive ones. Keys are walked in tiles of TK rows of K and V, loaded
-// once into workgroup memory and read by every thread at the same address (a broadcast), so each
-// thread keeps its own query row, output row and online-softmax state in registers: no reductions
-// across threads. Tiles past the block's last visible key are never visited (causal skip); keys a
-// row may not see yet get probability 0.
+// Causal GQA attention of a prefill chunk (S > 1) over the KV cache. The S*G query rows of one kv
+// head (G = Hq/Hkv q heads share it) are numbered n = s*G + g; a workgroup takes RW consecutive
+// ones, and each row is shared by KL threads ("key lanes") that take every KL-th key of each tile,
+// so a 512-token prompt keeps tens of thousands of threads busy. Keys are walked in tiles of TK rows
+// of K and V, loaded once into workgroup memory (rows padded by one vec4 so the key lanes hit
+// different banks); each thread keeps its query row, its output row and its online-softmax state in
+// registers. At the end the KL partial states of a row are merged through workgroup memory. Tiles
+// past the block's last visible key are never visited (causal skip); keys a row may not see yet
+// get probability 0.
 // Layouts (vec4s, HD a multiple of 4): q/out [1, S, Hq, HD]; caches [1, Cmax, Hkv, HD].
-override WG: u32 = 32u;   // query rows (threads) per workgroup
+override RW: u32 = 8u;    // query rows per workgroup
+override KL: u32 = 8u;    // key lanes per row, a power of two dividing TK; RW * KL threads
 override HD: u32 = 64u;   // head_dim, a multiple of 4, <= 4 * MAXV
 override HV: u32 = HD / 4u;
+override PV: u32 = HV + 1u;  // padded row stride of the tiles, in vec4s
+override TK: u32 = 16u;   // keys per tile, a multiple of KL, <= MAXJ * KL
+override SUB: u32 = 2u;   // merge: lanes handing over their rows at a time (RW * SUB * HV <= TK * PV)
 const MAXV: u32 = 16u;    // vec4s per row at most (private arrays need a constant size)
-const TK: u32 = 16u;      // keys per tile
+const MAXJ: u32 = 16u;    // keys per lane per tile at most
 
 struct Params {
   seq: u32,       // S (live)
   group: u32,     // G = Hq / Hkv
   n_kv: u32,      // Hkv
-  n_blocks: u32,  // ceil(S * G / WG)
+  n_blocks: u32,  // ceil(S * G / RW)
   input_pos: u32,
   scale: f32,
   n_wg: u32,      // n_kv * n_blocks workgroups do work; extra ones from 2D folding return
@@ -29,12 +35,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-var<workgroup> k_s: array<vec4<f32>, TK * HV>;
-var<workgroup> v_s: array<vec4<f32>, TK * HV>;
+// The K and V tiles; after the last tile, k_s holds partial output rows for the merge.
+var<workgroup> k_s: array<vec4<f32>, TK * PV>;
+var<workgroup> v_s: array<vec4<f32>, TK * PV>;
+var<workgroup> ml_s: array<vec2<f32>, RW * KL>;  // (max, sum) of every thread, for the merge
 
 const NEG_BIG: f32 = -3.0e38;  // stands in for -inf (keys not visible)
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(RW * KL)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let w = wid.y * nwg.x + wid.x;
@@ -44,13 +52,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let blk = p.n_blocks - 1u - w % p.n_blocks;  // the longest (last) blocks start first
   let hk = w / p.n_blocks;
   let rows = p.seq * p.group;
-  let n0 = blk * WG;
-  let n = min(n0 + lid, rows - 1u);  // threads past the last row redo it and write nothing
+  let n0 = blk * RW;
+  let r = lid / KL;
+  let lane = lid % KL;
+  let n = min(n0 + r, rows - 1u);  // threads past the last row redo it and write nothing
   let s = n / p.group;
-  let n_heads = p.n_kv * p.group;
-  let row = (s * n_heads + hk * p.group + n % p.group) * HV;
+  let row = (s * p.n_kv * p.group + hk * p.group + n % p.group) * HV;
   let last = p.input_pos + s;  // this row sees keys 0 ..= last
-  let k_end = p.input_pos + (min(n0 + WG, rows) - 1u) / p.group + 1u;  // the block's key count
+  let k_end = p.input_pos + (min(n0 + RW, rows) - 1u) / p.group + 1u;  // the block's key count
 
   var qv: array<vec4<f32>, MAXV>;
   var acc: array<vec4<f32>, MAXV>;
@@ -58,12 +67,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     qv[i] = q[row + i] * p.scale;
     acc[i] = vec4<f32>(0.0);
   }
-  var m = NEG_BIG;  // running max of the scores
+  var m = NEG_BIG;  // running max of this lane's scores
   var l = 0.0;      // running sum of exp(score - m)
   for (var k0 = 0u; k0 < k_end; k0 += TK) {
     workgroupBarrier();  // the last tile is consumed
-    for (var e = lid; e < TK * HV; e += WG) {
-      let j = k0 + e / HV;
+    for (var e = lid; e < TK * HV; e += RW * KL) {
+      let t = e / HV;
+      let j = k0 + t;
       var kv = vec4<f32>(0.0);
       var vv = vec4<f32>(0.0);
       if (j < k_end) {
@@ -71,37 +81,77 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         kv = k_cache[src];
         vv = v_cache[src];
       }
-      k_s[e] = kv;
-      v_s[e] = vv;
+      k_s[t * PV + e % HV] = kv;
+      v_s[t * PV + e % HV] = vv;
     }
     workgroupBarrier();
-    var sc: array<f32, TK>;
+    var sc: array<f32, MAXJ>;
     var mt = m;
-    for (var t = 0u; t < TK; t++) {
+    for (var jj = 0u; jj < TK / KL; jj++) {
+      let t = lane + jj * KL;
       var d4 = vec4<f32>(0.0);
       for (var i = 0u; i < HV; i++) {
-        d4 += qv[i] * k_s[t * HV + i];
+        d4 += qv[i] * k_s[t * PV + i];
       }
-      sc[t] = select(NEG_BIG, dot(d4, vec4<f32>(1.0)), k0 + t <= last);
-      mt = max(mt, sc[t]);
+      sc[jj] = select(NEG_BIG, dot(d4, vec4<f32>(1.0)), k0 + t <= last);
+      mt = max(mt, sc[jj]);
     }
     let corr = exp(m - mt);  // 0 while m is NEG_BIG and mt a score; 1 if neither moved
     l *= corr;
     for (var i = 0u; i < HV; i++) {
       acc[i] *= corr;
     }
-    for (var t = 0u; t < TK; t++) {
-      let pr = select(0.0, exp(sc[t] - mt), sc[t] > NEG_BIG);
+    for (var jj = 0u; jj < TK / KL; jj++) {
+      let pr = select(0.0, exp(sc[jj] - mt), sc[jj] > NEG_BIG);
       l += pr;
+      let t = lane + jj * KL;
       for (var i = 0u; i < HV; i++) {
-        acc[i] += pr * v_s[t * HV + i];
+        acc[i] += pr * v_s[t * PV + i];
       }
     }
     m = mt;
   }
-  if (n0 + lid < rows) {
+
+  // Merge the KL lanes of each row: rescale to the row's max, then add pairwise halves.
+  ml_s[lid] = vec2<f32>(m, l);
+  workgroupBarrier();
+  var mr = NEG_BIG;
+  for (var k = 0u; k < KL; k++) {
+    mr = max(mr, ml_s[r * KL + k].x);
+  }
+  var lr = 0.0;
+  for (var k = 0u; k < KL; k++) {
+    let o = ml_s[r * KL + k];
+    lr += o.y * exp(o.x - mr);
+  }
+  let own = exp(m - mr);  // key 0 is visible to every row, so mr is a real score
+  for (var i = 0u; i < HV; i++) {
+    acc[i] *= own;
+  }
+  for (var half = KL / 2u; half > 0u; half >>= 1u) {
+    // Lanes [half, 2 half) hand their rows to lanes [0, half), SUB lanes at a time (the room
+    // k_s has).
+    for (var part = 0u; part < half; part += SUB) {
+      let giver = half + part;
+      if (lane >= giver && lane < min(giver + SUB, 2u * half)) {
+        let slot = (r * SUB + lane - giver) * HV;
+        for (var i = 0u; i < HV; i++) {
+          k_s[slot + i] = acc[i];
+        }
+      }
+      workgroupBarrier();
+      if (lane >= part && lane < min(part + SUB, half)) {
+        let slot = (r * SUB + lane - part) * HV;
+        for (var i = 0u; i < HV; i++) {
+          acc[i] += k_s[slot + i];
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  if (lane == 0u && n0 + r < rows) {
     for (var i = 0u; i < HV; i++) {
-      out[row + i] = acc[i] / l;  // l >= 1: key 0 is visible to every row
+      out[row + i] = acc[i] / lr;  // lr >= 1: the row's largest score contributes exp(0)
     }
   }
 }

@@ -55,17 +55,21 @@ def test_case_both_decode_kernels(native_backend, monkeypatch, name):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
-def test_case_without_prefill_kernel(native_backend, monkeypatch, name):
-    """The same sdpa cases with prefill chunks on sdpa_attend.wgsl (the path of heads that do
-    not fit sdpa_prefill.wgsl: head_dim over 64 or not a multiple of 4)."""
-    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_fits", lambda self, ctx: False)
+def test_case_other_prefill_kernels(native_backend, monkeypatch, name):
+    """The same sdpa cases with prefill chunks on sdpa_prefill.wgsl as GPUs run it (several key
+    lanes per row, merged; this CPU adapter runs one thread per row), then on sdpa_attend.wgsl
+    (the path of heads that do not fit sdpa_prefill.wgsl: head_dim over 64 or not a multiple of 4)."""
+    monkeypatch.setattr(sdpa, "PREFILL_CPU", sdpa.PREFILL_GPU)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_shape", lambda self, g: None)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
 def test_plan_prefill_kernel_blocks(native_backend):
-    """Prefill chunks run sdpa_prefill.wgsl in blocks of PREFILL_ROWS rows per kv head (the attend
-    and merge dispatches idle); a decode step goes back to the decode path."""
+    """Prefill chunks run sdpa_prefill.wgsl in blocks of its RW rows per kv head (the attend and
+    merge dispatches idle); a decode step goes back to the decode path."""
     async def run():
         g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
         try:
@@ -75,7 +79,7 @@ def test_plan_prefill_kernel_blocks(native_backend):
             for s, pos in ((40, 37), (1, 77)):
                 await g.step([r.standard_normal(d, dtype=np.float32) for d in ((1, s, 9, 64), (1, s, 3, 64),
                                                                              (1, s, 3, 64))] + [pos])
-                want = -(-s * 3 // sdpa.PREFILL_ROWS) * 3 if s > 1 else 0
+                want = -(-s * 3 // op.prefill_shape[0]) * 3 if s > 1 else 0
                 assert g.table[op.d_prefill, 2] == want, (s, g.table[op.d_prefill])
                 if s > 1:
                     assert g.table[op.d_attend, 2] == 0 and g.table[op.d_merge, 2] == 0
@@ -122,7 +126,7 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
     """Decode on sdpa_attend.wgsl splits the keys into 64-key chunks (merge on), short contexts and
     prefill blocks do not; the dispatch table follows the live (S, input_pos) after a step."""
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
-    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_fits", lambda self, ctx: False)
+    monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_shape", lambda self, g: None)
 
     def err(msg):
         return AssertionError(msg)

@@ -17,8 +17,9 @@ Dispatches:
    with threads cooperating on each key's dot product and parallel softmax reductions, in tiles
    of DECODE_TILE keys (the third dispatch; the other two then get 0 workgroups);
    Prefill chunks (S > 1) run sdpa_prefill.wgsl instead where the head fits (head_dim a multiple
-   of 4, at most 64): one query row per thread, K/V tiles in workgroup memory (its own dispatch;
-   the attend dispatches then get 0 workgroups);
+   of 4, at most 64): K/V tiles in workgroup memory, each query row shared by a few threads
+   ("key lanes", every lane-th key; their softmax states merged at the end) on GPUs, one thread
+   per row on CPU adapters (its own dispatch; the attend dispatches then get 0 workgroups);
 3. sdpa_merge.wgsl (flash-decoding): when the rows fit one block (decode) and the context spans
    several key tiles, the keys are split so many workgroups share the work; each leaves partial
    (acc, max, sum) rows in op-owned scratch (sized at build for the largest context, freed in
@@ -57,9 +58,14 @@ DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot pro
 DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
 FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 -> 638 us at 17 keys)
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
-PREFILL_ROWS = 32  # query rows (threads) per sdpa_prefill.wgsl workgroup
-PREFILL_TILE = 16  # `TK` in sdpa_prefill.wgsl: keys per tile
-PREFILL_MAX_HD = 64  # 4 * `MAXV` in sdpa_prefill.wgsl
+# sdpa_prefill.wgsl: (`RW` query rows per workgroup, `KL` threads sharing a row's keys). GPUs need
+# the lanes to keep enough threads busy (H100, 512 tokens: 209 -> ... us per layer); on lavapipe
+# a thread is a SIMD lane and one per row is best (4.5 ms per layer at 32 tokens, 7.8 with lanes).
+PREFILL_GPU = (8, 8)
+PREFILL_CPU = (32, 1)
+PREFILL_TILES = (32, 16)  # `TK` candidates, keys per tile: the largest whose memory fits the device
+PREFILL_MAX_HD = 64  # 4 * `MAXV`
+PREFILL_MAX_J = 16   # `MAXJ`: TK / KL at most
 
 
 _PLANS: dict = {}  # cached_plan(): (plan_key, S, input_pos) -> SdpaPlan
@@ -144,7 +150,8 @@ class SdpaWithKvCache(Op):
         self.rows_cap = min(BLOCK_ROWS, q[1] * self.group)
         self.split_cap = min(MAX_SPLITS, ceil_div(self.cache_dims[1], self.wg))
         self.fast_wg = self.decode_kernel_wg(ctx)
-        self.use_prefill = self.prefill_kernel_fits(ctx)
+        self.prefill_shape = None  # build() knows the adapter (see prefill_kernel_shape)
+        self.use_prefill = False
         self.use_fast = bool(self.fast_wg)  # until build() knows the adapter
         if self.fast_wg:
             self.split_cap = max(self.split_cap, min(MAX_SPLITS, ceil_div(self.cache_dims[1], DECODE_TILE)))
@@ -174,12 +181,20 @@ class SdpaWithKvCache(Op):
                   + 2 * DECODE_BQ) * 4
         return wg if shared <= ctx.limits.max_workgroup_storage_size else 0
 
-    def prefill_kernel_fits(self, ctx) -> bool:
-        """Whether prefill chunks can run on sdpa_prefill.wgsl (else sdpa_attend.wgsl)."""
-        shared = 2 * PREFILL_TILE * self.head_dim * 4
-        return (self.head_dim % 4 == 0 and self.head_dim <= PREFILL_MAX_HD
-                and workgroup_size(ctx.limits, PREFILL_ROWS) >= PREFILL_ROWS
-                and shared <= ctx.limits.max_workgroup_storage_size)
+    def prefill_kernel_shape(self, g):
+        """(RW, KL, TK, SUB) overrides of sdpa_prefill.wgsl for this head on this adapter, or None
+        where it does not fit (prefill chunks then run on sdpa_attend.wgsl)."""
+        rw, kl = PREFILL_CPU if getattr(g.backend, "is_cpu", False) else PREFILL_GPU
+        threads = rw * kl
+        hv = self.head_dim // 4
+        if self.head_dim % 4 or self.head_dim > PREFILL_MAX_HD or workgroup_size(g.limits, threads) < threads:
+            return None
+        for tk in PREFILL_TILES:
+            shared = 2 * tk * (hv + 1) * 16 + threads * 8  # K, V tiles and the lanes' (max, sum)
+            sub = 1 if kl == 1 else min(kl // 2, tk * (hv + 1) // (rw * hv))  # lanes' rows k_s holds at once
+            if tk // kl <= PREFILL_MAX_J and sub >= 1 and shared <= g.limits.max_workgroup_storage_size:
+                return rw, kl, tk, sub
+        return None
 
     def cached_plan(self, seq: int, pos: int) -> SdpaPlan:
         """plan() shared by the layers of a model: every layer's attention has the same shapes
@@ -197,7 +212,7 @@ class SdpaWithKvCache(Op):
     def plan_key(self) -> tuple:
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
-                self.use_prefill, self.wg, self.split_cap, self.rows_cap, self.scale)
+                self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -207,7 +222,7 @@ class SdpaWithKvCache(Op):
         if decode and self.use_fast:
             return self.plan_fast(write, pos + 1, err)
         if seq > 1 and self.use_prefill:
-            n_blocks = ceil_div(rows, PREFILL_ROWS)
+            n_blocks = ceil_div(rows, self.prefill_shape[0])
             wgs = self.n_kv_heads * n_blocks
             prefill = PREFILL_PARAMS.pack(seq, self.group, self.n_kv_heads, n_blocks, pos, self.scale, wgs, 0)
             return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, b"\0" * DECODE_PARAMS.size, 0, prefill, wgs,
@@ -254,6 +269,8 @@ class SdpaWithKvCache(Op):
         self._checked = None  # live (q, k, v) dims last validated
         # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
         self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
+        self.prefill_shape = self.prefill_kernel_shape(g)
+        self.use_prefill = self.prefill_shape is not None
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
         # Layers with equal shapes get equal params every step: one uniform slot each for all.
         self._plan_key = self.plan_key  # fixed from here on (use_fast is now known)
@@ -282,7 +299,8 @@ class SdpaWithKvCache(Op):
         if self.use_prefill:
             self.prefill_params = g.uniforms.shared(("sdpa_prefill", share), PREFILL_PARAMS.size,
                                                     f"{self.name}:prefill")
-            prefill = g.pipelines.get("sdpa_prefill", WG=PREFILL_ROWS, HD=self.head_dim)
+            rw, kl, tk, sub = self.prefill_shape
+            prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub)
             self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
         on_cpu = getattr(g.backend, "is_cpu", False)
         merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
