@@ -44,6 +44,14 @@ async def test_token_stream_in_browser(selenium, tiny_bytes):
     assert "NaN" in await nan_logits_stream_case(backend, tiny_bytes, [1, 40, 41])
 
 
+@run_in_pyodide
+async def test_shape_snapshots_in_browser(selenium, tiny_bytes):
+    from py_engine.testing.llama_cases import shape_snapshot_cases
+    from py_engine.testing.shared_backend import shared_backend
+
+    assert await shape_snapshot_cases(await shared_backend(), tiny_bytes) == {"steps": 12, "snapshots": 4}
+
+
 @pytest.fixture(scope="module")
 def smollm2_expected():
     assert MODEL.is_file(), f"{MODEL} is missing: run scripts/setup.sh (it runs scripts/fetch_model.sh)"

@@ -64,3 +64,9 @@ def test_gpu_sampled_stream_reports_nan_logits(native_backend, tiny_gguf):
     from py_engine.testing.llama_cases import nan_logits_stream_case
 
     assert "NaN" in asyncio.run(nan_logits_stream_case(native_backend, tiny_gguf, [1, 40, 41]))
+
+
+def test_shape_snapshots_leave_the_same_state(native_backend, tiny_gguf):
+    from py_engine.testing.llama_cases import shape_snapshot_cases
+
+    assert asyncio.run(shape_snapshot_cases(native_backend, tiny_gguf)) == {"steps": 12, "snapshots": 4}

@@ -28,6 +28,8 @@ class UniformSlot:
             raise ValueError(f"uniform of {len(data)} bytes does not fit its {self.size}-byte slot")
         page = self.page
         o = self.offset
+        if page.log is not None:
+            page.log[id(self)] = (self, bytes(data))
         if page.mirror[o: o + len(data)] == data:
             return
         page.mirror[o: o + len(data)] = data
@@ -63,6 +65,7 @@ class _Page:
         self.used = 0
         self.lo = buffer.nbytes
         self.hi = 0
+        self.log = None  # while the arena records: {id(slot): (slot, last bytes written)}
 
 
 class UniformArena:
@@ -73,6 +76,7 @@ class UniformArena:
         self.pages: list = []
         self._shared: dict = {}
         self.epoch = 0  # advanced by the graph at every step (see SharedSlot)
+        self._log = None
 
     def alloc(self, size: int, label: str = "") -> UniformSlot:
         size = max(16, (size + 15) & ~15)
@@ -81,6 +85,7 @@ class UniformArena:
         page = self.pages[-1] if self.pages else None
         if page is None or page.used + size > self.page_bytes:
             page = _Page(self.backend.create_buffer(self.page_bytes, "uniform", f"uniforms{len(self.pages)}"))
+            page.log = self._log
             self.pages.append(page)
         slot = UniformSlot(page, page.used, size)
         page.used += (size + self.align - 1) // self.align * self.align
@@ -97,6 +102,15 @@ class UniformArena:
         elif slot.size < max(16, (size + 15) & ~15):
             raise ValueError(f"shared uniform {label!r}: {size} bytes, the slot has {slot.size}")
         return slot
+
+    def record(self, on: bool) -> list:
+        """Start (on) or stop recording slot writes; stopping returns [(slot, bytes)], the last
+        write of each slot written meanwhile (see Graph's shape snapshots)."""
+        log = self._log
+        self._log = {} if on else None
+        for page in self.pages:
+            page.log = self._log
+        return list(log.values()) if log is not None and not on else []
 
     def flush(self) -> int:
         """Write every dirty range; returns the number of writes made."""

@@ -167,3 +167,42 @@ async def nan_logits_stream_case(backend, gguf_bytes, prompt_ids) -> str:
         raise AssertionError("NaN logits gave a token")
     finally:
         graph.destroy()
+
+
+async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_prefill: int = 8) -> dict:
+    """Steps whose shapes were seen before restore the graph's state from a snapshot (py_engine/
+    graph/graph.py) instead of reconfiguring every op: against the same steps with snapshots off,
+    the dispatch table and the uniform bytes after every prepare, and the logits, are identical.
+    The sequence revisits shapes at other positions (prompt chunks, decode after prefill)."""
+    from ..graph import graph as graph_module
+
+    lp = build_llama_program(read_gguf(gguf_bytes), context=context, max_prefill=max_prefill)
+    r = np.random.default_rng(9)
+    steps, pos = [], 0
+    for s in (7, 1, 1, 3, 8, 1, 7, 1, 8, 8, 3, 1):
+        steps.append((r.integers(0, lp.config.vocab, s).tolist(), pos))
+        pos += s
+    traces = {}
+    for on in (False, True):
+        saved = graph_module.SHAPE_SNAPSHOTS
+        graph_module.SHAPE_SNAPSHOTS = on
+        graph = await Graph.build(lp.program, backend)
+        try:
+            trace = []
+            for ids, p in steps:
+                staged = graph.prepare([np.asarray(ids, np.int32).reshape(1, -1), np.array([p], np.int32)])
+                state = (graph.table.copy(), [bytes(page.mirror) for page in graph.uniforms.pages])
+                graph.submit(staged)
+                logits = await graph.read(lp.logits_id)
+                trace.append((state, logits))
+            traces[on] = (trace, len(graph._snapshots))
+        finally:
+            graph_module.SHAPE_SNAPSHOTS = saved
+            graph.destroy()
+    (off, n_off), (on_, n_on) = traces[False], traces[True]
+    for i, ((st_a, lg_a), (st_b, lg_b)) in enumerate(zip(off, on_)):
+        assert np.array_equal(st_a[0], st_b[0]), f"step {i}: dispatch tables differ"
+        assert st_a[1] == st_b[1], f"step {i}: uniform bytes differ"
+        assert np.array_equal(lg_a, lg_b), f"step {i}: logits differ"
+    assert n_off == 0 and n_on == 4, (n_off, n_on)  # shapes 7, 1, 3, 8
+    return {"steps": len(steps), "snapshots": n_on}
