@@ -140,22 +140,7 @@ fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
 // Chunk c of weight row n, dequantized.
 fn dq8(n: u32, c: u32) -> W8 {
   if (FMT >= 32u) {
-    let blk = c >> 2u;
-    let sub = c & 3u;
-    let d = blk_scale(p.d_off, n, blk);
-    if (FMT == 40u) {
-      let q = wvec(n * p.q_stride + blk * 8u + (sub >> 1u) * 4u);
-      let sh = 24u - (sub & 1u) * 16u;
-      return W8(d * i8x4(q, sh), d * i8x4(q, sh - 8u));
-    }
-    let q = wvec(n * p.q_stride + blk * 4u);
-    let a = nib4(q, sub * 8u);
-    let b = nib4(q, sub * 8u + 4u);
-    if (FMT == 34u) {
-      return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
-    }
-    let m = vec4<f32>(blk_scale(p.m_off, n, blk));
-    return W8(d * a + m, d * b + m);
+    return decode8(raw8_packed(n, c), c);
   }
   let row = n * p.row_bytes;
   if (FMT == 0u) {
@@ -200,6 +185,99 @@ fn dq8(n: u32, c: u32) -> W8 {
   let lo = vec4<f32>((vec4<u32>(word) >> vec4<u32>(0u, 4u, 8u, 12u)) & vec4<u32>(15u));
   let hi = vec4<f32>((vec4<u32>(word) >> vec4<u32>(16u, 20u, 24u, 28u)) & vec4<u32>(15u));
   return W8(s * (lo - vec4<f32>(8.0)), s * (hi - vec4<f32>(8.0)));
+}
+
+// A chunk as loaded from memory, before decoding: repacked formats keep their quant words (q) and
+// scales (e = d, m bits), so the tiled kernels can issue the loads of the next K step early and
+// decode once the data has arrived; other formats hold the decoded values (q = a, e = b bits).
+struct Raw8 {
+  q: vec4<u32>,
+  e: vec4<u32>,
+}
+
+// Repacked formats: chunk c of row n, undecoded.
+fn raw8_packed(n: u32, c: u32) -> Raw8 {
+  let blk = c >> 2u;
+  let d = w[p.d_off + n * (p.K / 32u) + blk];
+  if (FMT == 40u) {
+    return Raw8(wvec(n * p.q_stride + blk * 8u + ((c & 3u) >> 1u) * 4u), vec4<u32>(d, 0u, 0u, 0u));
+  }
+  var m = 0u;
+  if (FMT == 35u) {
+    m = w[p.m_off + n * (p.K / 32u) + blk];
+  }
+  return Raw8(wvec(n * p.q_stride + blk * 4u), vec4<u32>(d, m, 0u, 0u));
+}
+
+fn raw8(n: u32, c: u32) -> Raw8 {
+  if (FMT >= 32u) {
+    return raw8_packed(n, c);
+  }
+  let v = dq8(n, c);
+  return Raw8(bitcast<vec4<u32>>(v.a), bitcast<vec4<u32>>(v.b));
+}
+
+fn decode8(r: Raw8, c: u32) -> W8 {
+  if (FMT < 32u) {
+    return W8(bitcast<vec4<f32>>(r.q), bitcast<vec4<f32>>(r.e));
+  }
+  let sub = c & 3u;
+  let d = bitcast<f32>(r.e.x);
+  if (FMT == 40u) {
+    let sh = 24u - (sub & 1u) * 16u;
+    return W8(d * i8x4(r.q, sh), d * i8x4(r.q, sh - 8u));
+  }
+  let a = nib4(r.q, sub * 8u);
+  let b = nib4(r.q, sub * 8u + 4u);
+  if (FMT == 34u) {
+    return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
+  }
+  let m = vec4<f32>(bitcast<f32>(r.e.y));
+  return W8(d * a + m, d * b + m);
+}
+
+// Tiled kernels, shared with fused_linear.wgsl.in: a thread's 8 x values of the TM x TK tile
+// at K step k0 (thread lid takes elements lid, lid + 64, ...), stored k-major as vec4s along m.
+fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 8> {
+  var v: array<f32, 8>;
+  for (var t = 0u; t < 8u; t++) {
+    let j = lid + t * 64u;
+    let m = m0 + j / TK;
+    v[t] = 0.0;
+    if (m < p.M) {
+      v[t] = x_at(m * p.K, k0 + j % TK);
+    }
+  }
+  return v;
+}
+
+fn tile_x_store(v: array<f32, 8>, lid: u32) {
+  for (var t = 0u; t < 8u; t++) {
+    let j = lid + t * 64u;
+    let ml = j / TK;
+    xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v[t];
+  }
+}
+
+// Chunk cl (0 .. 3) of tile column nl at K step k0, decoded (zero when the row does not exist),
+// into ws k-major as vec4s along n.
+fn tile_w_store(r: Raw8, live: bool, nl: u32, cl: u32, k0: u32) {
+  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (live) {
+    let c = k0 / 8u + cl;
+    v = mask8(decode8(r, c), c);
+  }
+  let base = cl * 8u * (TN / 4u) + nl / 4u;
+  let comp = nl % 4u;
+  let st = TN / 4u;
+  ws[base][comp] = v.a.x;
+  ws[base + st][comp] = v.a.y;
+  ws[base + 2u * st][comp] = v.a.z;
+  ws[base + 3u * st][comp] = v.a.w;
+  ws[base + 4u * st][comp] = v.b.x;
+  ws[base + 5u * st][comp] = v.b.y;
+  ws[base + 6u * st][comp] = v.b.z;
+  ws[base + 7u * st][comp] = v.b.w;
 }
 
 // Zero the elements of a chunk past the row end (K need not be a multiple of 8).
@@ -422,45 +500,35 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   var acc1 = vec4<f32>(0.0);
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
+  // The thread's weight chunks: tile column lid / 4 + 16 t, chunk lid % 4 (4 per thread).
+  let cl = lid % 4u;
+  var wr: array<Raw8, 4>;
+  var xr = tile_x_load(m0, 0u, lid);
+  for (var t = 0u; t < 4u; t++) {
+    let n = n0 + lid / 4u + t * 16u;
+    if (n < p.N) {
+      wr[t] = raw8(n, cl);
+    }
+  }
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
-    // x tile: 512 values, 8 per thread, consecutive threads along k.
-    for (var t = 0u; t < 8u; t++) {
-      let j = lid + t * 64u;
-      let ml = j / TK;
-      let kl = j % TK;
-      let m = m0 + ml;
-      var v = 0.0;
-      if (m < p.M) {
-        v = x_at(m * p.K, k0 + kl);
-      }
-      xs[kl * (TM / 4u) + ml / 4u][ml % 4u] = v;
-    }
-    // weight tile: TN rows x 4 chunks = 256 chunks, 4 per thread.
+    tile_x_store(xr, lid);
     for (var t = 0u; t < 4u; t++) {
-      let j = lid + t * 64u;
-      let nl = j / 4u;
-      let cl = j % 4u;
-      let n = n0 + nl;
-      var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
-      if (n < p.N) {
-        let c = k0 / 8u + cl;
-        v = mask8(dq8(n, c), c);
-      }
-      let base = cl * 8u * (TN / 4u) + nl / 4u;
-      let comp = nl % 4u;
-      let st = TN / 4u;
-      ws[base][comp] = v.a.x;
-      ws[base + st][comp] = v.a.y;
-      ws[base + 2u * st][comp] = v.a.z;
-      ws[base + 3u * st][comp] = v.a.w;
-      ws[base + 4u * st][comp] = v.b.x;
-      ws[base + 5u * st][comp] = v.b.y;
-      ws[base + 6u * st][comp] = v.b.z;
-      ws[base + 7u * st][comp] = v.b.w;
+      let nl = lid / 4u + t * 16u;
+      tile_w_store(wr[t], n0 + nl < p.N, nl, cl, k0);
     }
     workgroupBarrier();
+    // The next step's loads go out now; the multiply below hides their latency.
+    if (ks + 1u < k_steps) {
+      xr = tile_x_load(m0, k0 + TK, lid);
+      for (var t = 0u; t < 4u; t++) {
+        let n = n0 + lid / 4u + t * 16u;
+        if (n < p.N) {
+          wr[t] = raw8(n, (k0 + TK) / 8u + cl);
+        }
+      }
+    }
     for (var kl = 0u; kl < TK; kl++) {
       let xv = xs[kl * (TM / 4u) + tm];
       let wv = ws[kl * (TN / 4u) + tn];
