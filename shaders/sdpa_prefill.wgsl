@@ -17,6 +17,8 @@ override TK: u32 = 16u;   // keys per tile, a multiple of KL, <= MAXJ * KL
 override SUB: u32 = 2u;   // merge: lanes handing over their rows at a time (RW * SUB * HV <= TK * PV)
 const MAXV: u32 = 16u;    // vec4s per row at most (private arrays need a constant size)
 const MAXJ: u32 = 16u;    // keys per lane per tile at most
+const MAXE: u32 = 8u;     // tile vec4s per thread at most
+override TE: u32 = TK * HV / (RW * KL);  // tile vec4s per thread (the host makes it whole, <= MAXE)
 
 struct Params {
   seq: u32,       // S (live)
@@ -41,6 +43,23 @@ var<workgroup> v_s: array<vec4<f32>, TK * PV>;
 var<workgroup> ml_s: array<vec2<f32>, RW * KL>;  // (max, sum) of every thread, for the merge
 
 const NEG_BIG: f32 = -3.0e38;  // stands in for -inf (keys not visible)
+
+// Elements e = lid + i * RW * KL (i < TE) of the tile at key k0: K and V rows k0 + e / HV,
+// vec4 e % HV of head hk; zero past the block's keys.
+fn load_tile(kr: ptr<function, array<vec4<f32>, MAXE>>, vr: ptr<function, array<vec4<f32>, MAXE>>,
+             k0: u32, k_end: u32, hk: u32, lid: u32) {
+  for (var i = 0u; i < TE; i++) {
+    let e = lid + i * RW * KL;
+    let j = k0 + e / HV;
+    (*kr)[i] = vec4<f32>(0.0);
+    (*vr)[i] = vec4<f32>(0.0);
+    if (j < k_end) {
+      let src = (j * p.n_kv + hk) * HV + e % HV;
+      (*kr)[i] = k_cache[src];
+      (*vr)[i] = v_cache[src];
+    }
+  }
+}
 
 @compute @workgroup_size(RW * KL)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -69,22 +88,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   var m = NEG_BIG;  // running max of this lane's scores
   var l = 0.0;      // running sum of exp(score - m)
+  // This thread's share of a tile: elements lid, lid + RW * KL, ... (TE of them), loaded one
+  // tile ahead so the loads' latency overlaps the work on the current tile.
+  var kr: array<vec4<f32>, MAXE>;
+  var vr: array<vec4<f32>, MAXE>;
+  load_tile(&kr, &vr, 0u, k_end, hk, lid);
   for (var k0 = 0u; k0 < k_end; k0 += TK) {
     workgroupBarrier();  // the last tile is consumed
-    for (var e = lid; e < TK * HV; e += RW * KL) {
-      let t = e / HV;
-      let j = k0 + t;
-      var kv = vec4<f32>(0.0);
-      var vv = vec4<f32>(0.0);
-      if (j < k_end) {
-        let src = (j * p.n_kv + hk) * HV + e % HV;
-        kv = k_cache[src];
-        vv = v_cache[src];
-      }
-      k_s[t * PV + e % HV] = kv;
-      v_s[t * PV + e % HV] = vv;
+    for (var i = 0u; i < TE; i++) {
+      let e = lid + i * RW * KL;
+      k_s[(e / HV) * PV + e % HV] = kr[i];
+      v_s[(e / HV) * PV + e % HV] = vr[i];
     }
     workgroupBarrier();
+    if (k0 + TK < k_end) {
+      load_tile(&kr, &vr, k0 + TK, k_end, hk, lid);
+    }
     var sc: array<f32, MAXJ>;
     var mt = m;
     for (var jj = 0u; jj < TK / KL; jj++) {

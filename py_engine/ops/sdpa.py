@@ -66,6 +66,7 @@ PREFILL_CPU = (32, 1)
 PREFILL_TILES = (32, 16)  # `TK` candidates, keys per tile: the largest whose memory fits the device
 PREFILL_MAX_HD = 64  # 4 * `MAXV`
 PREFILL_MAX_J = 16   # `MAXJ`: TK / KL at most
+PREFILL_MAX_E = 8    # `MAXE`: tile vec4s per thread at most
 
 
 _PLANS: dict = {}  # cached_plan(): (plan_key, S, input_pos) -> SdpaPlan
@@ -192,6 +193,9 @@ class SdpaWithKvCache(Op):
         for tk in PREFILL_TILES:
             shared = 2 * tk * (hv + 1) * 16 + threads * 8  # K, V tiles and the lanes' (max, sum)
             sub = 1 if kl == 1 else min(kl // 2, tk * (hv + 1) // (rw * hv))  # lanes' rows k_s holds at once
+            per_thread, rest = divmod(tk * hv, threads)  # tile vec4s each thread loads
+            if rest or not 0 < per_thread <= PREFILL_MAX_E:
+                continue
             if tk // kl <= PREFILL_MAX_J and sub >= 1 and shared <= g.limits.max_workgroup_storage_size:
                 return rw, kl, tk, sub
         return None
