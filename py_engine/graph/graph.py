@@ -303,17 +303,20 @@ class Graph:
         key = tuple(a.shape for vid, a in zip(self.program.input_ids, staged) if vid not in self.symints)
         new_shape = key != self._shape_key
         snap = self._snapshots.get(key) if new_shape and SHAPE_SNAPSHOTS else None
+        restore = snap is not None and not self._needs_full_configure
+        full = self._needs_full_configure or (new_shape and snap is None and SHAPE_SNAPSHOTS)
+        # Until this prepare completes, the state is not known to match any shape.
+        self._needs_full_configure = True
+        self._shape_key = None
         try:
-            if snap is not None and not self._needs_full_configure:
+            if restore:
                 snap.restore(self)  # as after a full configure at this shape; SymInts then update it
+                self._snapshots[key] = self._snapshots.pop(key)  # most recently used last
             for vid, a in zip(self.program.input_ids, staged):
                 if vid in self.symints:
                     self.set_symint(vid, a)
                 else:
                     self.set_dims(vid, a.shape)
-            full = self._needs_full_configure or (new_shape and snap is None and SHAPE_SNAPSHOTS)
-            self._needs_full_configure = True
-            self._shape_key = None
             host = dict(zip(self.program.input_ids, staged))
             if full:
                 self.uniforms.record(True)

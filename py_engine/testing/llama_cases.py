@@ -173,7 +173,9 @@ async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_pr
     """Steps whose shapes were seen before restore the graph's state from a snapshot (py_engine/
     graph/graph.py) instead of reconfiguring every op: against the same steps with snapshots off,
     the dispatch table and the uniform bytes after every prepare, and the logits, are identical.
-    The sequence revisits shapes at other positions (prompt chunks, decode after prefill)."""
+    The sequence revisits shapes at other positions (prompt chunks, decode after prefill), and a
+    step past the cache at a known shape fails in both without disturbing the steps after it."""
+    from ..graph import StepError
     from ..graph import graph as graph_module
 
     lp = build_llama_program(read_gguf(gguf_bytes), context=context, max_prefill=max_prefill)
@@ -189,7 +191,14 @@ async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_pr
         graph = await Graph.build(lp.program, backend)
         try:
             trace = []
-            for ids, p in steps:
+            for k, (ids, p) in enumerate(steps):
+                if k == 6:  # 8 tokens at position context - 4: rejected by the cache-size checks
+                    try:
+                        graph.prepare([np.ones((1, 8), np.int32), np.array([context - 4], np.int32)])
+                    except StepError:
+                        pass
+                    else:
+                        raise AssertionError("a step past the cache was accepted")
                 staged = graph.prepare([np.asarray(ids, np.int32).reshape(1, -1), np.array([p], np.int32)])
                 state = (graph.table.copy(), [bytes(page.mirror) for page in graph.uniforms.pages])
                 graph.submit(staged)
