@@ -17,6 +17,7 @@ override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4; 1 .. 16 when TPR = 1)
+override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 
 struct Params {
   M: u32,          // activation rows (linear) / number of indices (gather)
@@ -259,14 +260,38 @@ fn tile_x_store(v: array<f32, 8>, lid: u32) {
   }
 }
 
-// Chunk cl (0 .. 3) of tile column nl at K step k0, decoded (zero when the row does not exist),
-// into ws k-major as vec4s along n.
-fn tile_w_store(r: Raw8, live: bool, nl: u32, cl: u32, k0: u32) {
-  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
-  if (live) {
-    let c = k0 / 8u + cl;
-    v = mask8(decode8(r, c), c);
+// Without PF: the thread's x values at K step k0 straight into xs.
+fn tile_x_fill(m0: u32, k0: u32, lid: u32) {
+  for (var t = 0u; t < 8u; t++) {
+    let j = lid + t * 64u;
+    let ml = j / TK;
+    let m = m0 + ml;
+    var v = 0.0;
+    if (m < p.M) {
+      v = x_at(m * p.K, k0 + j % TK);
+    }
+    xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v;
   }
+}
+
+// Chunk c of a weight row (zero when the row does not exist or past K), from its loaded words
+// (PF) or read now.
+fn tile_w_decoded(r: Raw8, live: bool, c: u32) -> W8 {
+  if (!live) {
+    return W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  }
+  return mask8(decode8(r, c), c);
+}
+
+fn tile_w_read(n: u32, live: bool, c: u32) -> W8 {
+  if (!live) {
+    return W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  }
+  return mask8(dq8(n, c), c);
+}
+
+// Chunk cl (0 .. 3) of tile column nl into ws, k-major as vec4s along n.
+fn tile_w_put(v: W8, nl: u32, cl: u32) {
   let base = cl * 8u * (TN / 4u) + nl / 4u;
   let comp = nl % 4u;
   let st = TN / 4u;
@@ -503,24 +528,36 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   // The thread's weight chunks: tile column lid / 4 + 16 t, chunk lid % 4 (4 per thread).
   let cl = lid % 4u;
   var wr: array<Raw8, 4>;
-  var xr = tile_x_load(m0, 0u, lid);
-  for (var t = 0u; t < 4u; t++) {
-    let n = n0 + lid / 4u + t * 16u;
-    if (n < p.N) {
-      wr[t] = raw8(n, cl);
-    }
-  }
+  var xr: array<f32, 8>;
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
-    tile_x_store(xr, lid);
-    for (var t = 0u; t < 4u; t++) {
-      let nl = lid / 4u + t * 16u;
-      tile_w_store(wr[t], n0 + nl < p.N, nl, cl, k0);
+    let c = k0 / 8u + cl;
+    if (PF) {
+      if (ks == 0u) {  // later steps were loaded during the previous multiply
+        xr = tile_x_load(m0, k0, lid);
+        for (var t = 0u; t < 4u; t++) {
+          let n = n0 + lid / 4u + t * 16u;
+          if (n < p.N) {
+            wr[t] = raw8(n, c);
+          }
+        }
+      }
+      tile_x_store(xr, lid);
+      for (var t = 0u; t < 4u; t++) {
+        let nl = lid / 4u + t * 16u;
+        tile_w_put(tile_w_decoded(wr[t], n0 + nl < p.N, c), nl, cl);
+      }
+    } else {
+      tile_x_fill(m0, k0, lid);
+      for (var t = 0u; t < 4u; t++) {
+        let nl = lid / 4u + t * 16u;
+        tile_w_put(tile_w_read(n0 + nl, n0 + nl < p.N, c), nl, cl);
+      }
     }
     workgroupBarrier();
     // The next step's loads go out now; the multiply below hides their latency.
-    if (ks + 1u < k_steps) {
+    if (PF && ks + 1u < k_steps) {
       xr = tile_x_load(m0, k0 + TK, lid);
       for (var t = 0u; t < 4u; t++) {
         let n = n0 + lid / 4u + t * 16u;

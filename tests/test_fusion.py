@@ -30,6 +30,16 @@ def test_case(native_backend, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith(("multi", "norm", "swiglu"))))
+def test_case_tiled_prefetch(native_backend, monkeypatch, name):
+    """The fused linears again with the tiled kernels as GPUs run them (`PF`, see test_quant_ops)."""
+    import py_engine.ops.quant_kernels as qk
+
+    monkeypatch.setattr(qk, "TILED_PREFETCH_ON_CPU", True)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))

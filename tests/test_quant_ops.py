@@ -13,6 +13,17 @@ def test_case(native_backend, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
+@pytest.mark.parametrize("name", sorted(n for n in CASES if not n.startswith("embedding")))
+def test_case_tiled_prefetch(native_backend, monkeypatch, name):
+    """The linears again with the tiled kernel as GPUs run it (`PF`: the next K step loaded while
+    multiplying); this CPU adapter loads each step just before it by default."""
+    import py_engine.ops.quant_kernels as qk
+
+    monkeypatch.setattr(qk, "TILED_PREFETCH_ON_CPU", True)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))
