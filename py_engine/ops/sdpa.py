@@ -59,8 +59,9 @@ DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
 FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 -> 638 us at 17 keys)
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 # sdpa_prefill.wgsl: (`RW` query rows per workgroup, `KL` threads sharing a row's keys). GPUs need
-# the lanes to keep enough threads busy (H100, 512 tokens: 209 -> ... us per layer); on lavapipe
-# a thread is a SIMD lane and one per row is best (4.5 ms per layer at 32 tokens, 7.8 with lanes).
+# the lanes to keep enough threads busy (H100, 512 tokens, per layer: 209 us with one thread per
+# row, 112 with 8 lanes, 58 with the next tile loaded early); on lavapipe a thread is a SIMD lane
+# and one per row is best (4.5 ms per layer at 32 tokens, 7.8 with lanes).
 PREFILL_GPU = (8, 8)
 PREFILL_CPU = (32, 1)
 PREFILL_TILES = (32, 16)  # `TK` candidates, keys per tile: the largest whose memory fits the device
@@ -81,7 +82,7 @@ class SdpaPlan:
     fast_params: bytes      # for sdpa_decode.wgsl
     fast_workgroups: int    # (key split, kv head) pairs of sdpa_decode.wgsl
     prefill_params: bytes   # for sdpa_prefill.wgsl
-    prefill_workgroups: int  # (kv head, block of PREFILL_ROWS rows) pairs
+    prefill_workgroups: int  # (kv head, block of RW rows) pairs
     merge_params: bytes
     merge_workgroups: int  # 0 when there is one split
 
