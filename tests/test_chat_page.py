@@ -84,12 +84,23 @@ def test_new_chat_clears_the_conversation(chat):
 
 
 def test_stop_ends_the_reply_at_once(chat):
-    chat.click("#new-chat")
-    chat.wait_for_function("document.querySelectorAll('.msg').length === 0")
-    ask(chat, "Tell me a long story", max_tokens=100, wait=False)
-    # Stop as soon as the page is generating (the tiny model may finish a short reply quickly).
-    chat.wait_for_selector("#stop", state="visible", timeout=REPLY_TIMEOUT_MS)
-    chat.click("#stop")
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    # Stop as soon as the page is generating. The tiny model's greedy reply to a prompt may end
+    # with an end-of-turn token before the click lands (Stop is hidden then): another prompt.
+    for prompt in ("Tell me a long story", "Write a poem about the sea", "List many colors"):
+        chat.click("#new-chat")
+        chat.wait_for_function("document.querySelectorAll('.msg').length === 0")
+        ask(chat, prompt, max_tokens=100, wait=False)
+        chat.wait_for_selector("#stop", state="visible", timeout=REPLY_TIMEOUT_MS)
+        try:
+            chat.click("#stop", timeout=5_000)
+        except PlaywrightTimeout:
+            chat.wait_for_selector(".msg.assistant[data-done=true]", timeout=30_000)
+            continue
+        break
+    else:
+        raise AssertionError("every reply ended before Stop could be clicked")
     chat.wait_for_selector(".msg.assistant[data-done=true]", timeout=30_000)
     stats = chat.evaluate("window.pyEngineChat.lastStats")
     assert stats["finish_reason"] == "abort", stats
