@@ -4,9 +4,10 @@
 // so a 512-token prompt keeps tens of thousands of threads busy. Keys are walked in tiles of TK rows
 // of K and V, loaded once into workgroup memory (rows padded by one vec4 so the key lanes hit
 // different banks); each thread keeps its query row, its output row and its online-softmax state in
-// registers. At the end the KL partial states of a row are merged through workgroup memory. Tiles
-// past the block's last visible key are never visited (causal skip); keys a row may not see yet
-// get probability 0.
+// registers, and loads its share of the next tile into registers while working on this one. At
+// the end the KL partial states of a row are merged through workgroup memory (GPUs; CPU adapters
+// run KL = 1, one thread per row). Tiles past the block's last visible key are never visited
+// (causal skip); keys a row may not see yet get probability 0.
 // Layouts (vec4s, HD a multiple of 4): q/out [1, S, Hq, HD]; caches [1, Cmax, Hkv, HD].
 override RW: u32 = 8u;    // query rows per workgroup
 override KL: u32 = 8u;    // key lanes per row, a power of two dividing TK; RW * KL threads
