@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ops.topk import K as TOPK_MAX  # the largest top_k the GPU sampler takes
-from .ops.topk import TopKSampler
+from .ops.topk import TopKSampler, gpu_samplable
 from .sampling import Sampler, SamplingParams
 from .token_stream import DEFAULT_DEPTH, DEFAULT_GROUP, TokenStream
 from .tokenizer import StreamDecoder
@@ -149,8 +148,7 @@ def gpu_sampling(runner: LlamaRunner, params) -> bool:
     sampling without a penalty. Not on CPU adapters: there the GPU sort costs ~80 ms a step on
     lavapipe and reading the whole row 0.5 ms, in steps of ~200 ms where a round trip hardly
     matters."""
-    return (not params.greedy and params.repetition_penalty == 1.0 and 0 < params.top_k <= TOPK_MAX
-            and not getattr(runner.graph.backend, "is_cpu", False))
+    return gpu_samplable(params) and not getattr(runner.graph.backend, "is_cpu", False)
 
 
 async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: GenerationSettings,

@@ -133,14 +133,11 @@ class Sampler:
                 raise SamplingError("sampling: empty logits")
             recent = previous_ids[-p.penalty_last_n:] if p.penalty_last_n else previous_ids
             return int(np.argmax(apply_repetition_penalty(x, list(recent), p.repetition_penalty)))
-        return self._draw(*candidate_probs(logits, p, previous_ids))
+        return draw(*candidate_probs(logits, p, previous_ids), self.next_uniform())
 
     def next_uniform(self) -> float:
         """The uniform number of the next draw (the GPU sampler is handed these, in order)."""
         return float(self.rng.random())
-
-    def _draw(self, ids, probs) -> int:
-        return draw(ids, probs, self.next_uniform())
 
 
 def draw(ids, probs, u: float) -> int:

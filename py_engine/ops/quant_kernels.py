@@ -66,16 +66,20 @@ def gemv_shape(backend, rows: int = 0) -> GemvShape:
     if not rows:
         return GPU_GEMV
     return GPU_GEMV_WIDE if rows >= WIDE_ROWS else GPU_GEMV_NARROW
+
+
 TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
-# `PF` of the tiled kernels: load the next K step while multiplying. H100: 155 -> 82 us per
-# 512 x 576 x 576-1536 linear; SwiftShader: prefill 4.6 -> 3.9 tokens/s, so CPU adapters keep
-# loading each step just before it.
+# `PF` of the tiled kernels: load the next K step while multiplying. H100, 512 tokens: 155 -> 82
+# us per o-proj/down linear; SwiftShader: prefill at 16 / 32 tokens 4.74 / 5.06 -> 4.10 / 4.21
+# tokens/s, so CPU adapters keep loading each step just before it.
 TILED_PREFETCH_ON_CPU = False
 
 
 def tiled_prefetch(backend) -> int:
     """The `PF` override of the tiled kernels on this adapter (1 or 0)."""
     return int(TILED_PREFETCH_ON_CPU or not getattr(backend, "is_cpu", False))
+
+
 GATHER_WG = 64
 
 

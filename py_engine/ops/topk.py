@@ -51,6 +51,12 @@ class TopKCandidates:
             g.backend.destroy_buffer(self.out)
 
 
+def gpu_samplable(params: SamplingParams, max_top_k: int = K) -> bool:
+    """Whether the GPU sampler can draw with these parameters: temperature > 0, 1 < top_k <=
+    max_top_k, no repetition penalty (it sees only the candidates, not the history)."""
+    return not params.greedy and params.repetition_penalty == 1.0 and 0 < params.top_k <= max_top_k
+
+
 class TopKSampler:
     """Draws the next token on the GPU from the logits a step leaves (top_k <= K, no penalty)."""
 
@@ -72,14 +78,14 @@ class TopKSampler:
         return self.candidates.k
 
     def check(self, params: SamplingParams) -> None:
-        if params.greedy or params.repetition_penalty != 1.0 or not 0 < params.top_k <= self.max_top_k:
+        if not gpu_samplable(params, self.max_top_k):
             raise SamplingError(f"GPU sampling needs temperature > 0, 1 < top_k <= {self.max_top_k} and no "
                                 f"repetition penalty, got {params}")
 
     def set_draw(self, params: SamplingParams, u: float) -> None:
-        """The parameters and uniform number of the next submit that runs `rows` (uniform writes
-        are ordered with submits, so steps already in flight keep theirs)."""
-        self.check(params)
+        """The parameters (passed by `check` once per stream) and uniform number of the next
+        submit that runs `rows` (uniform writes are ordered with submits, so steps already in
+        flight keep theirs)."""
         if not 0.0 <= u < 1.0:
             raise SamplingError(f"GPU sampling: uniform number {u} outside [0, 1)")
         u32 = np.float32(u)
