@@ -78,6 +78,7 @@ class Graph:
         self._wg_total: list = []  # per dispatch: the total last given to set_workgroups
         self.aliases: dict = {}  # view output id -> source id sharing one buffer
         self._repacked: dict = {}  # (constant id, layout key) -> Buffer (see `repacked`)
+        self._shared_state: dict = {}  # key -> object shared by ops (see `shared_state`)
         self._attached: list = []  # see attach
         self._readback_all: list = []   # every buffer of take_readback's pool
         self._readback_free: list = []
@@ -166,6 +167,14 @@ class Graph:
         return data
 
     # ------------------------------------------------ used by op builders
+    def shared_state(self, key, make):
+        """One object per `key` for this graph, made by `make()` on first use: state that ops
+        configured together share (the attention of every layer, see ops/sdpa.py)."""
+        obj = self._shared_state.get(key)
+        if obj is None:
+            obj = self._shared_state[key] = make()
+        return obj
+
     def repacked(self, vid: int, key, make):
         """A GPU buffer holding constant `vid` converted by `make(raw bytes) -> bytes/ndarray`,
         created once per (vid, key): ops sharing a weight (a tied embedding and output head)
@@ -228,6 +237,15 @@ class Graph:
         if self._wg_total[d] != total:  # most hooks set the count they set last time
             self.table[d, 2:5] = fold(total, self.limits)
             self._wg_total[d] = total
+
+    def set_workgroups_rows(self, rows, total: int) -> None:
+        """set_workgroups for several dispatches that get the same count (one fold)."""
+        wg = self._wg_total
+        stale = [d for d in rows if wg[d] != total]
+        if stale:
+            self.table[stale, 2:5] = fold(total, self.limits)
+            for d in stale:
+                wg[d] = total
 
     def set_workgroups_xyz(self, d: int, x: int, y: int, z: int) -> None:
         cap = self.limits.max_workgroups_per_dim

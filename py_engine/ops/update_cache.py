@@ -77,9 +77,14 @@ class CacheWriter:
 
     def set(self, g, write: tuple) -> None:
         """Apply a (n, dst_offset, cache_len) from cache_write_params."""
+        self.set_all(g, [self], write)
+
+    @staticmethod
+    def set_all(g, writers: list, write: tuple) -> None:
+        """`set` for writers made with one share_key (one params slot)."""
         n, dst, cache_len = write
-        self.params.write(PARAMS.pack(n, dst, cache_len, 0))
-        g.set_workgroups(self.d, ceil_div(n, self.wg))
+        writers[0].params.write(PARAMS.pack(n, dst, cache_len, 0))
+        g.set_workgroups_rows([w.d for w in writers], ceil_div(n, writers[0].wg))
 
 
 @register("update_cache.default", "llama.update_cache.default")

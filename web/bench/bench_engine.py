@@ -35,6 +35,52 @@ _TIMESTAMPS_JS = """
 }
 """
 
+# Timestamps of every pass of a pipelined decode (as timed, `depth` steps in flight), one query
+# pair per pass in submit order: whether the GPU waits between steps (host or browser-side
+# encoding too slow) or runs them back to back. read() resolves them all after the run.
+_PASS_RING_JS = """
+(device, cap) => {
+  const qs = device.createQuerySet({ type: "timestamp", count: 2 * cap });
+  let n = 0;
+  return {
+    get pass() {
+      const k = Math.min(n++, cap - 1);  // past cap the last pair is overwritten
+      return { timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 2 * k, endOfPassWriteIndex: 2 * k + 1 } };
+    },
+    after: (enc) => {},
+    read: async () => {
+      const m = Math.min(n, cap);
+      const resolve = device.createBuffer({ size: 16 * m, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+      const read = device.createBuffer({ size: 16 * m, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const enc = device.createCommandEncoder();
+      enc.resolveQuerySet(qs, 0, 2 * m, resolve, 0);
+      enc.copyBufferToBuffer(resolve, 0, read, 0, 16 * m);
+      device.queue.submit([enc.finish()]);
+      await read.mapAsync(GPUMapMode.READ);
+      const a = new BigUint64Array(read.getMappedRange());
+      const t0 = a[0];
+      const out = Array.from(a, (t) => Number(t - t0));
+      read.unmap(); read.destroy(); resolve.destroy(); qs.destroy();
+      return out;
+    },
+  };
+}
+"""
+
+
+def _pass_gaps(stamps) -> dict:
+    """Busy fraction and gaps of consecutive passes from [begin0, end0, begin1, end1, ...] ns."""
+    t = np.asarray(stamps, np.float64).reshape(-1, 2)[2:]  # from the first decode step on
+    if len(t) < 3 or not np.all(np.diff(t[:, 0]) > 0):
+        return {"note": "timestamps missing or out of order"}
+    busy, gaps = t[:, 1] - t[:, 0], t[1:, 0] - t[:-1, 1]
+    span = t[-1, 1] - t[0, 0]
+    return {"passes": len(t), "busy_fraction": round(float(busy.sum() / span), 3),
+            "pass_us_median": round(float(np.median(busy)) / 1000, 1),
+            "gap_us_median": round(float(np.median(gaps)) / 1000, 1),
+            "gap_us_p90": round(float(np.percentile(gaps, 90)) / 1000, 1),
+            "wall_us_per_pass": round(float(span / len(t)) / 1000, 1)}
+
 
 def _now() -> float:
     return time.perf_counter()
@@ -183,6 +229,13 @@ async def run_engine_bench(cfg_json, get_model, log):
 
     if out["timestamp_query"]:
         # A separate run with one step in flight, so reading timestamps never slows the timed decode.
+        ring = run_js(_PASS_RING_JS)(backend.device, n + 64)
+        backend.set_pass_timing(ring)
+        try:
+            await _decode(lp, runner, 16, n, rng, depth, group)
+        finally:
+            backend.set_pass_timing(None)
+        out["decode_pass_timeline_16"] = _pass_gaps((await ring.read()).to_py())
         ts = run_js(_TIMESTAMPS_JS)(backend.device)
         backend.set_pass_timing(ts)
         try:
