@@ -105,6 +105,8 @@ def _first_cache(lp) -> int:
     for call in lp.program.chain:
         if call.name in ("sdpa_with_kv_cache.default", "py_engine.sdpa_kv_written.default"):
             return call.args[3]
+        if call.name == "py_engine.rope_sdpa_kv.default":
+            return call.args[5]
     raise ValueError("llama program has no sdpa_with_kv_cache")
 
 

@@ -11,6 +11,10 @@
 // Key groups are added once at the end. One split: normalized rows go to `out`; several splits
 // (flash-decoding): (acc[HD], max, sum) per row go to `part` and sdpa_merge.wgsl combines them.
 // Layouts: q/out [1, 1, Hq, HD]; caches [1, Cmax, Hkv, HD]; part [split][Hkv][rows_cap][HD + 2].
+// Entry `main_rope` (py_engine.rope_sdpa_kv) also does the step's RoPE and KV-cache write, so
+// the rope_kv dispatch before it idles on decode steps: q arrives unrotated and is rotated as it
+// is loaded (rope.wgsl's arithmetic), and the workgroup whose split ends at the new key writes
+// that key (rotated) and value into the caches before reading them.
 const BQ: u32 = 8u;     // rows per workgroup at most (private arrays are sized by it)
 const DPT: u32 = 4u;    // dims per thread in the V step at most: HD <= DPT * WG (checked by the host)
 const LPK: u32 = 8u;    // threads sharing one key's dot product
@@ -36,11 +40,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
-@group(0) @binding(1) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(2) var<storage, read> v_cache: array<f32>;
+@group(0) @binding(1) var<storage, read_write> k_cache: array<f32>;  // written by main_rope only
+@group(0) @binding(2) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
+// main_rope only: the step's k and v ([1, 1, Hkv, HD], unrotated k) and the cos / sin row of
+// its position ([1, HD / 2]).
+@group(0) @binding(6) var<storage, read> k_new: array<f32>;
+@group(0) @binding(7) var<storage, read> v_new: array<f32>;
+@group(0) @binding(8) var<storage, read> fcos: array<f32>;
+@group(0) @binding(9) var<storage, read> fsin: array<f32>;
 
 var<workgroup> q_s: array<f32, RB * HD>;            // scaled query rows
 var<workgroup> red_s: array<f32, RB * TILE * LPK>;  // partial dots; at the end, key-group sums
@@ -60,14 +70,51 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     return;  // the whole workgroup leaves: control flow stays uniform
   }
   let hk = w % p.n_kv;
-  let split = w / p.n_kv;
-  let kv_stride = p.n_kv * HD;
-  let kv_base = hk * HD;
   for (var i = lid; i < RB * HD; i += WG) {
     q_s[i] = q[hk * RB * HD + i] * p.scale;  // rows hk*G .. hk*G+G-1 are contiguous at S = 1
   }
   workgroupBarrier();
+  attend(w, lid);
+}
 
+// Element 2j or 2j+1 of a rotated pair (a, b) = (x[2j], x[2j+1]).
+fn rotated(a: f32, b: f32, j: u32, odd: bool) -> f32 {
+  let c = fcos[j];
+  let sn = fsin[j];
+  return select(a * c - b * sn, a * sn + b * c, odd);
+}
+
+@compute @workgroup_size(WG)
+fn main_rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let w = wid.y * nwg.x + wid.x;
+  if (w >= p.n_wg) {
+    return;
+  }
+  let hk = w % p.n_kv;
+  for (var i = lid; i < RB * HD; i += WG) {
+    let pair = hk * RB * HD + (i & ~1u);
+    q_s[i] = rotated(q[pair], q[pair + 1u], (i % HD) / 2u, (i & 1u) == 1u) * p.scale;
+  }
+  if (w / p.n_kv == p.n_splits - 1u) {  // the split holding key n_keys - 1, the new one
+    let at = (p.n_keys - 1u) * p.n_kv * HD + hk * HD;
+    for (var d = lid; d < HD; d += WG) {
+      let pair = hk * HD + (d & ~1u);
+      k_cache[at + d] = rotated(k_new[pair], k_new[pair + 1u], d / 2u, (d & 1u) == 1u);
+      v_cache[at + d] = v_new[hk * HD + d];
+    }
+  }
+  storageBarrier();  // the new row is read by other threads of this workgroup below
+  workgroupBarrier();
+  attend(w, lid);
+}
+
+// Everything after q_s is loaded: online softmax over this workgroup's keys, then out or part.
+fn attend(w: u32, lid: u32) {
+  let hk = w % p.n_kv;
+  let split = w / p.n_kv;
+  let kv_stride = p.n_kv * HD;
+  let kv_base = hk * HD;
   let lane = lid % LPK;
   let team_row = lid / TPR;  // row of this thread's team (>= RB: idle in B and C)
   let sub = lid % TPR;

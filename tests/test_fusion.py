@@ -10,7 +10,7 @@ from py_engine.models.llama import build_llama_program
 from py_engine.ops.fused_shader_text import OUTPUT, SHADERS, render
 from py_engine.passes import fuse_add_rms_norm, fuse_parallel_linears, fuse_swiglu, optimize
 from py_engine.program import Double, Int, Null, Program
-from py_engine.testing.fusion_cases import CASES, ERROR_CASES, compare_fused_llama
+from py_engine.testing.fusion_cases import CASES, ERROR_CASES, compare_fused_llama, run_rope_folded_case
 from py_engine.testing.harness import run_case, run_error_case
 from py_engine.testing.llama_cases import compare_with_reference
 from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
@@ -38,6 +38,13 @@ def test_case_tiled_prefetch(native_backend, monkeypatch, name):
     monkeypatch.setattr(qk, "TILED_PREFETCH_ON_CPU", True)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("rope_kv")))
+def test_case_rope_folded_into_decode_attention(native_backend, name):
+    """The RoPE + attention cases with decode steps on sdpa_decode.wgsl's main_rope (GPUs' path)."""
+    live = asyncio.run(run_rope_folded_case(native_backend, name))
+    assert [s for s, _, _ in live] == [st.inputs[0].shape[1] for st in CASES[name]().steps]
 
 
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
@@ -70,13 +77,14 @@ def test_llama_program_fusion_counts(tiny_uniform):
     assert got["py_engine.linear_gguf_swiglu.default"] == 0
     assert got["py_engine.add_rms_norm.default"] == 1
     assert got["aten.sigmoid.default"] == got["aten.mul.Tensor"] == got["aten.add.Tensor"] == 0
-    # q and k rotated together, k written into the cache with v on the way
-    assert got["py_engine.apply_rotary_emb_qk_kv.default"] == got["py_engine.sdpa_kv_written.default"] == n_layers
+    # q and k rotated together, k written into the cache with v on the way, all in the attention op
+    assert got["py_engine.rope_sdpa_kv.default"] == n_layers
+    assert got["py_engine.apply_rotary_emb_qk_kv.default"] == got["py_engine.sdpa_kv_written.default"] == 0
     assert got["et_vk.apply_rotary_emb.default"] == got["py_engine.apply_rotary_emb_qk.default"] == 0
     assert got["sdpa_with_kv_cache.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
     assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
-    assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 2 * n_layers + (2 * n_layers - 1)
+    assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 3 * n_layers + (2 * n_layers - 1)
     assert before["aten.sigmoid.default"] == n_layers  # the unfused program is untouched
 
 
@@ -165,6 +173,15 @@ def test_tiny_llama_fused_equals_unfused(native_backend, tiny_uniform):
     assert r["live_rows"][1] < r["live_rows"][0]
 
 
+def test_tiny_llama_fused_equals_unfused_fast_decode(native_backend, tiny_uniform, monkeypatch):
+    # As GPUs decode: attention on sdpa_decode.wgsl, with the RoPE folded in when fused.
+    import py_engine.ops.sdpa as sdpa
+
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
+    r = asyncio.run(compare_fused_llama(native_backend, tiny_uniform, list(range(3, 14)), n_decode=4))
+    assert r["live_rows"][1] < r["live_rows"][0]
+
+
 def test_tiny_llama_fused_matches_reference(native_backend, tiny_uniform):
     # build_llama_program fuses by default: the reference check runs on the fused graph.
     r = asyncio.run(compare_with_reference(native_backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=8))
@@ -172,11 +189,12 @@ def test_tiny_llama_fused_matches_reference(native_backend, tiny_uniform):
 
 
 def test_rope_kv_pass_leaves_rotated_k_with_other_uses_alone():
-    from py_engine.testing.fusion_cases import ROPE_KV, SDPA_WRITTEN, rope_sdpa_chain
+    from py_engine.testing.fusion_cases import ROPE_KV, ROPE_SDPA, SDPA_WRITTEN, rope_sdpa_chain
 
     p, _ = rope_sdpa_chain(3, 4, 2, 8, 6)
     got = _names(optimize(p))
-    assert got[ROPE_KV] == got[SDPA_WRITTEN] == 1 and got["sdpa_with_kv_cache.default"] == 0
+    assert got[ROPE_SDPA] == 1 and got["sdpa_with_kv_cache.default"] == 0
+    assert got[ROPE_KV] == got[SDPA_WRITTEN] == 0  # both inside ROPE_SDPA
     # The rotated k is also a program output: it must stay materialized, so no fusion.
     k_rot = p.values[p.chain[0].args[4]].ids[1]  # apply_rotary_emb's out list: [q_rot, k_rot]
     p.output_ids = list(p.output_ids) + [k_rot]

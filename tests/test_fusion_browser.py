@@ -26,6 +26,16 @@ async def test_case_in_browser(selenium, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("rope_kv")))
+@run_in_pyodide
+async def test_case_rope_folded_into_decode_attention_in_browser(selenium, name):
+    from py_engine.testing.fusion_cases import run_rope_folded_case
+    from py_engine.testing.shared_backend import shared_backend
+
+    live = await run_rope_folded_case(await shared_backend(), name)
+    assert any(s == 1 for s, _, _ in live)
+
+
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 @run_in_pyodide
 async def test_error_case_in_browser(selenium, name):
@@ -47,3 +57,18 @@ async def test_tiny_llama_fused_in_browser(selenium, tiny_uniform):
     assert r["live_rows"][1] < r["live_rows"][0]
     ref = await compare_with_reference(backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=8)
     assert len(ref["ids"]) == 8
+
+
+@run_in_pyodide
+async def test_tiny_llama_fused_fast_decode_in_browser(selenium, tiny_uniform):
+    # As GPUs decode: attention on sdpa_decode.wgsl, with the RoPE folded in when fused.
+    from py_engine.ops import sdpa
+    from py_engine.testing.fusion_cases import compare_fused_llama
+    from py_engine.testing.shared_backend import shared_backend
+
+    saved, sdpa.FAST_DECODE_ON_CPU = sdpa.FAST_DECODE_ON_CPU, True
+    try:
+        r = await compare_fused_llama(await shared_backend(), tiny_uniform, list(range(3, 14)), n_decode=4)
+    finally:
+        sdpa.FAST_DECODE_ON_CPU = saved
+    assert r["live_rows"][1] < r["live_rows"][0]

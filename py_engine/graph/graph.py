@@ -238,6 +238,11 @@ class Graph:
             self.table[d, 2:5] = fold(total, self.limits)
             self._wg_total[d] = total
 
+    def triggered(self, triggers) -> bool:
+        """Inside a resize hook: whether any of `triggers` changed this step (always, in a full
+        configure). Ops made of parts run only the parts whose own triggers changed."""
+        return self._queue is None or not self._resized.isdisjoint(triggers)
+
     def set_workgroups_rows(self, rows, total: int) -> None:
         """set_workgroups for several dispatches that get the same count (one fold)."""
         wg = self._wg_total

@@ -57,6 +57,7 @@ DECODE_TILE = 32  # `TILE` in sdpa_decode.wgsl: keys per tile (also the split gr
 DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot product
 DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
 FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 -> 638 us at 17 keys)
+ROPE_FOLD_STORAGE = 9  # storage buffers of sdpa_decode.wgsl's main_rope
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 # sdpa_prefill.wgsl: (`RW` query rows per workgroup, `KL` threads sharing a row's keys). GPUs need
 # the lanes to keep enough threads busy (H100, 512 tokens, per layer: 209 us with one thread per
@@ -71,6 +72,7 @@ PREFILL_MAX_E = 8    # `MAXE`: tile vec4s per thread at most
 
 
 _PLANS: dict = {}  # cached_plan(): (plan_key, S, input_pos) -> SdpaPlan
+LAYER_GROUPS = True  # configure the attention of all layers at once (_LayerGroup); off: op by op
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class SdpaPlan:
 @register("sdpa_with_kv_cache.default", "llama.sdpa_with_kv_cache.default")
 class SdpaWithKvCache(Op):
     writes_cache = True
+    rope_inputs = None  # (xq, cos, sin) value ids when py_engine.rope_sdpa_kv folds its RoPE in
 
     def validate(self, ctx):
         self.expect_args(12)
@@ -274,6 +277,10 @@ class SdpaWithKvCache(Op):
         self._checked = None  # live (q, k, v) dims last validated
         # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
         self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
+        # py_engine.rope_sdpa_kv sets rope_inputs (unrotated q, cos, sin): its decode steps then
+        # rotate and write the cache in sdpa_decode.wgsl's main_rope (9 storage buffers).
+        self.rope_folded = (self.use_fast and self.rope_inputs is not None
+                            and g.limits.max_storage_buffers_per_stage >= ROPE_FOLD_STORAGE)
         self.prefill_shape = self.prefill_kernel_shape(g)
         self.use_prefill = self.prefill_shape is not None
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
@@ -298,8 +305,15 @@ class SdpaWithKvCache(Op):
         if self.use_fast:
             self.fast_params = g.uniforms.shared(("sdpa_decode", share), DECODE_PARAMS.size,
                                                  f"{self.name}:decode")
-            fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
-            self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
+            if self.rope_folded:
+                rope = [g.tensor(self.k), g.tensor(self.v)] + [g.tensor(v) for v in self.rope_inputs[1:]]
+                fast = g.pipelines.get("sdpa_decode", "main_rope", WG=self.fast_wg, HD=self.head_dim,
+                                       RB=self.group)
+                self.d_fast = g.add_dispatch(fast, [g.tensor(self.rope_inputs[0])] + bindings[1:5]
+                                             + [self.fast_params] + rope, f"{self.name}:decode_rope")
+            else:
+                fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
+                self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
         self.d_prefill = None
         if self.use_prefill:
             self.prefill_params = g.uniforms.shared(("sdpa_prefill", share), PREFILL_PARAMS.size,
@@ -330,7 +344,7 @@ class SdpaWithKvCache(Op):
             g.set_dims(self.out, q)
             return
         plan = self.cached_plan(q[1], stamp[2])
-        if grp.stamp is None or grp.stamp[0] != stamp[0]:
+        if LAYER_GROUPS and (grp.stamp is None or grp.stamp[0] != stamp[0]):
             grp.apply(g, plan)
             grp.stamp = stamp
             g.set_dims(self.out, q)
@@ -381,8 +395,11 @@ class _LayerGroup:
         self.rows: dict = {}
 
     def add(self, op) -> None:
+        """At build; the next configure applies the plan to every member again (Graph.build
+        configures each op right after building it)."""
         self.members.append(op)
         self.rows = {}
+        self.stamp = None
 
     def _rows(self, attr: str) -> list:
         rows = self.rows.get(attr)

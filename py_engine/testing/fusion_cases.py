@@ -319,6 +319,7 @@ def norm_swiglu_q8_0_width_96():
 # ------------------------------------------------- RoPE + the KV-cache write, one dispatch
 ROPE_KV = "py_engine.apply_rotary_emb_qk_kv.default"
 SDPA_WRITTEN = "py_engine.sdpa_kv_written.default"
+ROPE_SDPA = "py_engine.rope_sdpa_kv.default"  # the two above as one op (fuse_rope_sdpa)
 
 
 def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
@@ -344,34 +345,74 @@ def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
 
 def _rope_kv_program(s_max, hq, hkv, d, cmax):
     p, tables = rope_sdpa_chain(s_max, hq, hkv, d, cmax)
-    return fused(p, ROPE_KV, 1), tables
+    return fused(p, ROPE_SDPA, 1), tables
 
 
-def rope_kv_prefill_then_decode():
-    """Prefill 5 rows at 0, then single rows at 5, 6 and a 3-row chunk at 7 (GQA 4:2, D 16)."""
+def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed):
+    """The fused RoPE + attention program and its steps of `sizes` rows from position 0."""
     from ..reference.attention import sdpa_with_kv_cache
 
-    hq, hkv, d, cmax = 4, 2, 16, 12
-    prog, (cos_t, sin_t) = _rope_kv_program(5, hq, hkv, d, cmax)
-    assert sum(c.name == SDPA_WRITTEN for c in prog.chain) == 1
-    r = _rng(60)
+    prog, (cos_t, sin_t) = _rope_kv_program(max(sizes), hq, hkv, d, cmax)
+    r = _rng(seed)
     kc = np.zeros((1, cmax, hkv, d), np.float32)
     vc = kc.copy()
     steps, pos = [], 0
-    for s in (5, 1, 1, 3):
+    for s in sizes:
         q, k, v = (r.standard_normal((1, s, h, d)).astype(np.float32) for h in (hq, hkv, hkv))
-        qr, kr = apply_rotary_emb(q, k, cos_t[:s], sin_t[:s])
+        qr, kr = apply_rotary_emb(q, k, cos_t[:s], sin_t[:s])  # the program's tables: rows 0..S-1
         out, kc, vc = sdpa_with_kv_cache(qr, kr, v, kc, vc, pos)
         steps.append(Step([q, k, v, pos], [out, kc, vc]))
         pos += s
     return CaseSpec(prog, steps, 2e-5, 1e-5)  # as the sdpa cases (attention_cases)
 
 
+def rope_kv_long_decode_splits():
+    """SmolLM2's heads (9:3, D 64): 66 rows, then decode steps at 66..68, whose 67-69 keys run in
+    3 splits of one tile on sdpa_decode.wgsl (the last split writes the new key), then 2 rows."""
+    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=62)
+
+
+def rope_kv_prefill_then_decode():
+    """Prefill 5 rows at 0, then single rows at 5, 6 and a 3-row chunk at 7 (GQA 4:2, D 16)."""
+    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=60)
+
+
+async def run_rope_folded_case(backend, name: str) -> list:
+    """A rope_kv case with decode steps on sdpa_decode.wgsl, as GPUs run them (CPU adapters only
+    with sdpa.FAST_DECODE_ON_CPU, forced here): its `main_rope` entry rotates q and writes the new
+    cache row, and the rope_kv dispatch idles on those steps. Checks the outputs against numpy,
+    then which dispatches each step ran; returns [(rows, rope workgroups, attention workgroups)]."""
+    from ..ops import sdpa
+    from .harness import run_case
+
+    saved = sdpa.FAST_DECODE_ON_CPU
+    sdpa.FAST_DECODE_ON_CPU = True
+    try:
+        spec = CASES[name]()
+        result = await run_case(backend, spec, name)
+        assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+        g = await Graph.build(spec.program, backend)
+        try:
+            op = g.ops[0]
+            assert op.attn.rope_folded, "the decode attention did not take the RoPE in"
+            live = []
+            for st in spec.steps:
+                await g.step(st.inputs, read=[])
+                live.append((st.inputs[0].shape[1], int(g.table[op.rope.d, 2]), int(g.table[op.attn.d_fast, 2])))
+        finally:
+            g.destroy()
+    finally:
+        sdpa.FAST_DECODE_ON_CPU = saved
+    for s, rope, fast in live:
+        assert (rope == 0) == (s == 1) and (fast > 0) == (s == 1), (s, rope, fast)
+    return live
+
+
 CASES = {f.__name__: f for f in (
     multi2_q4_1_m1, multi3_q4_0_dynamic_s, multi3_q8_0_k_tail, multi2_f16_and_f32, multi_f32_pairs_of_four,
     swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
     add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
-    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode,
+    rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode, rope_kv_long_decode_splits,
     norm_multi3_q4_1_dynamic_s, norm_swiglu_q8_0_width_96)}
 
 

@@ -170,24 +170,28 @@ async def nan_logits_stream_case(backend, gguf_bytes, prompt_ids) -> str:
 
 
 async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_prefill: int = 8) -> dict:
-    """Steps whose shapes were seen before restore the graph's state from a snapshot (py_engine/
-    graph/graph.py) instead of reconfiguring every op: against the same steps with snapshots off,
-    the dispatch table and the uniform bytes after every prepare, and the logits, are identical.
-    The sequence revisits shapes at other positions (prompt chunks, decode after prefill), and a
-    step past the cache at a known shape fails in both without disturbing the steps after it."""
+    """The host shortcuts of a step leave the state that configuring every op would: shape
+    snapshots (py_engine/graph/graph.py: a step at shapes seen before restores the graph's state
+    instead of reconfiguring every op) and layer groups (ops/sdpa.py: the attention of all
+    layers configured at once). Against the same steps with both off, the dispatch table and the
+    uniform bytes after every prepare, and the logits, are identical with groups on, and with
+    both on. The sequence starts at the build's shape, revisits shapes at other positions
+    (prompt chunks, decode after prefill), and a step past the cache at a known shape fails in
+    every run without disturbing the steps after it."""
     from ..graph import StepError
     from ..graph import graph as graph_module
+    from ..ops import sdpa
 
     lp = build_llama_program(read_gguf(gguf_bytes), context=context, max_prefill=max_prefill)
     r = np.random.default_rng(9)
     steps, pos = [], 0
-    for s in (7, 1, 1, 3, 8, 1, 7, 1, 8, 8, 3, 1):
+    for s in (8, 1, 1, 3, 7, 1, 7, 1, 8, 8, 3, 1):
         steps.append((r.integers(0, lp.config.vocab, s).tolist(), pos))
         pos += s
     traces = {}
-    for on in (False, True):
-        saved = graph_module.SHAPE_SNAPSHOTS
-        graph_module.SHAPE_SNAPSHOTS = on
+    for snapshots, groups in ((False, False), (False, True), (True, True)):
+        saved = graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS
+        graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS = snapshots, groups
         graph = await Graph.build(lp.program, backend)
         try:
             trace = []
@@ -204,14 +208,17 @@ async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_pr
                 graph.submit(staged)
                 logits = await graph.read(lp.logits_id)
                 trace.append((state, logits))
-            traces[on] = (trace, len(graph._snapshots))
+            traces[snapshots, groups] = (trace, len(graph._snapshots))
         finally:
-            graph_module.SHAPE_SNAPSHOTS = saved
+            graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS = saved
             graph.destroy()
-    (off, n_off), (on_, n_on) = traces[False], traces[True]
-    for i, ((st_a, lg_a), (st_b, lg_b)) in enumerate(zip(off, on_)):
-        assert np.array_equal(st_a[0], st_b[0]), f"step {i}: dispatch tables differ"
-        assert st_a[1] == st_b[1], f"step {i}: uniform bytes differ"
-        assert np.array_equal(lg_a, lg_b), f"step {i}: logits differ"
-    assert n_off == 0 and n_on == 4, (n_off, n_on)  # shapes 7, 1, 3, 8
+    off, n_off = traces[False, False]
+    for key in ((False, True), (True, True)):
+        on_, n_on = traces[key]
+        for i, ((st_a, lg_a), (st_b, lg_b)) in enumerate(zip(off, on_)):
+            what = f"step {i}, (snapshots, layer groups) {key}"
+            assert np.array_equal(st_a[0], st_b[0]), f"{what}: dispatch tables differ"
+            assert st_a[1] == st_b[1], f"{what}: uniform bytes differ"
+            assert np.array_equal(lg_a, lg_b), f"{what}: logits differ"
+    assert n_off == 0 and n_on == 4, (n_off, n_on)  # shapes 8, 1, 3, 7
     return {"steps": len(steps), "snapshots": n_on}
