@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .graph.aliasing import INPLACE_ARGS
 from .ops.topk import TopKSampler, gpu_samplable
 from .sampling import Sampler, SamplingParams
 from .token_stream import DEFAULT_DEPTH, DEFAULT_GROUP, TokenStream
@@ -103,11 +104,10 @@ class LlamaRunner:
 def _first_cache(lp) -> int:
     """Value id of the first layer's K cache (its dims give the context length)."""
     for call in lp.program.chain:
-        if call.name in ("sdpa_with_kv_cache.default", "py_engine.sdpa_kv_written.default"):
-            return call.args[3]
-        if call.name == "py_engine.rope_sdpa_kv.default":
-            return call.args[5]
-    raise ValueError("llama program has no sdpa_with_kv_cache")
+        cache_args = INPLACE_ARGS.get(call.name)  # the ops that write caches: K cache first
+        if cache_args:
+            return call.args[cache_args[0]]
+    raise ValueError("llama program has no KV cache")
 
 
 @dataclass

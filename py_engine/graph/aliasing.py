@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from ..program import Tensor
 
-# Ops that write some of their arguments in place: op name -> argument positions.
+# Ops that write some of their arguments in place (KV caches, K before V): op name -> argument
+# positions. generate.py reads the context length off the first one.
 INPLACE_ARGS = {
     "update_cache.default": (1,),
     "sdpa_with_kv_cache.default": (3, 4),

@@ -347,26 +347,9 @@ class SdpaWithKvCache(Op):
         if LAYER_GROUPS and (grp.stamp is None or grp.stamp[0] != stamp[0]):
             grp.apply(g, plan)
             grp.stamp = stamp
-            g.set_dims(self.out, q)
-            return
-        self._apply(g, plan)  # the group saw other inputs this step: its shared slots will say so
+        else:  # op by op; also when the group saw other inputs this step (its shared slots say so)
+            _LayerGroup([self]).apply(g, plan)
         g.set_dims(self.out, q)
-
-    def _apply(self, g, plan: SdpaPlan) -> None:
-        if self.writer is not None:
-            self.writer.set(g, plan.cache_write)
-        self.attend_params.write(plan.attend_params)
-        g.set_workgroups(self.d_attend, plan.attend_workgroups)
-        if self.d_decode is not None:
-            g.set_workgroups(self.d_decode, plan.decode_workgroups)
-        if self.d_fast is not None:
-            self.fast_params.write(plan.fast_params)
-            g.set_workgroups(self.d_fast, plan.fast_workgroups)
-        if self.d_prefill is not None:
-            self.prefill_params.write(plan.prefill_params)
-            g.set_workgroups(self.d_prefill, plan.prefill_workgroups)
-        self.merge_params.write(plan.merge_params)
-        g.set_workgroups(self.d_merge, plan.merge_workgroups)
 
     def destroy(self, g):
         if self.scratch is not None and not self.scratch.destroyed:
@@ -389,8 +372,8 @@ class _LayerGroup:
     sets every member's workgroup counts, and the rest only restate their output dims. A decode
     step's host time was mostly 30 identical attention hooks."""
 
-    def __init__(self):
-        self.members: list = []
+    def __init__(self, members=()):
+        self.members: list = list(members)
         self.stamp = None  # (uniform epoch, seq_len, input_pos) of the last group-wide configure
         self.rows: dict = {}
 
