@@ -12,6 +12,7 @@ override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
+override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -122,28 +123,51 @@ fn x32(xi: u32) -> X32 {
   return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
-// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
-fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+// Repacked formats (gemv only): the words of block `blk` of weight row n (q_load: the quant
+// words, qb for Q8_0's second half, d, and m for Q4_1), dotted with x (q_apply). Loading apart
+// from the arithmetic lets a kernel issue a block's loads early (fused_linear's norm gemv).
+struct QBlock {
+  qa: vec4<u32>,
+  qb: vec4<u32>,
+  d: f32,
+  m: f32,
+}
+
+fn q_load(n: u32, blk: u32) -> QBlock {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    let qa = w4[qi];
-    let qb = w4[qi + 1u];
+    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
+  }
+  var m = 0.0;
+  if (FMT == 35u) {
+    m = blk_scale(p.m_off, n, blk);
+  }
+  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
+}
+
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_apply(b: QBlock, x: X32) -> f32 {
+  if (FMT == 40u) {
+    let qa = b.qa;
+    let qb = b.qb;
     let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
     let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return d * (lo + hi);
+    return b.d * (lo + hi);
   }
-  let q = w4[(n * p.q_stride) / 4u + blk];
+  let q = b.qa;
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * x.sum);
+    return b.d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
+  return b.d * s + b.m * x.sum;
 }
 
-// Chunk c of weight row n, dequantized.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+  return q_apply(q_load(n, blk), x);
+}
+
 fn dq8(n: u32, c: u32) -> W8 {
   if (FMT >= 32u) {
     return decode8(raw8_packed(n, c), c);
@@ -397,18 +421,36 @@ fn gemv_dot(m: u32, row: u32, live: bool, lid: u32) -> f32 {
   return gemv_reduce(acc, lid);
 }
 
-// The TPR lanes' partial dots summed (lane 0 of each group gets the sum); all threads call it.
+// The TPR lanes' partial dots summed (lane 0 of each group gets the sum) as quant_weights.wgsl's
+// lanes_sum4 does: strides down to SG in workgroup memory, then subgroup shuffles; all threads call it.
 fn gemv_reduce(acc: f32, lid: u32) -> f32 {
   let lane = lid % TPR;
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var st = TPR / 2u; st > 0u; st >>= 1u) {
-    if (lane < st) {
-      red[lid] += red[lid + st];
-    }
+  var v = acc;
+  if (TPR > SG) {  // uniform: overrides
+    red[lid] = v;
     workgroupBarrier();
+    for (var st = TPR / 2u; st >= SG; st >>= 1u) {
+      if (lane < st) {
+        red[lid] += red[lid + st];
+      }
+      workgroupBarrier();
+    }
+    v = red[lid];
   }
-  return red[lid];
+//#if SUBGROUPS
+  for (var st = min(SG, TPR) / 2u; st > 0u; st >>= 1u) {
+    v += subgroupShuffleDown(v, st);
+  }
+//#endif
+  return v;
+}
+
+// SwiGLU: each invocation's reduced value and the one `other` invocations further on (the up row
+// of a gate row's group); all threads call it.
+fn swap_with(v: f32, lid: u32, other: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  return red[lid + other];
 }
 
 struct Col {
@@ -461,8 +503,9 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let n = (g % col_blocks) * half + grp % half;
   let live = m < p.M && n < p.N;
   let v = gemv_dot(m, select(n, s.n0 + n, is_up), live, lid);
+  let up = swap_with(v, lid, select(half * TPR, 0u, is_up));
   if (live && !is_up && lid % TPR == 0u) {
-    out0[m * p.N + n] = silu_mul(v, red[lid + half * TPR]);
+    out0[m * p.N + n] = silu_mul(v, up);
   }
 }
 
@@ -489,6 +532,8 @@ override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
 var<workgroup> xn: array<vec4<f32>, KV4>;
 var<workgroup> ssq: array<f32, VL>;
 
+const NORM_TAIL: u32 = 8u;  // the last tree levels of the sum of squares, added in registers
+
 fn norm_prologue(write_sum: bool, lid: u32) {
   for (var v = lid; v < VL; v += WG) {
     var acc = 0.0;
@@ -499,13 +544,34 @@ fn norm_prologue(write_sum: bool, lid: u32) {
     ssq[v] = acc;
   }
   workgroupBarrier();
-  for (var st = VL / 2u; st > 0u; st >>= 1u) {
+  // The tree of halving strides over the VL lanes: strides down to `width` in workgroup memory
+  // (none when VL <= NORM_TAIL * SG); then every invocation adds the width / SG values of its
+  // subgroup lane in the tree's order in registers, and subgroup shuffles finish (SG <= VL).
+  let width = min(VL, NORM_TAIL * SG);
+  for (var st = VL / 2u; st >= width; st >>= 1u) {
     for (var v = lid; v < st; v += WG) {
       ssq[v] += ssq[v + st];
     }
     workgroupBarrier();
   }
-  let scale = inverseSqrt(ssq[0] / f32(p.K) + nq.eps);
+  let c = width / SG;
+  var t: array<f32, NORM_TAIL>;
+  for (var k = 0u; k < c; k++) {
+    t[k] = ssq[lid % SG + k * SG];
+  }
+  for (var h = c / 2u; h > 0u; h >>= 1u) {
+    for (var k = 0u; k < h; k++) {
+      t[k] += t[k + h];
+    }
+  }
+  var total = t[0];
+//#if SUBGROUPS
+  for (var st = SG / 2u; st > 0u; st >>= 1u) {
+    total += subgroupShuffleDown(total, st);
+  }
+  total = subgroupBroadcastFirst(total);  // invocation 0's lane index is 0 (subgroups start at multiples of SG)
+//#endif
+  let scale = inverseSqrt(total / f32(p.K) + nq.eps);
   for (var i = lid; i < p.K; i += WG) {
     let x = na[i] + nb[i] * nq.alpha;
     if (write_sum) {
@@ -517,26 +583,41 @@ fn norm_prologue(write_sum: bool, lid: u32) {
 }
 
 // row_dot's repacked branch over xn (x32 over workgroup memory): the same sums in the same order.
-fn row_dot_n(n: u32, lane: u32) -> f32 {
+// `first` holds block `lane`, loaded before the norm prologue so that its latency overlaps it.
+fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
   var acc = 0.0;
   let blocks = p.K / 32u;
   for (var b = lane; b < blocks; b += TPR) {
     let xi = b * 8u;
-    acc += q_dot(n, b, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
-                              xn[xi + 6u], xn[xi + 7u]));
+    var q = first;
+    if (b != lane) {
+      q = q_load(n, b);
+    }
+    acc += q_apply(q, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
+                             xn[xi + 6u], xn[xi + 7u]));
   }
   return acc;
+}
+
+// Block `lane` of row n (when the row and the block exist), for row_dot_n.
+fn first_block(n: u32, live: bool, lane: u32) -> QBlock {
+  var q: QBlock;
+  if (live && lane < p.K / 32u) {
+    q = q_load(n, lane);
+  }
+  return q;
 }
 
 fn gemv_col_n(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
   let cols = WG / TPR;
   let g = wid.y * nwg.x + wid.x;
-  norm_prologue(g == 0u, lid);
   let n = g * cols + lid / TPR;
   let live = n < p.N;
+  let first = first_block(n, live, lid % TPR);
+  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(n, lid % TPR);
+    acc = row_dot_n(n, lid % TPR, first);
   }
   return Col(0u, n, live && lid % TPR == 0u, gemv_reduce(acc, lid));
 }
@@ -564,18 +645,21 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
   let half = WG / TPR / 2u;
   let g = wid.y * nwg.x + wid.x;
-  norm_prologue(g == 0u, lid);
   let grp = lid / TPR;
   let is_up = grp >= half;
   let n = g * half + grp % half;
   let live = n < p.N;
+  let row = select(n, s.n0 + n, is_up);
+  let first = first_block(row, live, lid % TPR);
+  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(select(n, s.n0 + n, is_up), lid % TPR);
+    acc = row_dot_n(row, lid % TPR, first);
   }
   let v = gemv_reduce(acc, lid);
+  let up = swap_with(v, lid, select(half * TPR, 0u, is_up));
   if (live && !is_up && lid % TPR == 0u) {
-    out0[n] = silu_mul(v, red[lid + half * TPR]);
+    out0[n] = silu_mul(v, up);
   }
 }
 

@@ -18,6 +18,7 @@ override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for ge
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4; 1 .. 16 when TPR = 1)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
+override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 
 struct Params {
   M: u32,          // activation rows (linear) / number of indices (gather)
@@ -117,28 +118,51 @@ fn x32(xi: u32) -> X32 {
   return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
-// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
-fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+// Repacked formats (gemv only): the words of block `blk` of weight row n (q_load: the quant
+// words, qb for Q8_0's second half, d, and m for Q4_1), dotted with x (q_apply). Loading apart
+// from the arithmetic lets a kernel issue a block's loads early (fused_linear's norm gemv).
+struct QBlock {
+  qa: vec4<u32>,
+  qb: vec4<u32>,
+  d: f32,
+  m: f32,
+}
+
+fn q_load(n: u32, blk: u32) -> QBlock {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    let qa = w4[qi];
-    let qb = w4[qi + 1u];
+    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
+  }
+  var m = 0.0;
+  if (FMT == 35u) {
+    m = blk_scale(p.m_off, n, blk);
+  }
+  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
+}
+
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_apply(b: QBlock, x: X32) -> f32 {
+  if (FMT == 40u) {
+    let qa = b.qa;
+    let qb = b.qb;
     let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
     let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return d * (lo + hi);
+    return b.d * (lo + hi);
   }
-  let q = w4[(n * p.q_stride) / 4u + blk];
+  let q = b.qa;
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * x.sum);
+    return b.d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
+  return b.d * s + b.m * x.sum;
 }
 
-// Chunk c of weight row n, dequantized.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+  return q_apply(q_load(n, blk), x);
+}
+
 fn dq8(n: u32, c: u32) -> W8 {
   if (FMT >= 32u) {
     return decode8(raw8_packed(n, c), c);
@@ -444,6 +468,32 @@ fn rows_dot_cpu(xb: u32, n0: u32) -> array<f32, 16> {
 
 var<workgroup> red: array<vec4<f32>, WG>;
 
+// Lane 0 of each group of TPR lanes gets the group's sum, by the tree of halving strides: the
+// strides down to SG in workgroup memory, the rest by subgroup shuffles (SG consecutive
+// invocations always share a subgroup). Either way lane 0 adds the same pairs in the same order.
+// Every invocation calls it (barriers).
+fn lanes_sum4(acc: vec4<f32>, lid: u32) -> vec4<f32> {
+  let lane = lid % TPR;
+  var v = acc;
+  if (TPR > SG) {  // uniform: overrides
+    red[lid] = v;
+    workgroupBarrier();
+    for (var st = TPR / 2u; st >= SG; st >>= 1u) {
+      if (lane < st) {
+        red[lid] += red[lid + st];
+      }
+      workgroupBarrier();
+    }
+    v = red[lid];
+  }
+//#if SUBGROUPS
+  for (var st = min(SG, TPR) / 2u; st > 0u; st >>= 1u) {
+    v += subgroupShuffleDown(v, st);
+  }
+//#endif
+  return v;
+}
+
 @compute @workgroup_size(WG)
 fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -474,17 +524,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   if (m < p.M && n0 < p.N) {
     acc = rows_dot(m * p.K, n0, lane);
   }
-  if (TPR > 1u) {  // uniform: an override
-    red[lid] = acc;
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-      if (lane < s) {
-        red[lid] += red[lid + s];
-      }
-      workgroupBarrier();
-    }
-    acc = red[lid];
-  }
+  acc = lanes_sum4(acc, lid);
   if (m < p.M && lane == 0u) {
     for (var r = 0u; r < R; r++) {
       let n = n0 + r;

@@ -1,10 +1,12 @@
 """The GEMV kernels in each of their shapes: each adapter gets some (CPU Vulkan: whole rows per
 thread; GPUs: 32 lanes per row, or 4 lanes x 4 rows for a vocabulary head), so all of them run
-here whatever this machine's adapter is."""
+here whatever this machine's adapter is. The GPU shapes run twice: lane sums finished by
+subgroup shuffles (as on GPUs with subgroups) and all in workgroup memory."""
 import asyncio
 
 import pytest
 
+from py_engine.graph import pipelines
 from py_engine.ops import fused_linear, quant_kernels
 from py_engine.testing import fusion_cases, quant_cases
 from py_engine.testing.harness import run_case
@@ -19,20 +21,31 @@ SHAPES = {"cpu": quant_kernels.CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
 FUSED_SHAPES = ("cpu", "gpu")
 
 
-def _use(monkeypatch, chosen):
+# (shape, reduction): the CPU shape has one lane per row, so nothing to reduce.
+VARIANTS = ["cpu"] + [f"{s}-{r}" for s in sorted(SHAPES) if s != "cpu" for r in ("subgroups", "tree")]
+FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree"]
+
+
+def _use(backend, monkeypatch, variant):
+    shape, _, reduce = variant.partition("-")
+    chosen = SHAPES[shape]
     monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
     monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
+    monkeypatch.setattr(pipelines, "SUBGROUP_REDUCE", reduce != "tree")
+    if reduce == "subgroups":
+        assert backend.subgroup_min_size >= 2, (
+            f"this adapter ({backend.adapter_info}) offers no subgroups: the subgroup reductions go untested")
 
 
-@pytest.mark.parametrize("shape", sorted(SHAPES))
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", GEMV_CASES)
-def test_gemv_case_in_every_shape(native_backend, monkeypatch, shape, name):
-    _use(monkeypatch, SHAPES[shape])
-    asyncio.run(run_case(native_backend, quant_cases.CASES[name](), f"{name} ({shape})"))
+def test_gemv_case_in_every_shape(native_backend, monkeypatch, variant, name):
+    _use(native_backend, monkeypatch, variant)
+    asyncio.run(run_case(native_backend, quant_cases.CASES[name](), f"{name} ({variant})"))
 
 
-@pytest.mark.parametrize("shape", FUSED_SHAPES)
+@pytest.mark.parametrize("variant", FUSED_VARIANTS)
 @pytest.mark.parametrize("name", FUSED_CASES)
-def test_fused_case_in_both_shapes(native_backend, monkeypatch, shape, name):
-    _use(monkeypatch, SHAPES[shape])
-    asyncio.run(run_case(native_backend, fusion_cases.CASES[name](), f"{name} ({shape})"))
+def test_fused_case_in_both_shapes(native_backend, monkeypatch, variant, name):
+    _use(native_backend, monkeypatch, variant)
+    asyncio.run(run_case(native_backend, fusion_cases.CASES[name](), f"{name} ({variant})"))

@@ -90,11 +90,17 @@ class GpuBackend:
     """Common part: validation of requests, memory accounting, free-exactly-once."""
 
     name = "abstract"
+    # Whether WGSL using subgroup builtins must say `enable subgroups;` (Chrome's Tint requires
+    # it; wgpu's naga rejects it and takes the builtins without it).
+    subgroups_directive = False
 
-    def __init__(self, limits: Limits, features: frozenset, adapter_info: dict):
+    def __init__(self, limits: Limits, features: frozenset, adapter_info: dict, subgroup_min_size: int = 0):
         self.limits = limits
         self.features = features
         self.adapter_info = adapter_info
+        # The smallest subgroup the device may run a pipeline with (0: no subgroup builtins).
+        # Shaders use subgroup shuffles only across this many consecutive invocations.
+        self.subgroup_min_size = subgroup_min_size
         # CPU implementations of WebGPU (SwiftShader, lavapipe) want other kernel shapes than GPUs.
         text = " ".join(str(v) for v in adapter_info.values()).lower()
         self.is_cpu = adapter_info.get("type") == "CPU" or any(

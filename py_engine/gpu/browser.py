@@ -65,6 +65,7 @@ def _is_null(x) -> bool:
 
 class BrowserBackend(GpuBackend):
     name = "browser"
+    subgroups_directive = True
 
     @classmethod
     async def create(cls, power_preference: str = "high-performance", features=()) -> "BrowserBackend":
@@ -82,7 +83,8 @@ class BrowserBackend(GpuBackend):
             if v is not None:
                 required[name] = v
         have = set(js.Array.from_(adapter.features).to_py())
-        wanted = [f for f in features if f in have]
+        # Subgroups (reductions by shuffles) whenever offered; the kernels also run without.
+        wanted = [f for f in (*features, "subgroups") if f in have]
         device = await adapter.requestDevice(_obj({"requiredLimits": required, "requiredFeatures": wanted}))
         return cls(adapter, device)
 
@@ -94,10 +96,13 @@ class BrowserBackend(GpuBackend):
         features = frozenset(js.Array.from_(device.features).to_py())
         info = getattr(adapter, "info", None)
         adapter_info = {}
+        sg_min = 0
         if not _is_null(info):
             for k in ("vendor", "architecture", "device", "description"):
                 adapter_info[k] = str(getattr(info, k, "") or "")
-        super().__init__(limits, features, adapter_info)
+            if "subgroups" in features:
+                sg_min = int(getattr(info, "subgroupMinSize", 0) or 0)
+        super().__init__(limits, features, adapter_info, sg_min)
         self._lost = None
         self._errors: list = []
         self._staging: dict = {}

@@ -32,7 +32,8 @@ class NativeBackend(GpuBackend):
                            "Debian's mesa-vulkan-drivers for lavapipe)")
         offered = adapter.limits
         required = {k: offered[k] for k in _WANTED if k in offered}
-        wanted_features = [f for f in features if f in adapter.features]
+        # Subgroups (wgpu calls the feature "subgroup") whenever offered; kernels also run without.
+        wanted_features = [f for f in (*features, "subgroup") if f in adapter.features]
         device = adapter.request_device_sync(required_features=wanted_features, required_limits=required)
         return cls(wgpu, adapter, device)
 
@@ -42,11 +43,14 @@ class NativeBackend(GpuBackend):
         lim = device.limits
         limits = Limits.from_mapping(lambda js: lim.get(_kebab(js)))
         info = dict(adapter.info)
-        super().__init__(limits, frozenset(device.features), {
+        features = frozenset(device.features)
+        # wgpu-py 0.32 spells the key "stackgroup_min_size".
+        sg_min = info.get("subgroup_min_size", info.get("stackgroup_min_size", 0)) if "subgroup" in features else 0
+        super().__init__(limits, features, {
             "vendor": info.get("vendor", ""), "device": info.get("device", ""),
             "description": info.get("description", ""), "backend": info.get("backend_type", ""),
             "type": info.get("adapter_type", ""),
-        })
+        }, int(sg_min or 0))
 
     def _create_buffer(self, size, usage, label):
         return self.device.create_buffer(size=size, usage=usage, label=label)

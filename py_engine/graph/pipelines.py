@@ -1,8 +1,17 @@
 """Shader sources and the pipeline cache keyed by (shader, entry point, override constants)."""
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+
+# Shaders mark the code that uses subgroup builtins with lines `//#if SUBGROUPS`, optionally
+# `//#else`, and `//#endif`; a pipeline whose override SG is above 1 gets the first branch.
+_SUBGROUP_BLOCK = re.compile(r"^//#if SUBGROUPS\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
+
+# Reductions finish with subgroup shuffles where the device has subgroups (a switch for
+# benchmarks and tests: False keeps every tree level in workgroup memory).
+SUBGROUP_REDUCE = True
 
 
 @lru_cache(maxsize=None)
@@ -23,6 +32,21 @@ def shader_source(name: str) -> str:
     return path.read_text()
 
 
+@lru_cache(maxsize=None)
+def shader_text(name: str, subgroups: bool = False, directive: bool = False) -> str:
+    """The shader with its subgroup branches kept (`subgroups`) or dropped; `directive` adds the
+    `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
+    text = _SUBGROUP_BLOCK.sub(lambda m: m.group(1) if subgroups else (m.group(2) or ""), shader_source(name))
+    return "enable subgroups;\n" + text if subgroups and directive else text
+
+
+def subgroup_lanes(backend, lanes: int) -> int:
+    """The SG override of a reduction over `lanes` consecutive invocations (a power of two): how
+    many of them subgroup shuffles may combine; 1 means none (no subgroups, or switched off)."""
+    size = getattr(backend, "subgroup_min_size", 0) if SUBGROUP_REDUCE else 0
+    return max(1, min(size, lanes))
+
+
 class PipelineCache:
     def __init__(self, backend):
         self.backend = backend
@@ -35,7 +59,12 @@ class PipelineCache:
         idx = self._index.get(key)
         if idx is None:
             label = f"{shader}:{entry}" + "".join(f",{k}={v}" for k, v in key[2])
-            p = self.backend.create_pipeline(shader_source(shader), entry, overrides, label)
+            sg = overrides.get("SG", 1)
+            if sg > 1 and sg > getattr(self.backend, "subgroup_min_size", 0):
+                raise ValueError(f"{label}: SG={sg} needs subgroups of at least {sg} invocations; "
+                                 f"this device has {getattr(self.backend, 'subgroup_min_size', 0) or 'none'}")
+            code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False))
+            p = self.backend.create_pipeline(code, entry, overrides, label)
             idx = len(self.pipelines)
             self.pipelines.append(p)
             self._index[key] = idx

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 
+from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel, workgroup_size
@@ -76,7 +77,8 @@ class _FusedGgufLinear(Op):
     def build(self, g):
         fmt = self.layout.fmt
         self.shape = gemv_shape(g.backend)
-        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr)
+        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
+                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
@@ -181,7 +183,8 @@ class _PreNorm:
         shared = (self.shape.wg + self.layout.width + self.vl) * 4  # red, xn, ssq
         if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
-                                   TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4)
+                                   TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
+                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
             w = weight_buffer(g, self.layout, self.weight)

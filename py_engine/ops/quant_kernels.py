@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 from ..graph.context import BuildContext
+from ..graph.pipelines import subgroup_lanes
 from .base import Op, ceil_div, numel
 
 SHADER = "quant_weights"
@@ -153,7 +154,8 @@ class QuantMatmul:
         self.layout = layout
         self.has_bias = bias is not None
         self.shape = gemv_shape(g.backend, layout.rows)
-        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r)
+        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r,
+                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
