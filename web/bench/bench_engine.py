@@ -169,6 +169,7 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["model_bytes"] = cold["model_bytes"]
     out["adapter"] = backend.adapter_info
     out["timestamp_query"] = "timestamp-query" in backend.features
+    out["subgroup_min_size"] = backend.subgroup_min_size  # 0: no subgroups (reductions in workgroup memory)
     out["context"] = runner.context
     out["dispatches_per_step"] = int(len(graph.table))
     rng = np.random.default_rng(0)
