@@ -27,6 +27,8 @@ async def _profile(args) -> dict:
 
     from .bench import SMOLLM2_135M, synthetic_gguf
 
+    for setting in args.set:
+        _apply_setting(setting)
     data = synthetic_gguf(**SMOLLM2_135M) if args.synthetic else open(args.model, "rb").read()
     backend = await create_backend(features=("timestamp-query", "timestamp-query-inside-passes"))
     lp = build_llama_program(read_gguf(memoryview(data)), context=args.context, max_prefill=512,
@@ -105,6 +107,19 @@ def _timestamps(backend, graph, table) -> dict:
             "sum_of_dispatches_us": round(sum(v[1] for v in per.values()) / 1000, 1), "ops": ops}
 
 
+def _apply_setting(setting: str) -> None:
+    """`module.NAME=value` for a switch of py_engine (e.g. graph.pipelines.SUBGROUP_REDUCE=0)."""
+    import importlib
+
+    path, _, value = setting.partition("=")
+    module, _, name = path.rpartition(".")
+    mod = importlib.import_module(f"py_engine.{module}")
+    if not hasattr(mod, name):
+        raise SystemExit(f"--set {setting}: py_engine.{module} has no {name}")
+    old = getattr(mod, name)
+    setattr(mod, name, type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value))
+
+
 def add_arguments(p) -> None:
     p.add_argument("--model", default="models/SmolLM2-135M-Instruct.Q4_1.gguf")
     p.add_argument("--synthetic", action="store_true")
@@ -112,6 +127,8 @@ def add_arguments(p) -> None:
     p.add_argument("--position", type=int, default=16, help="step at this context length")
     p.add_argument("--tokens", type=int, default=1, help="tokens in the step (1: decode; up to 512: a prefill chunk)")
     p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="set a switch of py_engine first, e.g. graph.pipelines.SUBGROUP_REDUCE=0 (repeatable)")
 
 
 def run(args) -> None:

@@ -529,6 +529,8 @@ struct NormParams {
 
 override VL: u32 = 256u;  // lanes of add_rms_norm's reduction (a power of two)
 override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
+override NORM_PF: bool = true;  // load each lane's first weight block before the norm prologue
+override NORM_TR: bool = true;  // finish the sum of squares' tree in registers (else workgroup memory down to SG)
 var<workgroup> xn: array<vec4<f32>, KV4>;
 var<workgroup> ssq: array<f32, VL>;
 
@@ -547,7 +549,7 @@ fn norm_prologue(write_sum: bool, lid: u32) {
   // The tree of halving strides over the VL lanes: strides down to `width` in workgroup memory
   // (none when VL <= NORM_TAIL * SG); then every invocation adds the width / SG values of its
   // subgroup lane in the tree's order in registers, and subgroup shuffles finish (SG <= VL).
-  let width = min(VL, NORM_TAIL * SG);
+  let width = select(SG, min(VL, NORM_TAIL * SG), NORM_TR);
   for (var st = VL / 2u; st >= width; st >>= 1u) {
     for (var v = lid; v < st; v += WG) {
       ssq[v] += ssq[v + st];
@@ -590,7 +592,7 @@ fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
   for (var b = lane; b < blocks; b += TPR) {
     let xi = b * 8u;
     var q = first;
-    if (b != lane) {
+    if (b != lane || !NORM_PF) {
       q = q_load(n, b);
     }
     acc += q_apply(q, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
@@ -602,7 +604,7 @@ fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
 // Block `lane` of row n (when the row and the block exist), for row_dot_n.
 fn first_block(n: u32, live: bool, lane: u32) -> QBlock {
   var q: QBlock;
-  if (live && lane < p.K / 32u) {
+  if (NORM_PF && live && lane < p.K / 32u) {
     q = q_load(n, lane);
   }
   return q;
