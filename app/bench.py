@@ -64,7 +64,10 @@ async def _bench(args) -> dict:
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
     from py_engine.passes import passes_for
+    from py_engine.settings import apply_setting
 
+    for setting in args.set:
+        apply_setting(setting)
     if args.synthetic:
         data = synthetic_gguf(**SMOLLM2_135M)
         args.model = "synthetic SmolLM2-135M shapes (Q4_1, Q8_0 tied embedding)"
@@ -128,6 +131,8 @@ def add_arguments(p) -> None:
     p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed token stream)")
     p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed token stream)")
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
+    p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
+                   help="set an engine switch first, e.g. graph.pipelines.SUBGROUP_REDUCE=0 (repeatable)")
     from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)
 
     bench_browser.add_arguments(p)

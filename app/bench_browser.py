@@ -132,7 +132,7 @@ def page_settings(args, model_url: str) -> dict:
     return {"model": model_url, "context": args.context, "max_prefill": args.max_prefill,
             "prefill": list(args.prefill), "decode": args.decode, "long_context": args.long_context,
             "depth": args.depth, "group": args.group,
-            "wllama": not args.no_wllama, "post": True}
+            "wllama": not args.no_wllama, "post": True, "set": list(getattr(args, "set", []))}
 
 
 class _Sink:

@@ -27,8 +27,10 @@ async def _profile(args) -> dict:
 
     from .bench import SMOLLM2_135M, synthetic_gguf
 
+    from py_engine.settings import apply_setting
+
     for setting in args.set:
-        _apply_setting(setting)
+        apply_setting(setting)
     data = synthetic_gguf(**SMOLLM2_135M) if args.synthetic else open(args.model, "rb").read()
     backend = await create_backend(features=("timestamp-query", "timestamp-query-inside-passes"))
     lp = build_llama_program(read_gguf(memoryview(data)), context=args.context, max_prefill=512,
@@ -105,19 +107,6 @@ def _timestamps(backend, graph, table) -> dict:
            for k, (c, t) in sorted(per.items(), key=lambda kv: -kv[1][1])}
     return {"method": "timestamps around each dispatch", "gpu_us_per_step": round(span / 1000, 1),
             "sum_of_dispatches_us": round(sum(v[1] for v in per.values()) / 1000, 1), "ops": ops}
-
-
-def _apply_setting(setting: str) -> None:
-    """`module.NAME=value` for a switch of py_engine (e.g. graph.pipelines.SUBGROUP_REDUCE=0)."""
-    import importlib
-
-    path, _, value = setting.partition("=")
-    module, _, name = path.rpartition(".")
-    mod = importlib.import_module(f"py_engine.{module}")
-    if not hasattr(mod, name):
-        raise SystemExit(f"--set {setting}: py_engine.{module} has no {name}")
-    old = getattr(mod, name)
-    setattr(mod, name, type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value))
 
 
 def add_arguments(p) -> None:

@@ -530,11 +530,8 @@ struct NormParams {
 override VL: u32 = 256u;  // lanes of add_rms_norm's reduction (a power of two)
 override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
 override NORM_PF: bool = true;  // load each lane's first weight block before the norm prologue
-override NORM_TR: bool = true;  // finish the sum of squares' tree in registers (else workgroup memory down to SG)
 var<workgroup> xn: array<vec4<f32>, KV4>;
 var<workgroup> ssq: array<f32, VL>;
-
-const NORM_TAIL: u32 = 8u;  // the last tree levels of the sum of squares, added in registers
 
 fn norm_prologue(write_sum: bool, lid: u32) {
   for (var v = lid; v < VL; v += WG) {
@@ -546,32 +543,23 @@ fn norm_prologue(write_sum: bool, lid: u32) {
     ssq[v] = acc;
   }
   workgroupBarrier();
-  // The tree of halving strides over the VL lanes: strides down to `width` in workgroup memory
-  // (none when VL <= NORM_TAIL * SG); then every invocation adds the width / SG values of its
-  // subgroup lane in the tree's order in registers, and subgroup shuffles finish (SG <= VL).
-  let width = select(SG, min(VL, NORM_TAIL * SG), NORM_TR);
-  for (var st = VL / 2u; st >= width; st >>= 1u) {
+  // The tree of halving strides over the VL lanes: strides down to SG in workgroup memory, the
+  // rest by subgroup shuffles in every subgroup at once (SG <= VL), which lane 0 broadcasts.
+  // (Finishing the last levels in a private array instead cost an H200 ~2 us per kernel.)
+  for (var st = VL / 2u; st >= SG; st >>= 1u) {
     for (var v = lid; v < st; v += WG) {
       ssq[v] += ssq[v + st];
     }
     workgroupBarrier();
   }
-  let c = width / SG;
-  var t: array<f32, NORM_TAIL>;
-  for (var k = 0u; k < c; k++) {
-    t[k] = ssq[lid % SG + k * SG];
-  }
-  for (var h = c / 2u; h > 0u; h >>= 1u) {
-    for (var k = 0u; k < h; k++) {
-      t[k] += t[k + h];
-    }
-  }
-  var total = t[0];
 //#if SUBGROUPS
+  var total = ssq[lid % SG];
   for (var st = SG / 2u; st > 0u; st >>= 1u) {
     total += subgroupShuffleDown(total, st);
   }
   total = subgroupBroadcastFirst(total);  // invocation 0's lane index is 0 (subgroups start at multiples of SG)
+//#else
+  let total = ssq[0];
 //#endif
   let scale = inverseSqrt(total / f32(p.K) + nq.eps);
   for (var i = lid; i < p.K; i += WG) {

@@ -152,10 +152,9 @@ NORM_PARAMS = struct.Struct("<ff2I")
 assert NORM_PARAMS.size == 16  # matches `struct NormParams` in fused_linear.wgsl
 
 
-# The norm GEMV's prologue (switches for benchmarks; both ways are tested): load the first weight
-# block before the norm, and finish the sum of squares' tree in registers.
+# The norm GEMV loads each lane's first weight block before the norm prologue (a switch for
+# benchmarks; both ways are tested).
 NORM_PREFETCH = True
-NORM_TAIL_IN_REGISTERS = True
 
 
 class _PreNorm:
@@ -191,7 +190,7 @@ class _PreNorm:
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
                                    TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
                                    SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)),
-                                   NORM_PF=int(NORM_PREFETCH), NORM_TR=int(NORM_TAIL_IN_REGISTERS))
+                                   NORM_PF=int(NORM_PREFETCH))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
             w = weight_buffer(g, self.layout, self.weight)

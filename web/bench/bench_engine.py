@@ -155,6 +155,11 @@ async def _decode(lp, runner, start, n, rng, depth, group, ts=None, sampler=None
 async def run_engine_bench(cfg_json, get_model, log):
     cfg = json.loads(cfg_json)
     log = (lambda f: (lambda msg: f(str(msg))))(log)
+    from py_engine.settings import apply_setting
+
+    for setting in cfg.get("set", []):
+        apply_setting(setting)
+        log(f"engine: switch {setting}")
     url = cfg["model"]
     out = {}
     # Cold: from the network (the page cleared the cache entry); the bytes are then cached.

@@ -1,0 +1,23 @@
+"""The engine's switches (module constants such as `graph.pipelines.SUBGROUP_REDUCE`) set by
+name, so benchmarks can compare both sides of one in the same run: `module.NAME=value` with
+`module` under py_engine; bools and ints take integers."""
+from __future__ import annotations
+
+import importlib
+
+
+def apply_setting(setting: str) -> tuple:
+    """Set one switch; returns (module, name, previous value) so a caller can restore it."""
+    path, sep, value = setting.partition("=")
+    module, _, name = path.rpartition(".")
+    if not sep or not module or not name:
+        raise ValueError(f"setting {setting!r}: expected module.NAME=value")
+    try:
+        mod = importlib.import_module(f"py_engine.{module}")
+    except ImportError as e:
+        raise ValueError(f"setting {setting!r}: no module py_engine.{module}") from e
+    if not hasattr(mod, name) or not name.isupper():
+        raise ValueError(f"setting {setting!r}: py_engine.{module} has no switch {name}")
+    old = getattr(mod, name)
+    setattr(mod, name, type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value))
+    return mod, name, old
