@@ -123,51 +123,28 @@ fn x32(xi: u32) -> X32 {
   return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
-// Repacked formats (gemv only): the words of block `blk` of weight row n (q_load: the quant
-// words, qb for Q8_0's second half, d, and m for Q4_1), dotted with x (q_apply). Loading apart
-// from the arithmetic lets a kernel issue a block's loads early (fused_linear's norm gemv).
-struct QBlock {
-  qa: vec4<u32>,
-  qb: vec4<u32>,
-  d: f32,
-  m: f32,
-}
-
-fn q_load(n: u32, blk: u32) -> QBlock {
+// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
-  }
-  var m = 0.0;
-  if (FMT == 35u) {
-    m = blk_scale(p.m_off, n, blk);
-  }
-  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
-}
-
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
-fn q_apply(b: QBlock, x: X32) -> f32 {
-  if (FMT == 40u) {
-    let qa = b.qa;
-    let qb = b.qb;
+    let qa = w4[qi];
+    let qb = w4[qi + 1u];
     let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
     let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return b.d * (lo + hi);
+    return d * (lo + hi);
   }
-  let q = b.qa;
+  let q = w4[(n * p.q_stride) / 4u + blk];
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return b.d * (s - 8.0 * x.sum);
+    return d * (s - 8.0 * x.sum);
   }
-  return b.d * s + b.m * x.sum;
+  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
 }
 
-fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
-  return q_apply(q_load(n, blk), x);
-}
-
+// Chunk c of weight row n, dequantized.
 fn dq8(n: u32, c: u32) -> W8 {
   if (FMT >= 32u) {
     return decode8(raw8_packed(n, c), c);
@@ -529,7 +506,6 @@ struct NormParams {
 
 override VL: u32 = 256u;  // lanes of add_rms_norm's reduction (a power of two)
 override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
-override NORM_PF: bool = true;  // load each lane's first weight block before the norm prologue
 var<workgroup> xn: array<vec4<f32>, KV4>;
 var<workgroup> ssq: array<f32, VL>;
 
@@ -545,7 +521,7 @@ fn norm_prologue(write_sum: bool, lid: u32) {
   workgroupBarrier();
   // The tree of halving strides over the VL lanes: strides down to SG in workgroup memory, the
   // rest by subgroup shuffles in every subgroup at once (SG <= VL), which lane 0 broadcasts.
-  // (Finishing the last levels in a private array instead cost an H200 ~2 us per kernel.)
+  // (Finishing the strides above SG in a private array instead cost ~2 us per kernel on an H200.)
   for (var st = VL / 2u; st >= SG; st >>= 1u) {
     for (var v = lid; v < st; v += WG) {
       ssq[v] += ssq[v + st];
@@ -573,41 +549,26 @@ fn norm_prologue(write_sum: bool, lid: u32) {
 }
 
 // row_dot's repacked branch over xn (x32 over workgroup memory): the same sums in the same order.
-// `first` holds block `lane`, loaded before the norm prologue so that its latency overlaps it.
-fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
+fn row_dot_n(n: u32, lane: u32) -> f32 {
   var acc = 0.0;
   let blocks = p.K / 32u;
   for (var b = lane; b < blocks; b += TPR) {
     let xi = b * 8u;
-    var q = first;
-    if (b != lane || !NORM_PF) {
-      q = q_load(n, b);
-    }
-    acc += q_apply(q, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
-                             xn[xi + 6u], xn[xi + 7u]));
+    acc += q_dot(n, b, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
+                              xn[xi + 6u], xn[xi + 7u]));
   }
   return acc;
-}
-
-// Block `lane` of row n (when the row and the block exist), for row_dot_n.
-fn first_block(n: u32, live: bool, lane: u32) -> QBlock {
-  var q: QBlock;
-  if (NORM_PF && live && lane < p.K / 32u) {
-    q = q_load(n, lane);
-  }
-  return q;
 }
 
 fn gemv_col_n(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
   let cols = WG / TPR;
   let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
   let n = g * cols + lid / TPR;
   let live = n < p.N;
-  let first = first_block(n, live, lid % TPR);
-  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(n, lid % TPR, first);
+    acc = row_dot_n(n, lid % TPR);
   }
   return Col(0u, n, live && lid % TPR == 0u, gemv_reduce(acc, lid));
 }
@@ -635,16 +596,14 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
   let half = WG / TPR / 2u;
   let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
   let grp = lid / TPR;
   let is_up = grp >= half;
   let n = g * half + grp % half;
   let live = n < p.N;
-  let row = select(n, s.n0 + n, is_up);
-  let first = first_block(row, live, lid % TPR);
-  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(row, lid % TPR, first);
+    acc = row_dot_n(select(n, s.n0 + n, is_up), lid % TPR);
   }
   let v = gemv_reduce(acc, lid);
   let up = swap_with(v, lid, select(half * TPR, 0u, is_up));

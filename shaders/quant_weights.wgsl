@@ -118,51 +118,28 @@ fn x32(xi: u32) -> X32 {
   return x32_of(x4[xi], x4[xi + 1u], x4[xi + 2u], x4[xi + 3u], x4[xi + 4u], x4[xi + 5u], x4[xi + 6u], x4[xi + 7u]);
 }
 
-// Repacked formats (gemv only): the words of block `blk` of weight row n (q_load: the quant
-// words, qb for Q8_0's second half, d, and m for Q4_1), dotted with x (q_apply). Loading apart
-// from the arithmetic lets a kernel issue a block's loads early (fused_linear's norm gemv).
-struct QBlock {
-  qa: vec4<u32>,
-  qb: vec4<u32>,
-  d: f32,
-  m: f32,
-}
-
-fn q_load(n: u32, blk: u32) -> QBlock {
+// Repacked formats (gemv only): block `blk` of weight row n dotted with x.
+// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
+fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
-  }
-  var m = 0.0;
-  if (FMT == 35u) {
-    m = blk_scale(p.m_off, n, blk);
-  }
-  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
-}
-
-// Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
-fn q_apply(b: QBlock, x: X32) -> f32 {
-  if (FMT == 40u) {
-    let qa = b.qa;
-    let qb = b.qb;
+    let qa = w4[qi];
+    let qb = w4[qi + 1u];
     let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
     let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return b.d * (lo + hi);
+    return d * (lo + hi);
   }
-  let q = b.qa;
+  let q = w4[(n * p.q_stride) / 4u + blk];
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return b.d * (s - 8.0 * x.sum);
+    return d * (s - 8.0 * x.sum);
   }
-  return b.d * s + b.m * x.sum;
+  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
 }
 
-fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
-  return q_apply(q_load(n, blk), x);
-}
-
+// Chunk c of weight row n, dequantized.
 fn dq8(n: u32, c: u32) -> W8 {
   if (FMT >= 32u) {
     return decode8(raw8_packed(n, c), c);

@@ -23,18 +23,15 @@ FUSED_SHAPES = ("cpu", "gpu")
 
 # (shape, reduction): the CPU shape has one lane per row, so nothing to reduce.
 VARIANTS = ["cpu"] + [f"{s}-{r}" for s in sorted(SHAPES) if s != "cpu" for r in ("subgroups", "tree")]
-# The norm GEMV also without loading its first weight block ahead of the norm.
-FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree", "gpu-subgroups-noprefetch"]
+FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree"]
 
 
 def _use(backend, monkeypatch, variant):
     shape, _, reduce = variant.partition("-")
-    reduce, _, prefetch = reduce.partition("-")
     chosen = SHAPES[shape]
     monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
     monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
     monkeypatch.setattr(pipelines, "SUBGROUP_REDUCE", reduce != "tree")
-    monkeypatch.setattr(fused_linear, "NORM_PREFETCH", prefetch != "noprefetch")
     if reduce == "subgroups":
         assert backend.subgroup_min_size >= 2, (
             f"this adapter ({backend.adapter_info}) offers no subgroups: the subgroup reductions go untested")

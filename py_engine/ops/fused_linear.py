@@ -152,11 +152,6 @@ NORM_PARAMS = struct.Struct("<ff2I")
 assert NORM_PARAMS.size == 16  # matches `struct NormParams` in fused_linear.wgsl
 
 
-# The norm GEMV loads each lane's first weight block before the norm prologue (a switch for
-# benchmarks; both ways are tested).
-NORM_PREFETCH = True
-
-
 class _PreNorm:
     """A fused linear whose input is add_rms_norm's norm_out, with that op folded in:
     args = (a, b, alpha, norm_weight, eps, sum_out, norm_out) + the linear's args after x.
@@ -189,8 +184,7 @@ class _PreNorm:
         if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
                                    TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
-                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)),
-                                   NORM_PF=int(NORM_PREFETCH))
+                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
             w = weight_buffer(g, self.layout, self.weight)
