@@ -24,10 +24,9 @@ async def _profile(args) -> dict:
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
     from py_engine.passes import passes_for
+    from py_engine.settings import apply_setting
 
     from .bench import SMOLLM2_135M, synthetic_gguf
-
-    from py_engine.settings import apply_setting
 
     for setting in args.set:
         apply_setting(setting)

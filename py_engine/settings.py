@@ -6,8 +6,8 @@ from __future__ import annotations
 import importlib
 
 
-def apply_setting(setting: str) -> tuple:
-    """Set one switch; returns (module, name, previous value) so a caller can restore it."""
+def apply_setting(setting: str) -> None:
+    """Set one switch; a malformed setting or an unknown switch raises ValueError."""
     path, sep, value = setting.partition("=")
     module, _, name = path.rpartition(".")
     if not sep or not module or not name:
@@ -19,5 +19,8 @@ def apply_setting(setting: str) -> tuple:
     if not hasattr(mod, name) or not name.isupper():
         raise ValueError(f"setting {setting!r}: py_engine.{module} has no switch {name}")
     old = getattr(mod, name)
-    setattr(mod, name, type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value))
-    return mod, name, old
+    try:
+        new = type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value)
+    except ValueError as e:
+        raise ValueError(f"setting {setting!r}: {name} takes {type(old).__name__} values") from e
+    setattr(mod, name, new)

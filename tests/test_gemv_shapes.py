@@ -17,11 +17,8 @@ FUSED_CASES = sorted(fusion_cases.CASES)
 
 SHAPES = {"cpu": quant_kernels.CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
           "gpu_narrow": quant_kernels.GPU_GEMV_NARROW, "gpu_wide": quant_kernels.GPU_GEMV_WIDE}
-# The fused linears take the shape without a row count: CPU_GEMV or GPU_GEMV only.
-FUSED_SHAPES = ("cpu", "gpu")
-
-
-# (shape, reduction): the CPU shape has one lane per row, so nothing to reduce.
+# (shape, reduction): the CPU shape has one lane per row, so nothing to reduce. The fused linears
+# take the shape without a row count: CPU_GEMV or GPU_GEMV only.
 VARIANTS = ["cpu"] + [f"{s}-{r}" for s in sorted(SHAPES) if s != "cpu" for r in ("subgroups", "tree")]
 FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree"]
 
