@@ -1,8 +1,10 @@
 """The engine's switches (module constants such as `graph.pipelines.SUBGROUP_REDUCE`) set by
 name, so benchmarks can compare both sides of one in the same run: `module.NAME=value` with
-`module` under py_engine; bools and ints take integers."""
+`module` under py_engine; bools and ints take integers, dataclasses of ints (such as a
+GemvShape) comma-separated integers."""
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 
@@ -20,7 +22,10 @@ def apply_setting(setting: str) -> None:
         raise ValueError(f"setting {setting!r}: py_engine.{module} has no switch {name}")
     old = getattr(mod, name)
     try:
-        new = type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value)
-    except ValueError as e:
+        if dataclasses.is_dataclass(old):
+            new = type(old)(*(int(v) for v in value.split(",")))
+        else:
+            new = type(old)(int(value)) if isinstance(old, (bool, int)) else type(old)(value)
+    except (TypeError, ValueError) as e:
         raise ValueError(f"setting {setting!r}: {name} takes {type(old).__name__} values") from e
     setattr(mod, name, new)

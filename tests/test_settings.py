@@ -2,6 +2,7 @@
 import pytest
 
 from py_engine.graph import pipelines
+from py_engine.ops import quant_kernels
 from py_engine.settings import apply_setting
 
 
@@ -11,6 +12,15 @@ def test_setting_sets_a_switch_by_name(monkeypatch):
     assert pipelines.SUBGROUP_REDUCE is False
     apply_setting("graph.pipelines.SUBGROUP_REDUCE=1")
     assert pipelines.SUBGROUP_REDUCE is True
+
+
+def test_setting_a_dataclass_switch(monkeypatch):
+    monkeypatch.setattr(quant_kernels, "GPU_GEMV", quant_kernels.GPU_GEMV)
+    apply_setting("ops.quant_kernels.GPU_GEMV=64,32,1")
+    assert quant_kernels.GPU_GEMV == quant_kernels.GemvShape(64, 32, 1)
+    with pytest.raises(ValueError, match="takes GemvShape values"):
+        apply_setting("ops.quant_kernels.GPU_GEMV=64,32")
+    assert quant_kernels.GPU_GEMV == quant_kernels.GemvShape(64, 32, 1)
 
 
 @pytest.mark.parametrize("bad, message", [
