@@ -13,7 +13,6 @@ override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override PAIR: bool = false; // gemv_swiglu*: each TPR group takes a gate row and its up row (else half the groups each)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -467,21 +466,11 @@ fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   }
 }
 
-// SwiGLU: with PAIR each TPR group takes gate row n and up row s.n0 + n (WG / TPR output
-// columns per workgroup); else the first half of the groups take gate rows n, the second half
-// up rows s.n0 + n of the same columns (WG / TPR / 2 columns per workgroup). The dots sum in
-// the same order either way.
+// SwiGLU: the first half of the TPR groups take gate rows n, the second half up rows s.n0 + n
+// of the same columns; WG / TPR / 2 output columns per workgroup.
 @compute @workgroup_size(WG)
 fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  if (PAIR) {
-    let c = gemv_col(wid, nwg, lid);  // p.N = F: one column per group
-    let u = gemv_dot(c.m, s.n0 + c.n, c.m < p.M && c.n < p.N, lid);
-    if (c.live) {
-      out0[c.m * p.N + c.n] = silu_mul(c.v, u);
-    }
-    return;
-  }
   let half = WG / TPR / 2u;
   let col_blocks = (p.N + half - 1u) / half;
   let g = wid.y * nwg.x + wid.x;
@@ -602,38 +591,12 @@ fn gemv3_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   }
 }
 
-// Both rows of a pair in one pass over the blocks (each x block read once for the two).
-fn pair_dot_n(n: u32, lane: u32) -> vec2<f32> {
-  var acc = vec2<f32>(0.0);
-  let blocks = p.K / 32u;
-  for (var b = lane; b < blocks; b += TPR) {
-    let xi = b * 8u;
-    let x = x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u], xn[xi + 6u], xn[xi + 7u]);
-    acc += vec2<f32>(q_dot(n, b, x), q_dot(s.n0 + n, b, x));
-  }
-  return acc;
-}
-
 @compute @workgroup_size(WG)
 fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
+  let half = WG / TPR / 2u;
   let g = wid.y * nwg.x + wid.x;
   norm_prologue(g == 0u, lid);
-  if (PAIR) {
-    let n = g * (WG / TPR) + lid / TPR;
-    let live = n < p.N;
-    var acc = vec2<f32>(0.0);
-    if (live) {
-      acc = pair_dot_n(n, lid % TPR);
-    }
-    let gate = gemv_reduce(acc.x, lid);
-    let up = gemv_reduce(acc.y, lid);
-    if (live && lid % TPR == 0u) {
-      out0[n] = silu_mul(gate, up);
-    }
-    return;
-  }
-  let half = WG / TPR / 2u;
   let grp = lid / TPR;
   let is_up = grp >= half;
   let n = g * half + grp % half;

@@ -20,13 +20,10 @@ SHAPES = {"cpu": quant_kernels.CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
 # (shape, reduction): the CPU shape has one lane per row, so nothing to reduce. The fused linears
 # take the shape without a row count: CPU_GEMV or GPU_GEMV only.
 VARIANTS = ["cpu"] + [f"{s}-{r}" for s in sorted(SHAPES) if s != "cpu" for r in ("subgroups", "tree")]
-# The SwiGLU GEMVs also with gate and up rows in separate thread groups ("unpaired").
-FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree", "cpu-unpaired", "gpu-subgroups-unpaired", "gpu-tree-unpaired"]
+FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree"]
 
 
 def _use(backend, monkeypatch, variant):
-    variant, paired = variant.removesuffix("-unpaired"), not variant.endswith("-unpaired")
-    monkeypatch.setattr(fused_linear, "SWIGLU_PAIRED", paired)
     shape, _, reduce = variant.partition("-")
     chosen = SHAPES[shape]
     monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)

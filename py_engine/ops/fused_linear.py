@@ -30,19 +30,14 @@ from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
 assert SPLIT.size == 16  # matches `struct Split` in fused_linear.wgsl
-# SwiGLU GEMVs: each thread group computes a gate row and its up row (one output), instead of
-# half the groups computing gate rows and half up rows (a switch for benchmarks; both tested).
-SWIGLU_PAIRED = True
-
-
-def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, paired: bool = False) -> tuple:
+def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0.
-    A GEMV workgroup covers wg // tpr outputs when `paired`, else wg // tpr // 2 (gate and up
-    rows in separate thread groups); the fused templates have no R."""
+    A GEMV workgroup covers wg // tpr // 2 outputs (gate and up rows); the fused templates
+    have no R (one row per thread group)."""
     if m == 0 or f == 0:
         return 0, 0
     if m <= GEMV_MAX_ROWS:
-        return m * ceil_div(f, shape.wg // shape.tpr // (1 if paired else 2)), 0
+        return m * ceil_div(f, shape.wg // shape.tpr // 2), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
 
 
@@ -51,10 +46,6 @@ class _FusedGgufLinear(Op):
     `self.split` (the Split uniform's n0, n1), the entry point names and `self.workgroups`."""
 
     N_PREFIX = 0  # arguments before the linear's own (x, weight, ...)
-
-    def gemv_overrides(self) -> dict:
-        """Extra override constants of this op's GEMV pipelines (called at build)."""
-        return {}
 
     def linear_args(self, n: int) -> tuple:
         """The linear's n arguments, x first. The folded-norm ops (_PreNorm) start with
@@ -87,7 +78,7 @@ class _FusedGgufLinear(Op):
         fmt = self.layout.fmt
         self.shape = gemv_shape(g.backend)
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
-                               SG=subgroup_lanes(g.backend, self.shape.tpr), **self.gemv_overrides())
+                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
@@ -151,15 +142,10 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         self.n_total = f
         self.split = (f, 0)
         self.gemv_entry, self.tiled_entry = "gemv_swiglu", "tiled_swiglu"
-        self.paired = False  # validation's workgroup bound: the unpaired count is the larger
         self.check_outs(ctx)
 
-    def gemv_overrides(self) -> dict:
-        self.paired = SWIGLU_PAIRED
-        return {"PAIR": int(self.paired)}
-
     def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
-        return swiglu_workgroups(m, self.n_total, shape, self.paired)
+        return swiglu_workgroups(m, self.n_total, shape)
 
 
 NORM_PARAMS = struct.Struct("<ff2I")
@@ -198,8 +184,7 @@ class _PreNorm:
         if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
                                    TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
-                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)),
-                                   **self.gemv_overrides())
+                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
             w = weight_buffer(g, self.layout, self.weight)
