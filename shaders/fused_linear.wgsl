@@ -612,6 +612,85 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
   }
 }
 
+// ---- merge gemv (py_engine.sdpa_merge_linear; repacked formats, M = 1): the linear reading a
+// split-KV decode attention's output (x = its heads side by side, K = Hq * HD) merges the
+// attention's partials itself in every workgroup's prologue, as sdpa_merge.wgsl would (the same
+// sums in the same order), into xn; the merge dispatch then idles. Layout and params are the
+// merge's: part [split][Hkv][rows_cap][HD + 2] (acc, max, sum), head h = hk * G + g.
+struct MergeParams {
+  rows: u32,
+  group: u32,
+  n_kv: u32,
+  n_splits: u32,
+  rows_cap: u32,
+  seq: u32,
+  _pad0: u32,
+  _pad1: u32,
+}
+
+@group(0) @binding(15) var<storage, read> part: array<f32>;
+@group(0) @binding(16) var<uniform> mp: MergeParams;
+
+const MAXS: u32 = 64u;      // splits at most (sdpa_merge.wgsl's MAXS)
+override HD: u32 = 64u;     // head_dim
+override MHQ: u32 = 1u;     // Hq
+override MSG: u32 = 4u;     // sdpa_merge.wgsl's SG on this device: its thread groups sharing the splits
+var<workgroup> me_s: array<f32, MHQ * MAXS>;  // exp(m_i - max m) per head and split
+var<workgroup> minv_s: array<f32, MHQ>;       // 1 / sum of l_i * e_i per head
+
+fn merge_prologue(lid: u32) {
+  let n_splits = min(mp.n_splits, MAXS);
+  let row_words = HD + 2u;
+  let split_words = mp.n_kv * mp.rows_cap * row_words;
+  for (var h = lid; h < MHQ; h += WG) {
+    let first = ((h / mp.group) * mp.rows_cap + h % mp.group) * row_words;
+    var m = -3.0e38;
+    for (var i = 0u; i < n_splits; i++) {
+      m = max(m, part[first + i * split_words + HD]);
+    }
+    var l = 0.0;
+    for (var i = 0u; i < n_splits; i++) {
+      let e = exp(part[first + i * split_words + HD] - m);
+      me_s[h * MAXS + i] = e;
+      l += part[first + i * split_words + HD + 1u] * e;
+    }
+    minv_s[h] = 1.0 / l;
+  }
+  workgroupBarrier();
+  for (var j = lid; j < p.K; j += WG) {
+    let h = j / HD;
+    let d = j % HD;
+    let at = ((h / mp.group) * mp.rows_cap + h % mp.group) * row_words + d;
+    var t = 0.0;
+    for (var sg = 0u; sg < MSG; sg++) {
+      var a = 0.0;
+      for (var i = sg; i < n_splits; i += MSG) {
+        a += part[at + i * split_words] * me_s[h * MAXS + i];
+      }
+      t += a;
+    }
+    xn[j / 4u][j % 4u] = t * minv_s[h];
+  }
+  workgroupBarrier();
+}
+
+@compute @workgroup_size(WG)
+fn gemv_merge(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let g = wid.y * nwg.x + wid.x;
+  merge_prologue(lid);
+  let n = g * (WG / TPR) + lid / TPR;
+  let live = n < p.N;
+  var acc = 0.0;
+  if (live) {
+    acc = row_dot_n(n, lid % TPR);
+  }
+  let v = gemv_reduce(acc, lid);
+  if (live && lid % TPR == 0u) {
+    out0[n] = v;
+  }
+}
+
 // ---- tiled: a TM x TN tile of (activation row, weight row) dot products per workgroup of 64
 // threads (4 x 16), each thread 4 x 4, exactly as quant_weights.wgsl's tiled.
 const TM: u32 = 16u;
