@@ -83,8 +83,7 @@ def test_llama_program_fusion_counts(tiny_uniform):
     assert got["et_vk.apply_rotary_emb.default"] == got["py_engine.apply_rotary_emb_qk.default"] == 0
     assert got["sdpa_with_kv_cache.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
-    assert got["py_engine.linear_gguf.default"] == n_layers + 1             # down, head
-    assert got["py_engine.sdpa_merge_linear.default"] == n_layers           # o: merges split-KV partials
+    assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
     assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 3 * n_layers + (2 * n_layers - 1)
     assert before["aten.sigmoid.default"] == n_layers  # the unfused program is untouched
 
@@ -183,33 +182,6 @@ def test_tiny_llama_fused_equals_unfused_fast_decode(native_backend, tiny_unifor
     assert r["live_rows"][1] < r["live_rows"][0]
 
 
-@pytest.mark.parametrize("fast, gpu_shape", [(True, False), (False, False), (True, True)],
-                         ids=["sdpa_decode", "sdpa_attend", "sdpa_decode-gpu_gemv"])
-def test_tiny_llama_output_projection_merges_split_keys(native_backend, tiny_uniform, monkeypatch, fast, gpu_shape):
-    # 70 prompt tokens: decode steps attend to 71-74 keys, which both attention kernels split
-    # (sdpa_decode past 64 keys): the o-proj's merge GEMV runs instead of the merge dispatch;
-    # also in the GPU GEMV shape (32 lanes per row, sums finished by subgroup shuffles here).
-    import py_engine.ops.fused_linear as fused_linear
-    import py_engine.ops.quant_kernels as quant_kernels
-    import py_engine.ops.sdpa as sdpa
-    import py_engine.ops.sdpa_merge_linear as sdpa_merge_linear
-
-    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", fast)
-    if gpu_shape:
-        for mod in (quant_kernels, fused_linear, sdpa_merge_linear):
-            monkeypatch.setattr(mod, "gemv_shape", lambda backend, rows=0: (
-                quant_kernels.GPU_GEMV_NARROW if rows else quant_kernels.GPU_GEMV))
-    prompt = [int(t) for t in np.random.default_rng(1).integers(3, 300, 70)]
-    r = asyncio.run(compare_fused_llama(native_backend, tiny_uniform, prompt, n_decode=4, context=128,
-                                        max_prefill=32))
-    plain, fused = r["live_kinds"]
-    assert plain["merge"] == 2 and plain["gemv_merge"] == 0
-    assert fused["merge"] == 0 and fused["gemv_merge"] == 2
-    ref = asyncio.run(compare_with_reference(native_backend, tiny_uniform, prompt, n_decode=4, context=128,
-                                             max_prefill=32))
-    assert len(ref["ids"]) == 4
-
-
 def test_tiny_llama_fused_matches_reference(native_backend, tiny_uniform):
     # build_llama_program fuses by default: the reference check runs on the fused graph.
     r = asyncio.run(compare_with_reference(native_backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=8))
@@ -229,15 +201,3 @@ def test_rope_kv_pass_leaves_rotated_k_with_other_uses_alone():
     got = _names(optimize(p))
     assert got[ROPE_KV] == 0 and got["py_engine.apply_rotary_emb_qk.default"] == 1
     assert got["sdpa_with_kv_cache.default"] == 1
-
-
-def test_merge_linear_pass_needs_the_linear_to_be_the_attention_outputs_only_reader(tiny_uniform):
-    from py_engine.passes import fuse_sdpa_merge_linear
-    from py_engine.passes.fuse_sdpa_merge_linear import MERGE_LINEAR
-
-    p = build_llama_program(read_gguf(tiny_uniform), context=64, max_prefill=8, fuse=False).program
-    assert _names(fuse_sdpa_merge_linear(p))[MERGE_LINEAR] == 2
-    # Layer 0's attention output is also a program output: its merge must stay, so no fusion there.
-    attn = next(c.args[-1] for c in p.chain if c.name == "sdpa_with_kv_cache.default")
-    p.output_ids = list(p.output_ids) + [attn]
-    assert _names(fuse_sdpa_merge_linear(p))[MERGE_LINEAR] == 1

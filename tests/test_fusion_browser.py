@@ -99,34 +99,3 @@ async def test_tiny_llama_gpu_gemv_shapes_with_subgroups_in_browser(selenium, ti
         quant_kernels.gemv_shape, fused_linear.gemv_shape, sdpa.FAST_DECODE_ON_CPU = saved
     assert r["live_rows"][1] < r["live_rows"][0]
     assert len(ref["ids"]) == 4
-
-
-@run_in_pyodide
-async def test_tiny_llama_output_projection_merges_split_keys_in_browser(selenium, tiny_uniform):
-    # Decode steps past 64 keys split them; the o-proj's merge GEMV (GPU shape, subgroups)
-    # replaces the merge dispatch, against the unfused graph and the numpy reference.
-    import numpy as np
-
-    from py_engine.ops import fused_linear, quant_kernels, sdpa, sdpa_merge_linear
-    from py_engine.testing.fusion_cases import compare_fused_llama
-    from py_engine.testing.llama_cases import compare_with_reference
-    from py_engine.testing.shared_backend import shared_backend
-
-    backend = await shared_backend()
-    saved = (quant_kernels.gemv_shape, fused_linear.gemv_shape, sdpa_merge_linear.gemv_shape, sdpa.FAST_DECODE_ON_CPU)
-
-    def gpu_shape(backend, rows=0):
-        return quant_kernels.GPU_GEMV_NARROW if rows else quant_kernels.GPU_GEMV
-
-    quant_kernels.gemv_shape = fused_linear.gemv_shape = sdpa_merge_linear.gemv_shape = gpu_shape
-    sdpa.FAST_DECODE_ON_CPU = True
-    prompt = [int(t) for t in np.random.default_rng(1).integers(3, 300, 70)]
-    try:
-        r = await compare_fused_llama(backend, tiny_uniform, prompt, n_decode=3, context=128, max_prefill=32)
-        ref = await compare_with_reference(backend, tiny_uniform, prompt, n_decode=3, context=128, max_prefill=32)
-    finally:
-        (quant_kernels.gemv_shape, fused_linear.gemv_shape, sdpa_merge_linear.gemv_shape,
-         sdpa.FAST_DECODE_ON_CPU) = saved
-    plain, fused = r["live_kinds"]
-    assert plain["merge"] == 2 and fused["merge"] == 0 and fused["gemv_merge"] == 2
-    assert len(ref["ids"]) == 3

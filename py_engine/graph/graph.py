@@ -238,10 +238,6 @@ class Graph:
             self.table[d, 2:5] = fold(total, self.limits)
             self._wg_total[d] = total
 
-    def workgroups(self, d: int) -> int:
-        """The total dispatch `d` was last given by set_workgroups(_rows); 0: idle."""
-        return self._wg_total[d] or 0
-
     def triggered(self, triggers) -> bool:
         """Inside a resize hook: whether any of `triggers` changed this step (always, in a full
         configure). Ops made of parts run only the parts whose own triggers changed."""

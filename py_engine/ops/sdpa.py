@@ -322,14 +322,12 @@ class SdpaWithKvCache(Op):
             prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub)
             self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
         on_cpu = getattr(g.backend, "is_cpu", False)
-        self.merge_wg = merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
+        merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
         merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.shared(("sdpa_merge", share), MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
         self.layers = g.shared_state(("sdpa", share), _LayerGroup)
         self.layers.add(self)
-        # py_engine.sdpa_merge_linear finds the attention feeding it (its partials and merge) here.
-        g.shared_state(("sdpa_out", self.out), lambda: self)
 
     def configure(self, g):
         t = g.tensors

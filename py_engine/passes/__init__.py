@@ -7,8 +7,7 @@ its pattern: SwiGLU first (it consumes the gate/up linears that the parallel-lin
 would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm, then RoPE
 of q and k in one dispatch, then that RoPE together with the attention's KV-cache write, then
 each add + RMSNorm into the fused linear it feeds, then the RoPE op into the attention op (its
-decode steps rotate and write the cache inside the attention kernel), then the output projection
-of each attention (its decode GEMV merges the attention's split-KV partials itself).
+decode steps rotate and write the cache inside the attention kernel).
 """
 from __future__ import annotations
 
@@ -19,11 +18,10 @@ from .fuse_parallel_linears import fuse_parallel_linears
 from .fuse_rope import fuse_rope
 from .fuse_rope_kv import fuse_rope_kv
 from .fuse_rope_sdpa import fuse_rope_sdpa
-from .fuse_sdpa_merge_linear import fuse_sdpa_merge_linear
 from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear,
-          fuse_rope_sdpa, fuse_sdpa_merge_linear)
+          fuse_rope_sdpa)
 # CPU implementations of WebGPU (SwiftShader, lavapipe): the fused linear kernels compute one
 # row per thread group, slower there than the plain GEMV's 4 rows per thread, so only the
 # fusions that save dispatches without changing the matmuls run.
@@ -41,4 +39,4 @@ def optimize(program: Program, passes=PASSES) -> Program:
 
 
 __all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope", "fuse_rope_kv",
-           "fuse_norm_linear", "fuse_rope_sdpa", "fuse_sdpa_merge_linear"]
+           "fuse_norm_linear", "fuse_rope_sdpa"]
