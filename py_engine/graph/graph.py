@@ -9,6 +9,7 @@ the whole dispatch table in one compute pass and reads back what was asked for.
 from __future__ import annotations
 
 import heapq
+import operator
 import struct
 
 import numpy as np
@@ -263,9 +264,10 @@ class Graph:
         ref = self.tensors[vid]
         if dims == ref.dims:  # the common case: a hook re-stating unchanged dims
             return
-        dims = tuple(int(d) for d in dims)
+        dims = tuple(map(int, dims))
         if dims != ref.dims:
-            if len(dims) != len(ref.max_dims) or any(d > m or d < 0 for d, m in zip(dims, ref.max_dims)):
+            bounds = ref.max_dims
+            if len(dims) != len(bounds) or any(map(operator.gt, dims, bounds)) or (dims and min(dims) < 0):
                 raise StepError(f"tensor {vid}: live dims {list(dims)} exceed its bounds {list(ref.max_dims)}")
             ref.dims = dims
             self._resized.add(vid)

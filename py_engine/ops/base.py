@@ -18,7 +18,7 @@ __all__ = ["Op", "OpError", "StepError", "ceil_div", "workgroup_size", "numel", 
 
 
 def numel(dims) -> int:
-    return math.prod(int(d) for d in dims)
+    return math.prod(map(int, dims))
 
 
 def broadcast_shape(a, b, err) -> tuple:
