@@ -4,6 +4,7 @@
 //     weights; s.n0 / s.n1 = rows of W_0 / W_1, p.N = all rows (output j gets columns of W_j).
 //   gemv_swiglu, tiled_swiglu (linear_gguf_swiglu): out0[m, n] = silu(x[m] . Wg[n]) * (x[m] . Wu[n]),
 //     up rows start at row s.n0, p.N = F = s.n0 (outputs per row).
+// The gemv entries with TPR = 1 (CPU adapters) stream R whole rows per thread instead.
 // The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
 // so a weight format is decoded by one piece of code; sums run in the same order as its
 // gemv/tiled kernels, so fused and unfused results agree bit for bit.
@@ -13,6 +14,7 @@ override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
+override R: u32 = 1u;     // gemv with TPR = 1 (CPU adapters): weight rows per thread (1 .. 16)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -360,6 +362,73 @@ fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
 }
 
 // ---- end of quant_weights.wgsl ----
+// ---- from quant_weights.wgsl (included) ----
+// ---- CPU path of gemv (TPR == 1, R <= 16): each thread streams R whole rows.
+// On CPU Vulkan a thread is a SIMD lane, so every load is a gather: the x block is loaded once
+// for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
+// horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
+
+// Repacked block at w4 index qi with scale word si, dotted with x.
+fn q_dot_cpu(qi: u32, si: u32, x: X32) -> f32 {
+  let d = bitcast<f32>(w[si]);
+  if (FMT == 40u) {
+    let qa = bitcast<vec4<i32>>(w4[qi]);
+    let qb = bitcast<vec4<i32>>(w4[qi + 1u]);
+    let s = vec4<f32>((qa << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v0
+          + vec4<f32>((qa << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v1
+          + vec4<f32>((qa << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v2
+          + vec4<f32>(qa >> vec4<u32>(24u)) * x.v3
+          + vec4<f32>((qb << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v4
+          + vec4<f32>((qb << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v5
+          + vec4<f32>((qb << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v6
+          + vec4<f32>(qb >> vec4<u32>(24u)) * x.v7;
+    return d * dot(s, vec4<f32>(1.0));
+  }
+  let q = bitcast<vec4<i32>>(w4[qi]);
+  let f = vec4<i32>(15);
+  let s = vec4<f32>(q & f) * x.v0
+        + vec4<f32>((q >> vec4<u32>(4u)) & f) * x.v1
+        + vec4<f32>((q >> vec4<u32>(8u)) & f) * x.v2
+        + vec4<f32>((q >> vec4<u32>(12u)) & f) * x.v3
+        + vec4<f32>((q >> vec4<u32>(16u)) & f) * x.v4
+        + vec4<f32>((q >> vec4<u32>(20u)) & f) * x.v5
+        + vec4<f32>((q >> vec4<u32>(24u)) & f) * x.v6
+        + vec4<f32>((q >> vec4<u32>(28u)) & f) * x.v7;
+  let sd = dot(s, vec4<f32>(1.0));
+  if (FMT == 34u) {
+    return d * (sd - 8.0 * x.sum);
+  }
+  return d * sd + bitcast<f32>(w[si + p.m_off - p.d_off]) * x.sum;
+}
+
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
+  var acc: array<f32, 16>;
+  if (FMT < 32u) {  // other formats: row by row, in chunks
+    for (var r = 0u; r < R; r++) {
+      acc[r] = row_dot(xb, min(n0 + r, last), 0u);
+    }
+    return acc;
+  }
+  let blocks = p.K / 32u;
+  let qstep = select(1u, 2u, FMT == 40u);  // vec4s per block
+  var qi: array<u32, 16>;
+  var si: array<u32, 16>;
+  for (var r = 0u; r < R; r++) {
+    let n = min(n0 + r, last);
+    qi[r] = (n * p.q_stride) / 4u;
+    si[r] = p.d_off + n * blocks;
+  }
+  for (var b = 0u; b < blocks; b++) {
+    let x = x32(xb / 4u + b * 8u);
+    for (var r = 0u; r < R; r++) {
+      acc[r] += q_dot_cpu(qi[r] + b * qstep, si[r] + b, x);
+    }
+  }
+  return acc;
+}
+
+// ---- end of quant_weights.wgsl ----
 
 fn silu_mul(g: f32, u: f32) -> f32 {
   // The unfused chain: sigmoid (unary.wgsl), gate * sig, then * up (binary.wgsl).
@@ -388,6 +457,16 @@ fn store3(m: u32, n: u32, v: f32) {
 
 // ---- gemv: TPR threads stride over the blocks of one (activation row, weight row) pair.
 var<workgroup> red: array<f32, WG>;
+
+// CPU adapters (TPR = 1): each thread streams R whole weight rows of the fused weight, as
+// quant_weights.wgsl's CPU path does (the same sums, so fused equals unfused there too).
+// Activation row m and the first of the thread's rows; n0 >= p.N: nothing to do.
+fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+  let cols = WG * R;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  return vec2<u32>(g / col_blocks, (g % col_blocks) * cols + lid * R);
+}
 
 // Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
 fn gemv_dot(m: u32, row: u32, live: bool, lid: u32) -> f32 {
@@ -451,6 +530,18 @@ fn gemv_col(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
 @compute @workgroup_size(WG)
 fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
+  if (TPR == 1u) {  // uniform: an override
+    let mn = cpu_rows(wid, nwg, lid);
+    if (mn.x < p.M && mn.y < p.N) {
+      let acc = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
+      for (var r = 0u; r < R; r++) {
+        if (mn.y + r < p.N) {
+          store2(mn.x, mn.y + r, acc[r]);
+        }
+      }
+    }
+    return;
+  }
   let c = gemv_col(wid, nwg, lid);
   if (c.live) {
     store2(c.m, c.n, c.v);
@@ -460,6 +551,18 @@ fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
+  if (TPR == 1u) {
+    let mn = cpu_rows(wid, nwg, lid);
+    if (mn.x < p.M && mn.y < p.N) {
+      let acc = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
+      for (var r = 0u; r < R; r++) {
+        if (mn.y + r < p.N) {
+          store3(mn.x, mn.y + r, acc[r]);
+        }
+      }
+    }
+    return;
+  }
   let c = gemv_col(wid, nwg, lid);
   if (c.live) {
     store3(c.m, c.n, c.v);
@@ -471,6 +574,19 @@ fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
+  if (TPR == 1u) {  // R gate rows n0.. and their up rows s.n0 + n0.. per thread (p.N = F outputs)
+    let mn = cpu_rows(wid, nwg, lid);
+    if (mn.x < p.M && mn.y < p.N) {
+      let gate = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
+      let up = rows_dot_cpu(mn.x * p.K, s.n0 + mn.y, s.n0 + p.N - 1u);
+      for (var r = 0u; r < R; r++) {
+        if (mn.y + r < p.N) {
+          out0[mn.x * p.N + mn.y + r] = silu_mul(gate[r], up[r]);
+        }
+      }
+    }
+    return;
+  }
   let half = WG / TPR / 2u;
   let col_blocks = (p.N + half - 1u) / half;
   let g = wid.y * nwg.x + wid.x;

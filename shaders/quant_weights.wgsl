@@ -416,12 +416,12 @@ fn q_dot_cpu(qi: u32, si: u32, x: X32) -> f32 {
   return d * sd + bitcast<f32>(w[si + p.m_off - p.d_off]) * x.sum;
 }
 
-// Rows n0 .. n0 + R - 1 (past N: the last row, dropped by the caller) of x[xb ..] . W.
-fn rows_dot_cpu(xb: u32, n0: u32) -> array<f32, 16> {
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
   if (FMT < 32u) {  // other formats: row by row, in chunks
     for (var r = 0u; r < R; r++) {
-      acc[r] = row_dot(xb, min(n0 + r, p.N - 1u), 0u);
+      acc[r] = row_dot(xb, min(n0 + r, last), 0u);
     }
     return acc;
   }
@@ -430,7 +430,7 @@ fn rows_dot_cpu(xb: u32, n0: u32) -> array<f32, 16> {
   var qi: array<u32, 16>;
   var si: array<u32, 16>;
   for (var r = 0u; r < R; r++) {
-    let n = min(n0 + r, p.N - 1u);
+    let n = min(n0 + r, last);
     qi[r] = (n * p.q_stride) / 4u;
     si[r] = p.d_off + n * blocks;
   }
@@ -483,7 +483,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // Threads past the end still take part in the barriers (uniform control flow).
   if (TPR == 1u) {  // CPU path (overrides: the other shapes compile without it)
     if (m < p.M && n0 < p.N) {
-      let accs = rows_dot_cpu(m * p.K, n0);
+      let accs = rows_dot_cpu(m * p.K, n0, p.N - 1u);
       for (var r = 0u; r < R; r++) {
         let n = n0 + r;
         if (n < p.N) {

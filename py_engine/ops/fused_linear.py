@@ -30,14 +30,21 @@ from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
 assert SPLIT.size == 16  # matches `struct Split` in fused_linear.wgsl
-def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV) -> tuple:
+def gemv_cols(shape, norm: bool = False) -> int:
+    """Weight rows per GEMV workgroup: with TPR = 1 (CPU adapters) each thread streams R rows;
+    otherwise, and in the *_norm entries, each TPR group takes one row."""
+    return shape.wg * shape.r if shape.tpr == 1 and not norm else shape.wg // shape.tpr
+
+
+def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0.
-    A GEMV workgroup covers wg // tpr // 2 outputs (gate and up rows); the fused templates
-    have no R (one row per thread group)."""
+    A GEMV workgroup covers gemv_cols outputs with TPR = 1 (each thread its gate and up rows),
+    else half as many (gate and up rows in separate thread groups)."""
     if m == 0 or f == 0:
         return 0, 0
     if m <= GEMV_MAX_ROWS:
-        return m * ceil_div(f, shape.wg // shape.tpr // 2), 0
+        per_wg = gemv_cols(shape, norm) // (1 if shape.tpr == 1 and not norm else 2)
+        return m * ceil_div(f, per_wg), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
 
 
@@ -78,7 +85,7 @@ class _FusedGgufLinear(Op):
         fmt = self.layout.fmt
         self.shape = gemv_shape(g.backend)
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
-                               SG=subgroup_lanes(g.backend, self.shape.tpr))
+                               R=self.shape.r if self.shape.tpr == 1 else 1, SG=subgroup_lanes(g.backend, self.shape.tpr))
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
@@ -122,11 +129,11 @@ class LinearGgufMulti(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = f"gemv{len(splits)}", f"tiled{len(splits)}"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
+    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
         if m == 0 or self.n_total == 0:
             return 0, 0
-        if m <= GEMV_MAX_ROWS:  # one output column per TPR group (the template has no R)
-            return m * ceil_div(self.n_total, shape.wg // shape.tpr), 0
+        if m <= GEMV_MAX_ROWS:
+            return m * ceil_div(self.n_total, gemv_cols(shape, norm)), 0
         return matmul_workgroups(m, self.n_total)
 
 
@@ -144,8 +151,8 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = "gemv_swiglu", "tiled_swiglu"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int, shape=GPU_GEMV) -> tuple:
-        return swiglu_workgroups(m, self.n_total, shape)
+    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
+        return swiglu_workgroups(m, self.n_total, shape, norm)
 
 
 NORM_PARAMS = struct.Struct("<ff2I")
@@ -200,7 +207,7 @@ class _PreNorm:
         if self.d_norm_gemv is None:
             return
         m = numel(g.tensor(self.x).dims[:-1])
-        gemv, _ = self.workgroups(m, self.shape)
+        gemv, _ = self.workgroups(m, self.shape, norm=True)
         # Decode: the folded kernel does the norm and the linear; the two-dispatch path idles.
         g.set_workgroups(self.d_norm_gemv, gemv)
         if gemv:

@@ -30,7 +30,7 @@ GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode
 # Workgroups of 64 threads: WebGPU guarantees at least 256, so no clamping is needed.
 # GEMV: 64 threads, TPR per group of R output columns (each x block loaded once for R rows).
 # TPR = 1 (every thread streams R whole rows, the shader's CPU path) is fastest on CPU Vulkan
-# (lavapipe, SwiftShader), where per-lane loads dominate; fused_linear.py keeps R = 1.
+# (lavapipe, SwiftShader), where per-lane loads dominate; the fused GEMVs (fused_linear.wgsl) do the same.
 @dataclass(frozen=True)
 class GemvShape:
     """How a GEMV workgroup covers output rows: WG threads, TPR threads per row, R rows each."""

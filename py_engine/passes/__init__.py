@@ -22,10 +22,10 @@ from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear,
           fuse_rope_sdpa)
-# CPU implementations of WebGPU (SwiftShader, lavapipe): the fused linear kernels compute one
-# row per thread group, slower there than the plain GEMV's 4 rows per thread, so only the
-# fusions that save dispatches without changing the matmuls run.
-CPU_PASSES = (fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa)
+# CPU implementations of WebGPU (SwiftShader, lavapipe): all but the norm folded into the
+# linears, whose per-workgroup norm prologue and one-row-per-thread-group dots lose there (the
+# fused GEMVs stream R rows per thread there, as the plain GEMV does).
+CPU_PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa)
 
 
 def passes_for(backend) -> tuple:
