@@ -460,12 +460,25 @@ var<workgroup> red: array<f32, WG>;
 
 // CPU adapters (TPR = 1): each thread streams R whole weight rows of the fused weight, as
 // quant_weights.wgsl's CPU path does (the same sums, so fused equals unfused there too).
-// Activation row m and the first of the thread's rows; n0 >= p.N: nothing to do.
-fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+struct CpuRows {
+  m: u32,       // activation row
+  n0: u32,      // the first of the thread's R rows (outputs n0 .. n0 + R - 1 below p.N)
+  live: bool,
+  acc: array<f32, 16>,
+}
+
+// Rows n0.. of the thread, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F).
+fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, up: bool) -> CpuRows {
   let cols = WG * R;
   let col_blocks = (p.N + cols - 1u) / cols;
   let g = wid.y * nwg.x + wid.x;
-  return vec2<u32>(g / col_blocks, (g % col_blocks) * cols + lid * R);
+  var c = CpuRows(g / col_blocks, (g % col_blocks) * cols + lid * R, false, array<f32, 16>());
+  c.live = c.m < p.M && c.n0 < p.N;
+  if (c.live) {
+    let first = select(0u, s.n0, up);
+    c.acc = rows_dot_cpu(c.m * p.K, first + c.n0, first + p.N - 1u);
+  }
+  return c;
 }
 
 // Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
@@ -531,14 +544,9 @@ fn gemv_col(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
 fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
   if (TPR == 1u) {  // uniform: an override
-    let mn = cpu_rows(wid, nwg, lid);
-    if (mn.x < p.M && mn.y < p.N) {
-      let acc = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
-      for (var r = 0u; r < R; r++) {
-        if (mn.y + r < p.N) {
-          store2(mn.x, mn.y + r, acc[r]);
-        }
-      }
+    let c = cpu_rows(wid, nwg, lid, false);
+    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+      store2(c.m, c.n0 + r, c.acc[r]);
     }
     return;
   }
@@ -552,14 +560,9 @@ fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
   if (TPR == 1u) {
-    let mn = cpu_rows(wid, nwg, lid);
-    if (mn.x < p.M && mn.y < p.N) {
-      let acc = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
-      for (var r = 0u; r < R; r++) {
-        if (mn.y + r < p.N) {
-          store3(mn.x, mn.y + r, acc[r]);
-        }
-      }
+    let c = cpu_rows(wid, nwg, lid, false);
+    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+      store3(c.m, c.n0 + r, c.acc[r]);
     }
     return;
   }
@@ -574,16 +577,11 @@ fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  if (TPR == 1u) {  // R gate rows n0.. and their up rows s.n0 + n0.. per thread (p.N = F outputs)
-    let mn = cpu_rows(wid, nwg, lid);
-    if (mn.x < p.M && mn.y < p.N) {
-      let gate = rows_dot_cpu(mn.x * p.K, mn.y, p.N - 1u);
-      let up = rows_dot_cpu(mn.x * p.K, s.n0 + mn.y, s.n0 + p.N - 1u);
-      for (var r = 0u; r < R; r++) {
-        if (mn.y + r < p.N) {
-          out0[mn.x * p.N + mn.y + r] = silu_mul(gate[r], up[r]);
-        }
-      }
+  if (TPR == 1u) {  // R gate rows and their up rows per thread
+    let gate = cpu_rows(wid, nwg, lid, false);
+    let up = cpu_rows(wid, nwg, lid, true);
+    for (var r = 0u; r < R && gate.live && gate.n0 + r < p.N; r++) {
+      out0[gate.m * p.N + gate.n0 + r] = silu_mul(gate.acc[r], up.acc[r]);
     }
     return;
   }

@@ -84,8 +84,9 @@ class _FusedGgufLinear(Op):
     def build(self, g):
         fmt = self.layout.fmt
         self.shape = gemv_shape(g.backend)
-        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
-                               R=self.shape.r if self.shape.tpr == 1 else 1, SG=subgroup_lanes(g.backend, self.shape.tpr))
+        rows = self.shape.r if self.shape.tpr == 1 else 1  # R: only the CPU path (TPR = 1) streams rows
+        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=rows,
+                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")

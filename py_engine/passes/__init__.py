@@ -22,9 +22,9 @@ from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear,
           fuse_rope_sdpa)
-# CPU implementations of WebGPU (SwiftShader, lavapipe): all but the norm folded into the
-# linears, whose per-workgroup norm prologue and one-row-per-thread-group dots lose there (the
-# fused GEMVs stream R rows per thread there, as the plain GEMV does).
+# CPU implementations of WebGPU (SwiftShader, lavapipe): every fusion but fuse_norm_linear,
+# whose norm GEMV computes one row per thread there (the other fused GEMVs stream R rows per
+# thread, as the plain GEMV does).
 CPU_PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa)
 
 
