@@ -1,14 +1,15 @@
 """The GEMV kernels in each of their shapes: each adapter gets some (CPU Vulkan: whole rows per
 thread; GPUs: 32 lanes per row, or 4 lanes x 4 rows for a vocabulary head), so all of them run
 here whatever this machine's adapter is. The GPU shapes run twice: lane sums finished by
-subgroup shuffles (as on GPUs with subgroups) and all in workgroup memory."""
+subgroup shuffles (as on GPUs with subgroups) and all in workgroup memory; with them, and in
+the norm cases below, the norms reduce over a GPU's lane count."""
 import asyncio
 
 import pytest
 
 from py_engine.graph import pipelines
-from py_engine.ops import fused_linear, quant_kernels
-from py_engine.testing import fusion_cases, quant_cases
+from py_engine.ops import fused_linear, quant_kernels, rms_norm
+from py_engine.testing import foundation_cases, fusion_cases, quant_cases
 from py_engine.testing.harness import run_case
 
 GEMV_CASES = sorted(n for n in quant_cases.CASES if "gguf" in n or "q4gsw" in n or "qcs4w" in n)
@@ -28,6 +29,8 @@ def _use(backend, monkeypatch, variant):
     chosen = SHAPES[shape]
     monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
     monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
+    # GPU shapes with a GPU's norm reductions too (up to 256 lanes; this CPU adapter takes 32).
+    monkeypatch.setattr(rms_norm, "NORM_LANES_CPU", 32 if shape == "cpu" else 256)
     monkeypatch.setattr(pipelines, "SUBGROUP_REDUCE", reduce != "tree")
     if reduce == "subgroups":
         assert backend.subgroup_min_size >= 2, (
@@ -46,3 +49,9 @@ def test_gemv_case_in_every_shape(native_backend, monkeypatch, variant, name):
 def test_fused_case_in_both_shapes(native_backend, monkeypatch, variant, name):
     _use(native_backend, monkeypatch, variant)
     asyncio.run(run_case(native_backend, fusion_cases.CASES[name](), f"{name} ({variant})"))
+
+
+@pytest.mark.parametrize("name", sorted(n for n in foundation_cases.CASES if "rms_norm" in n))
+def test_norm_case_with_gpu_lanes(native_backend, monkeypatch, name):
+    monkeypatch.setattr(rms_norm, "NORM_LANES_CPU", 256)
+    asyncio.run(run_case(native_backend, foundation_cases.CASES[name](), f"{name} (256 lanes)"))

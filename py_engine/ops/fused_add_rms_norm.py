@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 
 from ..graph.registry import register
-from .base import Op, numel, workgroup_size
-from .rms_norm import pow2_floor
+from .base import Op, numel
+from .rms_norm import norm_lanes
 
 PARAMS = struct.Struct("<IIff")
 assert PARAMS.size == 16  # matches `struct Params` in fused_add_rms_norm.wgsl
@@ -37,8 +37,7 @@ class AddRmsNorm(Op):
         self.triggers = frozenset([self.a, self.b])
 
     def build(self, g):
-        # The same workgroup size as rms_norm for this width: the same reduction order.
-        self.wg = pow2_floor(workgroup_size(g.limits, min(256, max(32, self.width))))
+        self.wg = norm_lanes(g, self.width)  # rms_norm's: the same reduction order
         pipe = g.pipelines.get("fused_add_rms_norm", WG=self.wg)
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         t = g.tensor

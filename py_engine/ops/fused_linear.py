@@ -20,10 +20,9 @@ import struct
 from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
-from .base import Op, ceil_div, numel, workgroup_size
+from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
-from .rms_norm import pow2_floor
 from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
                             gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, weight_buffer)
 
@@ -179,7 +178,6 @@ class _PreNorm:
         super().validate(ctx)
         self.triggers = frozenset([self.norm.a, self.norm.b])
         k = self.layout.width
-        self.vl = pow2_floor(workgroup_size(ctx.limits, min(256, max(32, k))))  # AddRmsNorm's workgroup size
         # Storage buffers of the folded kernel: w, w4, a, b, norm weight, sum_out and the outputs.
         self.fold_norm = (self.layout.repacked and k % 32 == 0
                           and 6 + len(self.outs) <= ctx.limits.max_storage_buffers_per_stage)
@@ -187,6 +185,7 @@ class _PreNorm:
     def build(self, g):
         self.norm.build(g)
         super().build(g)
+        self.vl = self.norm.wg  # add_rms_norm's lanes: its reduction order
         self.d_norm_gemv = None
         shared = (self.shape.wg + self.layout.width + self.vl) * 4  # red, xn, ssq
         if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
