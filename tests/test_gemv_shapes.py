@@ -2,13 +2,13 @@
 thread; GPUs: 32 lanes per row, or 4 lanes x 4 rows for a vocabulary head), so all of them run
 here whatever this machine's adapter is. The GPU shapes run twice: lane sums finished by
 subgroup shuffles (as on GPUs with subgroups) and all in workgroup memory; with them, and in
-the norm cases below, the norms reduce over a GPU's lane count."""
+the norm and argmax cases below, reductions run over a GPU's lane count."""
 import asyncio
 
 import pytest
 
 from py_engine.graph import pipelines
-from py_engine.ops import fused_linear, quant_kernels, rms_norm
+from py_engine.ops import argmax, fused_linear, quant_kernels, rms_norm
 from py_engine.testing import foundation_cases, fusion_cases, quant_cases
 from py_engine.testing.harness import run_case
 
@@ -51,7 +51,9 @@ def test_fused_case_in_both_shapes(native_backend, monkeypatch, variant, name):
     asyncio.run(run_case(native_backend, fusion_cases.CASES[name](), f"{name} ({variant})"))
 
 
-@pytest.mark.parametrize("name", sorted(n for n in foundation_cases.CASES if "rms_norm" in n))
-def test_norm_case_with_gpu_lanes(native_backend, monkeypatch, name):
+@pytest.mark.parametrize("name", sorted(n for n in foundation_cases.CASES if "rms_norm" in n or "argmax" in n))
+def test_reduction_case_with_gpu_lanes(native_backend, monkeypatch, name):
+    # The norms and argmax as GPUs run them: 256 threads (this CPU adapter takes 32).
     monkeypatch.setattr(rms_norm, "NORM_LANES_CPU", 256)
+    monkeypatch.setattr(argmax, "WG_CPU", 256)
     asyncio.run(run_case(native_backend, foundation_cases.CASES[name](), f"{name} (256 lanes)"))
