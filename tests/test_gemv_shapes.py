@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from py_engine.graph import pipelines
-from py_engine.ops import argmax, fused_linear, quant_kernels, rms_norm
+from py_engine.ops import base, fused_linear, quant_kernels
 from py_engine.testing import foundation_cases, fusion_cases, quant_cases
 from py_engine.testing.harness import run_case
 
@@ -30,7 +30,7 @@ def _use(backend, monkeypatch, variant):
     monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
     monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
     # GPU shapes with a GPU's norm reductions too (up to 256 lanes; this CPU adapter takes 32).
-    monkeypatch.setattr(rms_norm, "NORM_LANES_CPU", 32 if shape == "cpu" else 256)
+    monkeypatch.setattr(base, "REDUCTION_LANES_CPU", 32 if shape == "cpu" else 256)
     monkeypatch.setattr(pipelines, "SUBGROUP_REDUCE", reduce != "tree")
     if reduce == "subgroups":
         assert backend.subgroup_min_size >= 2, (
@@ -54,6 +54,5 @@ def test_fused_case_in_both_shapes(native_backend, monkeypatch, variant, name):
 @pytest.mark.parametrize("name", sorted(n for n in foundation_cases.CASES if "rms_norm" in n or "argmax" in n))
 def test_reduction_case_with_gpu_lanes(native_backend, monkeypatch, name):
     # The norms and argmax as GPUs run them: 256 threads (this CPU adapter takes 32).
-    monkeypatch.setattr(rms_norm, "NORM_LANES_CPU", 256)
-    monkeypatch.setattr(argmax, "WG_CPU", 256)
+    monkeypatch.setattr(base, "REDUCTION_LANES_CPU", 256)
     asyncio.run(run_case(native_backend, foundation_cases.CASES[name](), f"{name} (256 lanes)"))

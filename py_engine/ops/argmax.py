@@ -9,15 +9,11 @@ from __future__ import annotations
 import struct
 
 from ..graph.registry import register
-from .base import Op, numel, workgroup_size
-from .rms_norm import pow2_floor
+from .base import Op, numel, reduction_lanes
 
 PARAMS = struct.Struct("<4I")
 assert PARAMS.size == 16  # matches `struct Params` in argmax.wgsl
 CHUNK_PER_THREAD = 8  # elements each thread of a `partial` workgroup scans
-# Workgroup size: 256 on GPUs; CPU adapters pay for every thread at each barrier of the tree
-# (SwiftShader, 49152 logits: partial 5.9 ms with 256 threads, 2.6 with 64, 2.3 with 32).
-WG_CPU = 32
 
 
 @register("aten.argmax.default")
@@ -43,7 +39,7 @@ class Argmax(Op):
         self.part = None
 
     def build(self, g):
-        self.wg = pow2_floor(workgroup_size(g.limits, WG_CPU if getattr(g.backend, "is_cpu", False) else 256))
+        self.wg = reduction_lanes(g, 256)
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         bindings = [g.tensor(self.x), g.tensor(self.out), self.params]
         self.d = g.add_dispatch(g.pipelines.get("argmax", WG=self.wg), bindings, self.name)

@@ -4,27 +4,16 @@ from __future__ import annotations
 import struct
 
 from ..graph.registry import register
-from .base import Op, numel, workgroup_size
+from .base import Op, numel, reduction_lanes
 
 PARAMS = struct.Struct("<IIfI")
 assert PARAMS.size == 16  # matches `struct Params` in rms_norm.wgsl
 
 
-def pow2_floor(n: int) -> int:
-    return 1 << (n.bit_length() - 1)
-
-
-# Threads of a row's reduction (rms_norm, add_rms_norm and the norm folded into a GEMV share it,
-# so their sums run in the same order): up to 256 on GPUs. CPU adapters (SwiftShader, lavapipe)
-# pay for every thread of a workgroup at each barrier: SwiftShader, SmolLM2 shapes, 60
-# add_rms_norms per decode step 14.3 ms with 256 lanes, 3.5 with 64, 3.1 with 32.
-NORM_LANES_CPU = 32
-
-
 def norm_lanes(g, width: int) -> int:
-    """The workgroup size of the norm of rows of `width` on this graph's device (a power of two)."""
-    cap = NORM_LANES_CPU if getattr(g.backend, "is_cpu", False) else 256
-    return pow2_floor(workgroup_size(g.limits, min(cap, max(32, width))))
+    """Threads of the reduction of rows of `width`: rms_norm, add_rms_norm and the norm folded
+    into a GEMV all take this, so their sums run in the same order."""
+    return reduction_lanes(g, min(256, max(32, width)))
 
 
 @register("et_vk.rms_norm.default", "aten.rms_norm.default")

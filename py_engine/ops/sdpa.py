@@ -32,8 +32,7 @@ import struct
 from dataclasses import dataclass
 
 from ..graph.registry import register
-from .base import Op, ceil_div, workgroup_size
-from .rms_norm import pow2_floor
+from .base import Op, ceil_div, pow2_floor, workgroup_size
 from .update_cache import (U32_WORDS, CacheWriter, cache_write_params, check_binding_sizes,
                            check_cache_shapes)
 
