@@ -738,8 +738,8 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 // threads (4 x 16), each thread 4 x 4, exactly as quant_weights.wgsl's tiled.
 const TM: u32 = 16u;
 const TN: u32 = 64u;
-var<workgroup> xs: array<vec4<f32>, 256>;   // TK * TM / 4 (sized for TK = 64)
-var<workgroup> ws: array<vec4<f32>, 1024>;  // TK * TN / 4
+var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>;
+var<workgroup> ws: array<vec4<f32>, TK * TN / 4u>;
 
 struct Acc {
   r0: vec4<f32>,

@@ -529,8 +529,8 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // (k-major, vec4 along m / n) so every weight element is dequantized once per tile.
 const TM: u32 = 16u;
 const TN: u32 = 64u;
-var<workgroup> xs: array<vec4<f32>, 256>;   // TK * TM / 4 (sized for TK = 64)
-var<workgroup> ws: array<vec4<f32>, 1024>;  // TK * TN / 4
+var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>;
+var<workgroup> ws: array<vec4<f32>, TK * TN / 4u>;
 
 @compute @workgroup_size(64)
 fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
