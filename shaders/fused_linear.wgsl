@@ -15,7 +15,6 @@ override TPR: u32 = 16u;  // gemv: threads per output column (a power of two div
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 override R: u32 = 1u;     // gemv with TPR = 1 (CPU adapters): weight rows per thread (1 .. 16)
-override TK: u32 = 32u;   // tiled: K elements per step (32 or 64), as in quant_weights.wgsl
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -246,12 +245,11 @@ fn decode8(r: Raw8, c: u32) -> W8 {
   return W8(d * a + m, d * b + m);
 }
 
-// Tiled kernels, shared with fused_linear.wgsl.in: a thread's TM * TK / 64 x values of the
-// TM x TK tile at K step k0 (thread lid takes elements lid, lid + 64, ...), stored k-major as
-// vec4s along m. Each thread also decodes TN * TK / 512 weight chunks per step (tile_w_col).
-fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 16> {
-  var v: array<f32, 16>;
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+// Tiled kernels, shared with fused_linear.wgsl.in: a thread's 8 x values of the TM x TK tile
+// at K step k0 (thread lid takes elements lid, lid + 64, ...), stored k-major as vec4s along m.
+fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 8> {
+  var v: array<f32, 8>;
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let m = m0 + j / TK;
     v[t] = 0.0;
@@ -262,8 +260,8 @@ fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 16> {
   return v;
 }
 
-fn tile_x_store(v: array<f32, 16>, lid: u32) {
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+fn tile_x_store(v: array<f32, 8>, lid: u32) {
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let ml = j / TK;
     xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v[t];
@@ -272,7 +270,7 @@ fn tile_x_store(v: array<f32, 16>, lid: u32) {
 
 // Without PF: the thread's x values at K step k0 straight into xs.
 fn tile_x_fill(m0: u32, k0: u32, lid: u32) {
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let ml = j / TK;
     let m = m0 + ml;
@@ -282,12 +280,6 @@ fn tile_x_fill(m0: u32, k0: u32, lid: u32) {
     }
     xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v;
   }
-}
-
-// The thread's weight chunks at each K step: chunk lid % (TK / 8) of tile columns
-// tile_w_col(lid, t), t < TN * TK / 512.
-fn tile_w_col(lid: u32, t: u32) -> u32 {
-  return lid / (TK / 8u) + t * (512u / TK);
 }
 
 // Chunk c of a weight row (zero when the row does not exist or past K), from its loaded words
@@ -738,8 +730,9 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 // threads (4 x 16), each thread 4 x 4, exactly as quant_weights.wgsl's tiled.
 const TM: u32 = 16u;
 const TN: u32 = 64u;
-var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>;
-var<workgroup> ws: array<vec4<f32>, TK * TN / 4u>;
+const TK: u32 = 32u;
+var<workgroup> xs: array<vec4<f32>, 128>;  // TK * TM / 4
+var<workgroup> ws: array<vec4<f32>, 512>;  // TK * TN / 4
 
 struct Acc {
   r0: vec4<f32>,
@@ -766,15 +759,14 @@ fn tiled_acc(m0: u32, n0: u32, lid: u32, swiglu: bool) -> Acc {
   var acc1 = vec4<f32>(0.0);
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
-  // The thread's weight chunks (see tile_w_col), loaded one K step ahead as in
-  // quant_weights.wgsl's tiled.
-  let cl = lid % (TK / 8u);
-  let wt = TN * TK / 512u;
-  var rows: array<vec2<u32>, 8>;
-  var wr: array<Raw8, 8>;
-  var xr: array<f32, 16>;
-  for (var t = 0u; t < wt; t++) {
-    rows[t] = tile_row(n0, tile_w_col(lid, t), swiglu);
+  // The thread's weight chunks: tile column lid / 4 + 16 t, chunk lid % 4 (4 per thread);
+  // loaded one K step ahead, as in quant_weights.wgsl's tiled.
+  let cl = lid % 4u;
+  var rows: array<vec2<u32>, 4>;
+  var wr: array<Raw8, 4>;
+  var xr: array<f32, 8>;
+  for (var t = 0u; t < 4u; t++) {
+    rows[t] = tile_row(n0, lid / 4u + t * 16u, swiglu);
   }
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
@@ -783,26 +775,26 @@ fn tiled_acc(m0: u32, n0: u32, lid: u32, swiglu: bool) -> Acc {
     if (PF) {
       if (ks == 0u) {
         xr = tile_x_load(m0, k0, lid);
-        for (var t = 0u; t < wt; t++) {
+        for (var t = 0u; t < 4u; t++) {
           if (rows[t].y != 0u) {
             wr[t] = raw8(rows[t].x, c);
           }
         }
       }
       tile_x_store(xr, lid);
-      for (var t = 0u; t < wt; t++) {
-        tile_w_put(tile_w_decoded(wr[t], rows[t].y != 0u, c), tile_w_col(lid, t), cl);
+      for (var t = 0u; t < 4u; t++) {
+        tile_w_put(tile_w_decoded(wr[t], rows[t].y != 0u, c), lid / 4u + t * 16u, cl);
       }
     } else {
       tile_x_fill(m0, k0, lid);
-      for (var t = 0u; t < wt; t++) {
-        tile_w_put(tile_w_read(rows[t].x, rows[t].y != 0u, c), tile_w_col(lid, t), cl);
+      for (var t = 0u; t < 4u; t++) {
+        tile_w_put(tile_w_read(rows[t].x, rows[t].y != 0u, c), lid / 4u + t * 16u, cl);
       }
     }
     workgroupBarrier();
     if (PF && ks + 1u < k_steps) {
       xr = tile_x_load(m0, k0 + TK, lid);
-      for (var t = 0u; t < wt; t++) {
+      for (var t = 0u; t < 4u; t++) {
         if (rows[t].y != 0u) {
           wr[t] = raw8(rows[t].x, (k0 + TK) / 8u + cl);
         }

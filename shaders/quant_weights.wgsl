@@ -19,7 +19,6 @@ override TPR: u32 = 16u;  // gemv: threads per output column (a power of two div
 override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4; 1 .. 16 when TPR = 1)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override TK: u32 = 32u;   // tiled: K elements per step (32 or 64); fewer, longer steps suit GPUs
 
 struct Params {
   M: u32,          // activation rows (linear) / number of indices (gather)
@@ -239,12 +238,11 @@ fn decode8(r: Raw8, c: u32) -> W8 {
   return W8(d * a + m, d * b + m);
 }
 
-// Tiled kernels, shared with fused_linear.wgsl.in: a thread's TM * TK / 64 x values of the
-// TM x TK tile at K step k0 (thread lid takes elements lid, lid + 64, ...), stored k-major as
-// vec4s along m. Each thread also decodes TN * TK / 512 weight chunks per step (tile_w_col).
-fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 16> {
-  var v: array<f32, 16>;
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+// Tiled kernels, shared with fused_linear.wgsl.in: a thread's 8 x values of the TM x TK tile
+// at K step k0 (thread lid takes elements lid, lid + 64, ...), stored k-major as vec4s along m.
+fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 8> {
+  var v: array<f32, 8>;
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let m = m0 + j / TK;
     v[t] = 0.0;
@@ -255,8 +253,8 @@ fn tile_x_load(m0: u32, k0: u32, lid: u32) -> array<f32, 16> {
   return v;
 }
 
-fn tile_x_store(v: array<f32, 16>, lid: u32) {
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+fn tile_x_store(v: array<f32, 8>, lid: u32) {
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let ml = j / TK;
     xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v[t];
@@ -265,7 +263,7 @@ fn tile_x_store(v: array<f32, 16>, lid: u32) {
 
 // Without PF: the thread's x values at K step k0 straight into xs.
 fn tile_x_fill(m0: u32, k0: u32, lid: u32) {
-  for (var t = 0u; t < TM * TK / 64u; t++) {
+  for (var t = 0u; t < 8u; t++) {
     let j = lid + t * 64u;
     let ml = j / TK;
     let m = m0 + ml;
@@ -275,12 +273,6 @@ fn tile_x_fill(m0: u32, k0: u32, lid: u32) {
     }
     xs[(j % TK) * (TM / 4u) + ml / 4u][ml % 4u] = v;
   }
-}
-
-// The thread's weight chunks at each K step: chunk lid % (TK / 8) of tile columns
-// tile_w_col(lid, t), t < TN * TK / 512.
-fn tile_w_col(lid: u32, t: u32) -> u32 {
-  return lid / (TK / 8u) + t * (512u / TK);
 }
 
 // Chunk c of a weight row (zero when the row does not exist or past K), from its loaded words
@@ -529,8 +521,9 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // (k-major, vec4 along m / n) so every weight element is dequantized once per tile.
 const TM: u32 = 16u;
 const TN: u32 = 64u;
-var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>;
-var<workgroup> ws: array<vec4<f32>, TK * TN / 4u>;
+const TK: u32 = 32u;
+var<workgroup> xs: array<vec4<f32>, 128>;  // TK * TM / 4
+var<workgroup> ws: array<vec4<f32>, 512>;  // TK * TN / 4
 
 @compute @workgroup_size(64)
 fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -549,9 +542,10 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
   var acc1 = vec4<f32>(0.0);
   var acc2 = vec4<f32>(0.0);
   var acc3 = vec4<f32>(0.0);
-  let cl = lid % (TK / 8u);  // the thread's weight chunks: see tile_w_col
-  var wr: array<Raw8, 8>;
-  var xr: array<f32, 16>;
+  // The thread's weight chunks: tile column lid / 4 + 16 t, chunk lid % 4 (4 per thread).
+  let cl = lid % 4u;
+  var wr: array<Raw8, 4>;
+  var xr: array<f32, 8>;
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
@@ -559,22 +553,22 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     if (PF) {
       if (ks == 0u) {  // later steps were loaded during the previous multiply
         xr = tile_x_load(m0, k0, lid);
-        for (var t = 0u; t < TN * TK / 512u; t++) {
-          let n = n0 + tile_w_col(lid, t);
+        for (var t = 0u; t < 4u; t++) {
+          let n = n0 + lid / 4u + t * 16u;
           if (n < p.N) {
             wr[t] = raw8(n, c);
           }
         }
       }
       tile_x_store(xr, lid);
-      for (var t = 0u; t < TN * TK / 512u; t++) {
-        let nl = tile_w_col(lid, t);
+      for (var t = 0u; t < 4u; t++) {
+        let nl = lid / 4u + t * 16u;
         tile_w_put(tile_w_decoded(wr[t], n0 + nl < p.N, c), nl, cl);
       }
     } else {
       tile_x_fill(m0, k0, lid);
-      for (var t = 0u; t < TN * TK / 512u; t++) {
-        let nl = tile_w_col(lid, t);
+      for (var t = 0u; t < 4u; t++) {
+        let nl = lid / 4u + t * 16u;
         tile_w_put(tile_w_read(n0 + nl, n0 + nl < p.N, c), nl, cl);
       }
     }
@@ -582,8 +576,8 @@ fn tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
     // The next step's loads go out now; the multiply below hides their latency.
     if (PF && ks + 1u < k_steps) {
       xr = tile_x_load(m0, k0 + TK, lid);
-      for (var t = 0u; t < TN * TK / 512u; t++) {
-        let n = n0 + tile_w_col(lid, t);
+      for (var t = 0u; t < 4u; t++) {
+        let n = n0 + lid / 4u + t * 16u;
         if (n < p.N) {
           wr[t] = raw8(n, (k0 + TK) / 8u + cl);
         }

@@ -40,19 +40,6 @@ def test_case_tiled_prefetch(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-@pytest.mark.parametrize("prefetch", [False, True])
-@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith(("multi", "norm", "swiglu"))))
-def test_case_tiled_k32(native_backend, monkeypatch, name, prefetch):
-    """The fused linears again with tiled steps of 32 K elements (`TK`; this CPU adapter takes 64),
-    with and without `PF`."""
-    import py_engine.ops.quant_kernels as qk
-
-    monkeypatch.setattr(qk, "TILE_K_CPU", 32)
-    monkeypatch.setattr(qk, "TILED_PREFETCH_ON_CPU", prefetch)
-    result = asyncio.run(run_case(native_backend, CASES[name](), name))
-    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
-
-
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("rope_kv")))
 def test_case_rope_folded_into_decode_attention(native_backend, name):
     """The RoPE + attention cases with decode steps on sdpa_decode.wgsl's main_rope (GPUs' path)."""

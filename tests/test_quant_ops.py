@@ -24,19 +24,6 @@ def test_case_tiled_prefetch(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-@pytest.mark.parametrize("prefetch", [False, True])
-@pytest.mark.parametrize("name", sorted(n for n in CASES if not n.startswith("embedding")))
-def test_case_tiled_k32(native_backend, monkeypatch, name, prefetch):
-    """The linears again with tiled steps of 32 K elements (`TK`; this CPU adapter takes 64),
-    with and without `PF`."""
-    import py_engine.ops.quant_kernels as qk
-
-    monkeypatch.setattr(qk, "TILE_K_CPU", 32)
-    monkeypatch.setattr(qk, "TILED_PREFETCH_ON_CPU", prefetch)
-    result = asyncio.run(run_case(native_backend, CASES[name](), name))
-    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
-
-
 @pytest.mark.parametrize("name", sorted(ERROR_CASES))
 def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))

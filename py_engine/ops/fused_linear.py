@@ -24,7 +24,7 @@ from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
 from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
-                            gemv_shape, matmul_workgroups, params_bytes, tiled_overrides, weight_buffer)
+                            gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
@@ -86,7 +86,7 @@ class _FusedGgufLinear(Op):
         rows = self.shape.r if self.shape.tpr == 1 else 1  # R: only the CPU path (TPR = 1) streams rows
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=rows,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
-        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, **tiled_overrides(g.backend))
+        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))

@@ -74,18 +74,11 @@ TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x
 # us per o-proj/down linear; SwiftShader: prefill at 16 / 32 tokens 4.74 / 5.06 -> 4.10 / 4.21
 # tokens/s, so CPU adapters keep loading each step just before it.
 TILED_PREFETCH_ON_CPU = False
-# `TK` of the tiled kernels: K elements per step (32 or 64; workgroup memory is sized for 64).
-TILE_K = 32
-TILE_K_CPU = 64  # SwiftShader, prefill of 16 tokens: 1748-1797 -> 1504-1597 ms per step
 
 
-def tiled_overrides(backend) -> dict:
-    """The overrides of the tiled kernels on this adapter: `PF` (1 or 0) and `TK`."""
-    cpu = getattr(backend, "is_cpu", False)
-    tk = TILE_K_CPU if cpu else TILE_K
-    if tk not in (32, 64):
-        raise ValueError(f"tiled kernels: TK must be 32 or 64, got {tk}")
-    return {"PF": int(TILED_PREFETCH_ON_CPU or not cpu), "TK": tk}
+def tiled_prefetch(backend) -> int:
+    """The `PF` override of the tiled kernels on this adapter (1 or 0)."""
+    return int(TILED_PREFETCH_ON_CPU or not getattr(backend, "is_cpu", False))
 
 
 GATHER_WG = 64
@@ -163,7 +156,7 @@ class QuantMatmul:
         self.shape = gemv_shape(g.backend, layout.rows)
         gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
-        tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, **tiled_overrides(g.backend))
+        tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
         buffers = [x, weight, scales if scales is not None else weight, out, self.params,
