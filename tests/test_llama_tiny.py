@@ -66,7 +66,10 @@ def test_gpu_sampled_stream_reports_nan_logits(native_backend, tiny_gguf):
     assert "NaN" in asyncio.run(nan_logits_stream_case(native_backend, tiny_gguf, [1, 40, 41]))
 
 
-def test_shape_snapshots_leave_the_same_state(native_backend, tiny_gguf):
+@pytest.mark.parametrize("passes", ["gpu", "cpu", "none"])
+def test_shape_snapshots_leave_the_same_state(native_backend, tiny_gguf, passes):
+    from py_engine.passes import CPU_PASSES, PASSES
     from py_engine.testing.llama_cases import shape_snapshot_cases
 
-    assert asyncio.run(shape_snapshot_cases(native_backend, tiny_gguf)) == {"steps": 12, "snapshots": 4}
+    fuse = {"gpu": PASSES, "cpu": CPU_PASSES, "none": False}[passes]
+    assert asyncio.run(shape_snapshot_cases(native_backend, tiny_gguf, fuse=fuse)) == {"steps": 12, "snapshots": 4}

@@ -22,6 +22,7 @@ from .dispatch import fold
 from .errors import OpError, StepError
 from .pipelines import PipelineCache
 from .registry import lookup
+from .twins import LayerTwins
 from .uniforms import UniformArena, UniformSlot
 
 # How each Program dtype is stored on the GPU. int64 is staged as int32 (the host converts).
@@ -92,6 +93,9 @@ class Graph:
         self.steps = 0
         self._shape_key = None      # live dims of the tensor inputs at the last prepare
         self._snapshots: dict = {}  # shape key -> _Snapshot (most recent last)
+        self._twins = None  # LayerTwins: ops whose full configure copies an earlier op's
+        self._rec_dims = None  # while a twin leader configures: the value ids it sets dims of
+        self._rec_rows = None  # ... and the dispatch rows it sets
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -113,9 +117,18 @@ class Graph:
         try:
             try:
                 g._allocate()
+                rows_by_op, slots_by_op = [], []
                 for op in ops:
-                    op.build(g)
+                    first_row = len(g.table)
+                    g.uniforms.claims = []
+                    try:
+                        op.build(g)
+                    finally:
+                        slots_by_op.append(g.uniforms.claims)
+                        g.uniforms.claims = None
+                    rows_by_op.append(list(range(first_row, len(g.table))))
                     op.configure(g)
+                g._twins = LayerTwins(g, rows_by_op, slots_by_op)
                 g._resized.clear()
                 # Configured at the inputs' largest shapes: a first step at them changes nothing.
                 g._shape_key = tuple(g.tensors[vid].dims for vid in program.input_ids if vid not in g.symints)
@@ -235,6 +248,8 @@ class Graph:
 
     def set_workgroups(self, d: int, total: int) -> None:
         """Set dispatch `d` to `total` workgroups, folded into 2D when needed."""
+        if self._rec_rows is not None:
+            self._rec_rows.append(d)
         if self._wg_total[d] != total:  # most hooks set the count they set last time
             self.table[d, 2:5] = fold(total, self.limits)
             self._wg_total[d] = total
@@ -246,6 +261,8 @@ class Graph:
 
     def set_workgroups_rows(self, rows, total: int) -> None:
         """set_workgroups for several dispatches that get the same count (one fold)."""
+        if self._rec_rows is not None:
+            self._rec_rows.extend(rows)
         wg = self._wg_total
         stale = [d for d in rows if wg[d] != total]
         if stale:
@@ -254,6 +271,8 @@ class Graph:
                 wg[d] = total
 
     def set_workgroups_xyz(self, d: int, x: int, y: int, z: int) -> None:
+        if self._rec_rows is not None:
+            self._rec_rows.append(d)
         cap = self.limits.max_workgroups_per_dim
         if max(x, y, z) > cap:
             raise OpError(f"{self.dispatch_labels[d]}: workgroups ({x},{y},{z}) exceed the device limit {cap}")
@@ -261,6 +280,8 @@ class Graph:
         self._wg_total[d] = None
 
     def set_dims(self, vid: int, dims) -> None:
+        if self._rec_dims is not None:
+            self._rec_dims.append(vid)
         ref = self.tensors[vid]
         if dims == ref.dims:  # the common case: a hook re-stating unchanged dims
             return
@@ -346,10 +367,7 @@ class Graph:
             if full:
                 self.uniforms.record(True)
                 try:
-                    for op in self.ops:
-                        if op.reads_host_inputs:
-                            op.read_host_inputs(self, host)
-                        op.configure(self)
+                    self._twins.configure_all(self, host)
                 finally:
                     writes = self.uniforms.record(False)
                 if SHAPE_SNAPSHOTS:

@@ -29,7 +29,7 @@ class UniformSlot:
         page = self.page
         o = self.offset
         if page.log is not None:
-            page.log[id(self)] = (self, bytes(data))
+            page.log[id(self)] = self
         if page.mirror[o: o + len(data)] == data:
             return
         page.mirror[o: o + len(data)] = data
@@ -65,7 +65,7 @@ class _Page:
         self.used = 0
         self.lo = buffer.nbytes
         self.hi = 0
-        self.log = None  # while the arena records: {id(slot): (slot, last bytes written)}
+        self.log = None  # while the arena records: {id(slot): slot} of the slots written
 
 
 class UniformArena:
@@ -77,6 +77,7 @@ class UniformArena:
         self._shared: dict = {}
         self.epoch = 0  # advanced by the graph at every step (see SharedSlot)
         self._log = None
+        self.claims = None  # while set: every slot alloc makes is appended (Graph.build: slots per op)
 
     def alloc(self, size: int, label: str = "") -> UniformSlot:
         size = max(16, (size + 15) & ~15)
@@ -89,6 +90,8 @@ class UniformArena:
             self.pages.append(page)
         slot = UniformSlot(page, page.used, size)
         page.used += (size + self.align - 1) // self.align * self.align
+        if self.claims is not None:
+            self.claims.append(slot)
         return slot
 
     def shared(self, key, size: int, label: str = "") -> UniformSlot:
@@ -98,19 +101,32 @@ class UniformArena:
         slot = self._shared.get(key)
         if slot is None:
             own = self.alloc(size, label)
+            if self.claims:
+                self.claims.remove(own)  # nobody's own slot
             slot = self._shared[key] = SharedSlot(self, own.page, own.offset, own.size)
         elif slot.size < max(16, (size + 15) & ~15):
             raise ValueError(f"shared uniform {label!r}: {size} bytes, the slot has {slot.size}")
         return slot
 
     def record(self, on: bool) -> list:
-        """Start (on) or stop recording slot writes; stopping returns [(slot, bytes)], the last
-        write of each slot written meanwhile (see Graph's shape snapshots)."""
-        log = self._log
-        self._log = {} if on else None
+        """Start (on) or stop recording slot writes; stopping returns [(slot, bytes)]: each slot
+        written meanwhile and its bytes now (see Graph's shape snapshots)."""
+        log = self.swap_log({} if on else None)
+        if log is None or on:
+            return []
+        return [(s, bytes(s.page.mirror[s.offset: s.offset + s.size])) for s in log.values()]
+
+    def log_writes(self, items) -> None:
+        """Record [(id(slot), slot)] as written (their bytes went straight into the mirrors)."""
+        if self._log is not None:
+            self._log.update(items)
+
+    def swap_log(self, log):
+        """Record writes into `log` ({id(slot): slot}, or None: stop); returns the previous log."""
+        old, self._log = self._log, log
         for page in self.pages:
-            page.log = self._log
-        return list(log.values()) if log is not None and not on else []
+            page.log = log
+        return old
 
     def flush(self) -> int:
         """Write every dirty range; returns the number of writes made."""

@@ -55,6 +55,10 @@ def broadcast_shape(a, b, err) -> tuple:
 
 class Op:
     reads_host_inputs = False
+    # `configure` depends only on the op's arguments and their live dims / SymInt values (no
+    # state of its own, nothing else of the graph), so a full configure may copy the results of
+    # an earlier op with the same signature instead of calling it (py_engine/graph/twins.py).
+    twin_configure = True
 
     def __init__(self, ctx: BuildContext, name: str, args: tuple):
         self.name = name

@@ -169,29 +169,34 @@ async def nan_logits_stream_case(backend, gguf_bytes, prompt_ids) -> str:
         graph.destroy()
 
 
-async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_prefill: int = 8) -> dict:
+async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_prefill: int = 8,
+                               fuse: bool | tuple = True) -> dict:
     """The host shortcuts of a step leave the state that configuring every op would: shape
     snapshots (py_engine/graph/graph.py: a step at shapes seen before restores the graph's state
-    instead of reconfiguring every op) and layer groups (ops/sdpa.py: the attention of all
-    layers configured at once). Against the same steps with both off, the dispatch table and the
-    uniform bytes after every prepare, and the logits, are identical with groups on, and with
-    both on. The sequence starts at the build's shape, revisits shapes at other positions
+    instead of reconfiguring every op), layer groups (ops/sdpa.py: the attention of all layers
+    configured at once) and layer twins (graph/twins.py: a full configure copies each repeated
+    op's results from its first instance). Against the same steps with all off, the dispatch
+    table, the uniform bytes and every tensor's live dims after every prepare, and the logits,
+    are identical with groups on, with snapshots too, and with twins too (which must have
+    copied ops). The sequence starts at the build's shape, revisits shapes at other positions
     (prompt chunks, decode after prefill), and a step past the cache at a known shape fails in
     every run without disturbing the steps after it."""
     from ..graph import StepError
     from ..graph import graph as graph_module
+    from ..graph import twins
     from ..ops import sdpa
 
-    lp = build_llama_program(read_gguf(gguf_bytes), context=context, max_prefill=max_prefill)
+    lp = build_llama_program(read_gguf(gguf_bytes), context=context, max_prefill=max_prefill, fuse=fuse)
     r = np.random.default_rng(9)
     steps, pos = [], 0
     for s in (8, 1, 1, 3, 7, 1, 7, 1, 8, 8, 3, 1):
         steps.append((r.integers(0, lp.config.vocab, s).tolist(), pos))
         pos += s
     traces = {}
-    for snapshots, groups in ((False, False), (False, True), (True, True)):
-        saved = graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS
-        graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS = snapshots, groups
+    for snapshots, groups, copies in ((False, False, False), (False, True, False), (True, True, False),
+                                      (True, True, True)):
+        saved = graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS, twins.TWIN_CONFIGURE
+        graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS, twins.TWIN_CONFIGURE = snapshots, groups, copies
         graph = await Graph.build(lp.program, backend)
         try:
             trace = []
@@ -204,21 +209,24 @@ async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_pr
                     else:
                         raise AssertionError("a step past the cache was accepted")
                 staged = graph.prepare([np.asarray(ids, np.int32).reshape(1, -1), np.array([p], np.int32)])
-                state = (graph.table.copy(), [bytes(page.mirror) for page in graph.uniforms.pages])
+                state = (graph.table.copy(), [bytes(page.mirror) for page in graph.uniforms.pages],
+                         {vid: ref.dims for vid, ref in graph.tensors.items()})
                 graph.submit(staged)
                 logits = await graph.read(lp.logits_id)
                 trace.append((state, logits))
-            traces[snapshots, groups] = (trace, len(graph._snapshots))
+            traces[snapshots, groups, copies] = (trace, len(graph._snapshots), graph._twins.copied)
         finally:
-            graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS = saved
+            graph_module.SHAPE_SNAPSHOTS, sdpa.LAYER_GROUPS, twins.TWIN_CONFIGURE = saved
             graph.destroy()
-    off, n_off = traces[False, False]
-    for key in ((False, True), (True, True)):
-        on_, n_on = traces[key]
+    off, n_off, _ = traces[False, False, False]
+    for key in ((False, True, False), (True, True, False), (True, True, True)):
+        on_, n_on, copied = traces[key]
         for i, ((st_a, lg_a), (st_b, lg_b)) in enumerate(zip(off, on_)):
-            what = f"step {i}, (snapshots, layer groups) {key}"
+            what = f"step {i}, (snapshots, layer groups, layer twins) {key}"
             assert np.array_equal(st_a[0], st_b[0]), f"{what}: dispatch tables differ"
             assert st_a[1] == st_b[1], f"{what}: uniform bytes differ"
+            assert st_a[2] == st_b[2], f"{what}: live dims differ"
             assert np.array_equal(lg_a, lg_b), f"{what}: logits differ"
+        assert (copied > 0) == key[2], (key, copied)  # twins copied ops only where on
     assert n_off == 0 and n_on == 4, (n_off, n_on)  # shapes 8, 1, 3, 7
     return {"steps": len(steps), "snapshots": n_on}
