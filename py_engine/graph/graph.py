@@ -23,7 +23,7 @@ from .errors import OpError, StepError
 from .pipelines import PipelineCache
 from .registry import lookup
 from .twins import LayerTwins
-from .uniforms import UniformArena, UniformSlot
+from .uniforms import SlotBytes, UniformArena, UniformSlot
 
 # How each Program dtype is stored on the GPU. int64 is staged as int32 (the host converts).
 GPU_DTYPE = {"float32": "float32", "float16": "float16", "int32": "int32", "int64": "int32",
@@ -525,12 +525,12 @@ class _Snapshot:
 
     __slots__ = ("table", "wg_total", "dims", "symints", "uniforms")
 
-    def __init__(self, g: "Graph", uniform_writes: list):
+    def __init__(self, g: "Graph", written: list):
         self.table = g.table.copy()
         self.wg_total = list(g._wg_total)
         self.dims = [(ref, ref.dims) for ref in g.tensors.values() if not ref.constant]
         self.symints = [(ref, ref.value) for ref in g.symints.values()]
-        self.uniforms = uniform_writes
+        self.uniforms = SlotBytes(written)  # the bytes of every slot the configure wrote
 
     def restore(self, g: "Graph") -> None:
         np.copyto(g.table, self.table)
@@ -540,5 +540,4 @@ class _Snapshot:
         for ref, value in self.symints:
             ref.value = value
             UniformSlot.write(ref.slot, _SYMINT.pack(value, 0, 0, 0))  # as set_symint writes it
-        for slot, data in self.uniforms:
-            UniformSlot.write(slot, data)  # the base write: no per-step check of shared slots
+        self.uniforms.write()  # straight into the mirrors: no per-step check of shared slots

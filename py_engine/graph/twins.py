@@ -67,7 +67,6 @@ class LayerTwins:
         self.slot_owner = {id(s): i for i, slots in enumerate(slots_by_op) for s in slots}
         self._pairs: dict = {}  # twin -> (leader's output positions, input pairs, output pairs)
         self._runs: dict = {}   # (first, end) -> _RunCopy
-        self._views: dict = {}  # id(page) -> numpy view of its mirror
         self.copied = 0  # ops whose results were copied, over the graph's life (tests, stats)
 
     @property
@@ -86,7 +85,7 @@ class LayerTwins:
                 while j < n and learned.get(lead[j]) is not None and self._copy_dims(g, j, learned[lead[j]]):
                     j += 1
                 if j > i:
-                    self._run(g, i, j).apply(g, self._views)
+                    self._run(g, i, j).apply(g)
                     self.copied += j - i
                     i = j
                     continue
@@ -185,20 +184,14 @@ class _RunCopy:
                       for dp, sp, di, si in groups.values()]
         self.logged = [(id(d), d) for d, _ in pairs]
 
-    def apply(self, g, views: dict) -> None:
+    def apply(self, g) -> None:
         table = g.table
         table[self.dst_rows, 2:5] = table[self.src_rows, 2:5]
         wg = g._wg_total
         for d, s in self.row_pairs:
             wg[d] = wg[s]
         for dst_page, src_page, di, si, lo, hi in self.bytes:
-            dst = views.get(id(dst_page))
-            if dst is None:
-                dst = views[id(dst_page)] = np.frombuffer(dst_page.mirror, np.uint8)
-            src = views.get(id(src_page))
-            if src is None:
-                src = views[id(src_page)] = np.frombuffer(src_page.mirror, np.uint8)
-            dst[di] = src[si]
+            dst_page.view[di] = src_page.view[si]
             dst_page.lo = min(dst_page.lo, lo)
             dst_page.hi = max(dst_page.hi, hi)
         g.uniforms.log_writes(self.logged)

@@ -6,6 +6,8 @@ therefore costs one or two writes, not one per op.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..gpu.base import Buffer, GpuBackend
 
 PAGE_BYTES = 16384
@@ -58,10 +60,37 @@ class SharedSlot(UniformSlot):
         super().write(data)
 
 
+class SlotBytes:
+    """The bytes some slots hold now, put back into the page mirrors later with one numpy copy
+    per page (a shape snapshot: hundreds of slots)."""
+
+    def __init__(self, slots):
+        pages: dict = {}  # id(page) -> (page, offsets, sizes)
+        for slot in slots:
+            entry = pages.get(id(slot.page))
+            if entry is None:
+                entry = pages[id(slot.page)] = (slot.page, [], [])
+            entry[1].append(slot.offset)
+            entry[2].append(slot.size)
+        self.parts = []
+        for page, offsets, sizes in pages.values():
+            sizes = np.array(sizes, np.intp)
+            starts = np.repeat(np.array(offsets, np.intp) - (np.cumsum(sizes) - sizes), sizes)
+            idx = starts + np.arange(int(sizes.sum()), dtype=np.intp)
+            self.parts.append((page, idx, page.view[idx], int(idx.min()), int(idx.max()) + 1))
+
+    def write(self) -> None:
+        for page, idx, data, lo, hi in self.parts:
+            page.view[idx] = data
+            page.lo = min(page.lo, lo)
+            page.hi = max(page.hi, hi)
+
+
 class _Page:
     def __init__(self, buffer: Buffer):
         self.buffer = buffer
         self.mirror = bytearray(buffer.nbytes)
+        self.view = np.frombuffer(self.mirror, np.uint8)  # the mirror for bulk writes
         self.used = 0
         self.lo = buffer.nbytes
         self.hi = 0
@@ -109,12 +138,10 @@ class UniformArena:
         return slot
 
     def record(self, on: bool) -> list:
-        """Start (on) or stop recording slot writes; stopping returns [(slot, bytes)]: each slot
-        written meanwhile and its bytes now (see Graph's shape snapshots)."""
+        """Start (on) or stop recording slot writes; stopping returns the slots written meanwhile
+        (see Graph's shape snapshots)."""
         log = self.swap_log({} if on else None)
-        if log is None or on:
-            return []
-        return [(s, bytes(s.page.mirror[s.offset: s.offset + s.size])) for s in log.values()]
+        return list(log.values()) if log is not None and not on else []
 
     def log_writes(self, items) -> None:
         """Record [(id(slot), slot)] as written (their bytes went straight into the mirrors)."""
