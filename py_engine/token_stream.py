@@ -75,6 +75,8 @@ class TokenStream:
         self.closed = False
         self.host_seconds: list = []     # prepare + submit time of each decode step
         self.prepare_seconds: list = []  # the prepare part of it (Python resize hooks)
+        self.wait_seconds = 0.0          # time spent waiting for token readbacks (GPU still busy)
+        self.span_wait_seconds = None    # wait_seconds at the end of timed_decode's span
 
     async def start(self, ids) -> "TokenStream":
         """Submit the prompt (its last chunk also produces token 1)."""
@@ -133,9 +135,11 @@ class TokenStream:
 
     async def _read_group(self) -> None:
         g = self._groups.popleft()
+        t = time.perf_counter()
         try:
             data = await self.graph.backend.finish_map(g.buf, g.pending, g.count * TOKEN_BYTES)
         finally:
+            self.wait_seconds += time.perf_counter() - t
             self.graph.give_readback(g.buf)
         self._ready.extend(int(t) for t in np.frombuffer(data, np.int32))
 
@@ -212,6 +216,8 @@ async def timed_decode(runner, prompt, n: int, *, depth: int = DEFAULT_DEPTH, gr
             await stream.next()
             if after_token is not None:
                 await after_token()
-        return time.perf_counter() - t, stream
+        dt = time.perf_counter() - t
+        stream.span_wait_seconds = stream.wait_seconds  # aclose's drain comes after the span
+        return dt, stream
     finally:
         await stream.aclose()

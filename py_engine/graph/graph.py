@@ -85,7 +85,7 @@ class Graph:
         self._readback_all: list = []   # every buffer of take_readback's pool
         self._readback_free: list = []
         self._resized: set = set()
-        self._trigger_index = None  # value id -> indices of the ops it triggers (built on first use)
+        self._trigger_index: dict = {}  # value id -> indices of the ops it triggers (see _index_triggers)
         self._host_readers: list = []
         self._queue = None  # ops still to visit during _configure_triggered
         self._needs_full_configure = False
@@ -129,6 +129,7 @@ class Graph:
                     rows_by_op.append(list(range(first_row, len(g.table))))
                     op.configure(g)
                 g._twins = LayerTwins(g, rows_by_op, slots_by_op)
+                g._index_triggers()
                 g._resized.clear()
                 # Configured at the inputs' largest shapes: a first step at them changes nothing.
                 g._shape_key = tuple(g.tensors[vid].dims for vid in program.input_ids if vid not in g.symints)
@@ -383,16 +384,18 @@ class Graph:
             self._resized.clear()
         return staged
 
+    def _index_triggers(self) -> None:
+        """At build (not in the first step's time): which ops each value triggers."""
+        self._trigger_index = {}
+        for i, op in enumerate(self.ops):
+            for vid in op.triggers:
+                self._trigger_index.setdefault(vid, []).append(i)
+        self._host_readers = [i for i, op in enumerate(self.ops) if op.reads_host_inputs]
+
     def _configure_triggered(self, host) -> None:
         """Run the resize hooks of the ops whose triggers changed, in op order, visiting only
         those ops (a decode step touches ~30 of ~500): set_dims / set_symint queue the ops a
         resized value triggers, and a hook that resizes its outputs queues later ops."""
-        if self._trigger_index is None:
-            self._trigger_index = {}
-            for i, op in enumerate(self.ops):
-                for vid in op.triggers:
-                    self._trigger_index.setdefault(vid, []).append(i)
-            self._host_readers = [i for i, op in enumerate(self.ops) if op.reads_host_inputs]
         queue = list(self._host_readers)
         for vid in self._resized:
             queue.extend(self._trigger_index.get(vid, ()))

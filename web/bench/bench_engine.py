@@ -254,6 +254,8 @@ async def run_engine_bench(cfg_json, get_model, log):
         out[f"host_ms_per_decode_step_{label}"] = round(1000 * float(np.median(stream.host_seconds[-n:])), 4)
         out[f"host_ms_prepare_{label}"] = round(1000 * float(np.median(stream.prepare_seconds[-n:])), 4)
         out[f"wall_ms_per_token_{label}"] = round(1000 * dt / n, 4)
+        # Waiting for readbacks: near the wall time when the GPU sets the pace, near 0 when the host does.
+        out[f"wait_ms_per_token_{label}"] = round(1000 * stream.span_wait_seconds / n, 4)
         log(f"engine: decode {label} (context {start}): {out[f'decode_{label}_tokens_per_s']} tokens/s")
 
     # The chat page's default sampling (temperature 0.7, top-k 40, top-p 0.9), as generate_tokens
