@@ -528,12 +528,12 @@ class _Snapshot:
 
     __slots__ = ("table", "wg_total", "dims", "symints", "uniforms")
 
-    def __init__(self, g: "Graph", written: list):
+    def __init__(self, g: "Graph", written: SlotBytes):
         self.table = g.table.copy()
         self.wg_total = list(g._wg_total)
         self.dims = [(ref, ref.dims) for ref in g.tensors.values() if not ref.constant]
         self.symints = [(ref, ref.value) for ref in g.symints.values()]
-        self.uniforms = SlotBytes(written)  # the bytes of every slot the configure wrote
+        self.uniforms = written  # the bytes of every slot the full configure wrote
 
     def restore(self, g: "Graph") -> None:
         np.copyto(g.table, self.table)

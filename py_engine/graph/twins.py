@@ -65,8 +65,7 @@ class LayerTwins:
         self.leaders = frozenset(j for j in self.leader_of if j >= 0)
         self.row_owner = {r: i for i, rows in enumerate(rows_by_op) for r in rows}
         self.slot_owner = {id(s): i for i, slots in enumerate(slots_by_op) for s in slots}
-        self._pairs: dict = {}  # twin -> (leader's output positions, input pairs, output pairs)
-        self._runs: dict = {}   # (first, end) -> _RunCopy
+        self._runs: dict = {}  # (first, end, leaders' output positions) -> _RunCopy
         self.copied = 0  # ops whose results were copied, over the graph's life (tests, stats)
 
     @property
@@ -81,14 +80,14 @@ class LayerTwins:
         i, n = 0, len(ops)
         while i < n:
             if on and learned.get(lead[i]) is not None:
-                j = i
-                while j < n and learned.get(lead[j]) is not None and self._copy_dims(g, j, learned[lead[j]]):
+                j = i + 1
+                while j < n and learned.get(lead[j]) is not None:
                     j += 1
-                if j > i:
-                    self._run(g, i, j).apply(g)
+                if self._run(g, i, j, learned).apply(g):
                     self.copied += j - i
                     i = j
                     continue
+                # Some input differs from the leader's: this op runs its hook, the rest may copy.
             op = ops[i]
             if op.reads_host_inputs:
                 op.read_host_inputs(g, host)
@@ -126,52 +125,45 @@ class LayerTwins:
                 return None
         return tuple(k for k, vid in enumerate(ids) if vid in dims)
 
-    def _copy_dims(self, g, j: int, outs: tuple) -> bool:
-        """Twin j's output dims from its leader's, if its inputs' dims are the leader's."""
-        got = self._pairs.get(j)
-        if got is None or got[0] != outs:
-            got = self._pairs[j] = (outs, *self._tensor_pairs(g, j, outs))
-        _, ins, out_pairs = got
-        for a, b in ins:
-            if a.dims != b.dims:
-                return False
-        resized = g._resized
-        for a, b in out_pairs:
-            if a.dims != b.dims:
-                a.dims = b.dims
-                resized.add(a.vid)
-        return True
-
-    def _tensor_pairs(self, g, j: int, outs: tuple) -> tuple:
-        """(twin, leader) TensorRefs at each argument position: inputs, outputs."""
-        ins, out_pairs = [], []
-        tensors = g.tensors
-        for k, (fv, lv) in enumerate(zip(g.ops[j]._ids, g.ops[self.leader_of[j]]._ids)):
-            a, b = tensors.get(fv), tensors.get(lv)
-            if fv == lv or a is None or b is None or a.constant:
-                continue
-            (out_pairs if k in outs else ins).append((a, b))
-        return ins, out_pairs
-
-    def _run(self, g, first: int, end: int) -> "_RunCopy":
-        run = self._runs.get((first, end))
+    def _run(self, g, first: int, end: int, learned: dict) -> "_RunCopy":
+        key = (first, end, tuple((j, learned[j]) for j in sorted(set(self.leader_of[first:end]))))
+        run = self._runs.get(key)
         if run is None:
             if len(self._runs) > 64:
                 self._runs.clear()
-            run = self._runs[(first, end)] = _RunCopy(self, first, end)
+            run = self._runs[key] = _RunCopy(self, g, first, end, learned)
         return run
 
 
 class _RunCopy:
-    """The dispatch rows and uniform bytes of twins first .. end-1, copied from their leaders'."""
+    """Twins first .. end-1 given their leaders' results: output dims (after checking that
+    their inputs have the leaders' inputs' dims), dispatch rows and uniform bytes."""
 
-    def __init__(self, twins: LayerTwins, first: int, end: int):
+    def __init__(self, twins: LayerTwins, g, first: int, end: int, learned: dict):
+        tensors = g.tensors
+        copied_from: dict = {}  # twin output vid -> the leader tensor its dims come from
+        self.checks, self.outs = [], []  # (tensor, leader tensor) pairs
         dst_rows, src_rows, pairs = [], [], []
         for j in range(first, end):
             lead = twins.leader_of[j]
+            outs = learned[lead]
+            for k, (fv, lv) in enumerate(zip(g.ops[j]._ids, g.ops[lead]._ids)):
+                a, b = tensors.get(fv), tensors.get(lv)
+                if fv == lv or a is None or b is None or a.constant:
+                    continue
+                if k in outs:
+                    self.outs.append((a, b))
+                    copied_from[fv] = b
+                else:
+                    # An input an earlier twin of the run outputs gets that twin's leader's
+                    # dims: compare those (final now) with this leader's input.
+                    src = copied_from.get(fv, a)
+                    if src is not b:
+                        self.checks.append((src, b))
             dst_rows += twins.rows_by_op[j]
             src_rows += twins.rows_by_op[lead]
             pairs += zip(twins.slots_by_op[j], twins.slots_by_op[lead])
+        self.out_vids = tuple(a.vid for a, _ in self.outs)
         self.dst_rows = np.array(dst_rows, np.intp)
         self.src_rows = np.array(src_rows, np.intp)
         self.row_pairs = list(zip(dst_rows, src_rows))
@@ -184,7 +176,14 @@ class _RunCopy:
                       for dp, sp, di, si in groups.values()]
         self.logged = [(id(d), d) for d, _ in pairs]
 
-    def apply(self, g) -> None:
+    def apply(self, g) -> bool:
+        """Copy everything, or nothing when an input's dims differ from its leader's (False)."""
+        for a, b in self.checks:
+            if a.dims != b.dims:
+                return False
+        for a, b in self.outs:
+            a.dims = b.dims
+        g._resized.update(self.out_vids)  # a full configure: marking unchanged ones is harmless
         table = g.table
         table[self.dst_rows, 2:5] = table[self.src_rows, 2:5]
         wg = g._wg_total
@@ -195,3 +194,4 @@ class _RunCopy:
             dst_page.lo = min(dst_page.lo, lo)
             dst_page.hi = max(dst_page.hi, hi)
         g.uniforms.log_writes(self.logged)
+        return True

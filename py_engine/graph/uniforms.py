@@ -62,28 +62,34 @@ class SharedSlot(UniformSlot):
 
 class SlotBytes:
     """The bytes some slots hold now, put back into the page mirrors later with one numpy copy
-    per page (a shape snapshot: hundreds of slots)."""
+    per page (a shape snapshot: hundreds of slots). `layout` (from `slot_layout`) says where."""
 
-    def __init__(self, slots):
-        pages: dict = {}  # id(page) -> (page, offsets, sizes)
-        for slot in slots:
-            entry = pages.get(id(slot.page))
-            if entry is None:
-                entry = pages[id(slot.page)] = (slot.page, [], [])
-            entry[1].append(slot.offset)
-            entry[2].append(slot.size)
-        self.parts = []
-        for page, offsets, sizes in pages.values():
-            sizes = np.array(sizes, np.intp)
-            starts = np.repeat(np.array(offsets, np.intp) - (np.cumsum(sizes) - sizes), sizes)
-            idx = starts + np.arange(int(sizes.sum()), dtype=np.intp)
-            self.parts.append((page, idx, page.view[idx], int(idx.min()), int(idx.max()) + 1))
+    def __init__(self, layout: list):
+        self.parts = [(page, idx, page.view[idx], lo, hi) for page, idx, lo, hi in layout]
 
     def write(self) -> None:
         for page, idx, data, lo, hi in self.parts:
             page.view[idx] = data
             page.lo = min(page.lo, lo)
             page.hi = max(page.hi, hi)
+
+
+def slot_layout(slots) -> list:
+    """[(page, byte indices, lo, hi)] of some slots, per page."""
+    pages: dict = {}  # id(page) -> (page, offsets, sizes)
+    for slot in slots:
+        entry = pages.get(id(slot.page))
+        if entry is None:
+            entry = pages[id(slot.page)] = (slot.page, [], [])
+        entry[1].append(slot.offset)
+        entry[2].append(slot.size)
+    layout = []
+    for page, offsets, sizes in pages.values():
+        sizes = np.array(sizes, np.intp)
+        idx = np.repeat(np.array(offsets, np.intp) - (np.cumsum(sizes) - sizes), sizes)
+        idx += np.arange(int(sizes.sum()), dtype=np.intp)
+        layout.append((page, idx, int(idx.min()), int(idx.max()) + 1))
+    return layout
 
 
 class _Page:
@@ -106,6 +112,7 @@ class UniformArena:
         self._shared: dict = {}
         self.epoch = 0  # advanced by the graph at every step (see SharedSlot)
         self._log = None
+        self._layouts: dict = {}  # ids of recorded slots -> slot_layout (see record)
         self.claims = None  # while set: every slot alloc makes is appended (Graph.build: slots per op)
 
     def alloc(self, size: int, label: str = "") -> UniformSlot:
@@ -137,11 +144,19 @@ class UniformArena:
             raise ValueError(f"shared uniform {label!r}: {size} bytes, the slot has {slot.size}")
         return slot
 
-    def record(self, on: bool) -> list:
-        """Start (on) or stop recording slot writes; stopping returns the slots written meanwhile
-        (see Graph's shape snapshots)."""
+    def record(self, on: bool):
+        """Start (on) or stop recording slot writes; stopping returns a SlotBytes of the slots
+        written meanwhile (see Graph's shape snapshots)."""
         log = self.swap_log({} if on else None)
-        return list(log.values()) if log is not None and not on else []
+        if log is None or on:
+            return None
+        key = tuple(log)  # the same ops write the same slots at every full configure
+        layout = self._layouts.get(key)
+        if layout is None:
+            if len(self._layouts) > 16:
+                self._layouts.clear()
+            layout = self._layouts[key] = slot_layout(log.values())
+        return SlotBytes(layout)
 
     def log_writes(self, items) -> None:
         """Record [(id(slot), slot)] as written (their bytes went straight into the mirrors)."""

@@ -164,6 +164,29 @@ def chain_dynamic_rows():
     return CaseSpec(p, steps, 1e-5, 1e-5)
 
 
+def twins_with_other_rows():
+    """Two chains alike in everything but their inputs' live rows: a full configure (each new
+    shape) copies the second chain's params from the first (graph/twins.py) only while both
+    inputs have the same rows; otherwise the second chain's ops run their own hooks."""
+    r = _rng(15)
+    w = r.standard_normal(16).astype(np.float32)
+    p = Program()
+    ia, ic, iw = p.tensor(F32, (8, 16)), p.tensor(F32, (8, 16)), p.tensor(F32, (16,), w)
+    outs = []
+    for x in (ia, ic):
+        t1, t2 = p.tensor(F32, (8, 16)), p.tensor(F32, (8, 16))
+        p.call("et_vk.rms_norm.default", x, iw, p.add(Double(1e-5)), t1)
+        p.call("aten.add.Tensor", t1, x, p.add(Double(0.5)), t2)
+        outs.append(t2)
+    p.input_ids, p.output_ids = [ia, ic], outs
+    steps = []
+    for rows_a, rows_c in ((3, 6), (4, 4), (8, 2), (2, 8), (5, 5)):
+        a = r.standard_normal((rows_a, 16)).astype(np.float32)
+        c = r.standard_normal((rows_c, 16)).astype(np.float32)
+        steps.append(Step([a, c], [ew.add(rms_norm(x, w, 1e-5), x, 0.5) for x in (a, c)]))
+    return CaseSpec(p, steps, 1e-5, 1e-5)
+
+
 def _argmax(shape, seed, ties=False):
     r = _rng(seed)
     x = r.standard_normal(shape).astype(np.float32)
@@ -204,7 +227,7 @@ def argmax_long_rows_ties_across_chunks():
 CASES = {f.__name__: f for f in (
     add_broadcast, add_odd_sizes, add_size_one_dims, add_scalar, mul_broadcast, sigmoid, view_copy,
     prepack_then_add, rms_norm_small, rms_norm_wide_odd, rms_norm_size_one, rms_norm_2d_dispatch,
-    chain_static, chain_dynamic_rows, argmax_vocab_row, argmax_rows_with_ties,
+    chain_static, chain_dynamic_rows, twins_with_other_rows, argmax_vocab_row, argmax_rows_with_ties,
     argmax_long_rows_ties_across_chunks)}
 
 
