@@ -113,7 +113,10 @@ class GpuBackend:
         return {"bytes": dict(self._live), "total_bytes": sum(self._live.values()), **self._counts}
 
     # -- buffers --
-    def create_buffer(self, nbytes: int, kind: str = "storage", label: str = "") -> Buffer:
+    def create_buffer(self, nbytes: int, kind: str = "storage", label: str = "", data=None) -> Buffer:
+        """A buffer of at least `nbytes`; with `data` (bytes-like, at most that long), holding it
+        from the start (weights: the browser writes them into the buffer's mapping, not through
+        the queue)."""
         if kind not in USAGES:
             raise ValueError(f"unknown buffer kind {kind!r}")
         # WebGPU needs sizes that are multiples of 4; a zero-size binding is invalid.
@@ -121,10 +124,22 @@ class GpuBackend:
         if size > self.limits.max_buffer_size:
             raise GpuError(f"buffer {label!r}: {size} bytes exceeds the device's maxBufferSize "
                            f"({self.limits.max_buffer_size})")
-        handle = self._create_buffer(size, USAGES[kind], label)
+        if data is None:
+            handle = self._create_buffer(size, USAGES[kind], label)
+        else:
+            mv = as_bytes(data)
+            if len(mv) > size:
+                raise GpuError(f"buffer {label!r}: {len(mv)} bytes of data for {size} bytes")
+            handle = self._create_buffer_with_data(size, USAGES[kind], label, mv)
         self._live[kind] += size
         self._counts["buffers"] += 1
         return Buffer(handle, size, kind, label)
+
+    def _create_buffer_with_data(self, size, usage, label, mv):
+        handle = self._create_buffer(size, usage, label)
+        if len(mv):
+            self._write_buffer(handle, 0, mv if len(mv) % 4 == 0 else bytes(mv) + bytes(-len(mv) % 4))
+        return handle
 
     def destroy_buffer(self, buf: Buffer) -> None:
         if buf.destroyed:

@@ -157,9 +157,8 @@ class Graph:
                 ref = TensorRef(vid, v)
                 if vid not in self.aliases and vid not in repack_only:
                     # At least 16 bytes: kernels may bind any tensor as an array of vec4s.
-                    ref.buffer = self.backend.create_buffer(max(16, ref.numel * ref.itemsize), "storage", f"t{vid}")
-                    if ref.constant:
-                        self.backend.write_buffer(ref.buffer, 0, self._constant_for_gpu(vid, ref))
+                    ref.buffer = self.backend.create_buffer(max(16, ref.numel * ref.itemsize), "storage", f"t{vid}",
+                                                            self._constant_for_gpu(vid, ref) if ref.constant else None)
                 self.tensors[vid] = ref
             elif isinstance(v, SymInt):
                 ref = SymIntRef(vid, int(v.value))
@@ -201,9 +200,7 @@ class Graph:
                 raise OpError(f"graph: value {vid} is not a constant, it cannot be repacked")
             data = np.ascontiguousarray(np.frombuffer(bytes(make(self.program.constant_bytes(vid))), np.uint8))
             # Sized to whole 16 bytes so the buffer can be bound as array<vec4<...>>.
-            buf = self.backend.create_buffer(max(16, -(-data.size // 16) * 16), "storage", f"t{vid}:{key[0]}")
-            if data.size:
-                self.backend.write_buffer(buf, 0, data)
+            buf = self.backend.create_buffer(max(16, -(-data.size // 16) * 16), "storage", f"t{vid}:{key[0]}", data)
             self._repacked[(vid, key)] = buf
         return buf
 

@@ -172,16 +172,22 @@ async def _load(get_model, url, mode, cfg, log):
     data = got.bytes.to_bytes()
     t_bytes = _now()
     backend = await create_backend(features=("timestamp-query",))
+    t_device = _now()
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
                              fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size)
+    t_program = _now()
     graph = await Graph.build(lp.program, backend)
+    t_graph = _now()
     runner = LlamaRunner(graph, lp)
     await runner.feed([1], greedy=True)
     t1 = _now()
     log(f"engine: loaded from {mode} in {t1 - t0:.2f}s (bytes {t_bytes - t0:.2f}s, {len(data)} bytes)")
+    phases = {"bytes": t_bytes - t0, "device": t_device - t_bytes, "program": t_program - t_device,
+              "graph_build": t_graph - t_program, "first_step": t1 - t_graph}
     return backend, graph, lp, runner, {"seconds": round(t1 - t0, 3), "bytes_seconds": round(t_bytes - t0, 3),
-                                        "model_bytes": len(data)}
+                                        "model_bytes": len(data),
+                                        "phases": {k: round(v, 3) for k, v in phases.items()}}
 
 
 async def _decode(lp, runner, start, n, rng, depth, group, ts=None, sampler=None):
@@ -219,6 +225,8 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["load_cold_fetch_seconds"] = cold["bytes_seconds"]
     out["load_cached_seconds"] = cached["seconds"]
     out["load_cached_read_seconds"] = cached["bytes_seconds"]
+    out["load_cold_phases_seconds"] = cold["phases"]  # bytes, device, program (GGUF -> ops), graph build, first step
+    out["load_cached_phases_seconds"] = cached["phases"]
     out["model_bytes"] = cold["model_bytes"]
     out["adapter"] = backend.adapter_info
     out["timestamp_query"] = "timestamp-query" in backend.features
