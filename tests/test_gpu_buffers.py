@@ -1,4 +1,4 @@
-"""Buffers created with their data, natively and in the browser (mappedAtCreation there)."""
+"""Buffers created with their data, natively and in the browser."""
 import asyncio
 
 from pytest_pyodide import run_in_pyodide

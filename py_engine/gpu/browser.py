@@ -21,10 +21,6 @@ _WANTED_LIMITS = (
     "maxStorageBuffersPerShaderStage",
 )
 
-# Buffers created with data (weights, constants) are filled through mappedAtCreation; False:
-# created empty, then queue.writeBuffer.
-MAPPED_UPLOADS = True
-
 # Encodes a whole dispatch table in one compute pass: one JS call per step, not per dispatch.
 # `copies` (or null): [when, src, srcOffset, dst, dstOffset, size]*, when 0 = before the pass,
 # 1 = after it. `timing` (or null, set once per backend): { pass: descriptor of the compute
@@ -155,18 +151,6 @@ class BrowserBackend(GpuBackend):
     def _create_buffer(self, size, usage, label):
         self._check()
         return self.device.createBuffer(_obj({"size": size, "usage": usage, "label": label}))
-
-    def _create_buffer_with_data(self, size, usage, label, mv):
-        # Written into the mapping straight from Python's memory (no JS copy, no queue transfer).
-        if not MAPPED_UPLOADS:
-            return super()._create_buffer_with_data(size, usage, label, mv)
-        self._check()
-        handle = self.device.createBuffer(_obj({"size": size, "usage": usage, "label": label,
-                                                "mappedAtCreation": True}))
-        if len(mv):
-            js.Uint8Array.new(handle.getMappedRange(0, size), 0, len(mv)).assign(mv)
-        handle.unmap()
-        return handle
 
     def _destroy_buffer(self, handle):
         handle.destroy()

@@ -38,10 +38,11 @@ def repack_gguf(type_id: int, raw, rows: int) -> np.ndarray:
     if rows == 0 or a.size % (rows * block_bytes):
         raise ValueError(f"repack: {a.size} bytes are not {rows} rows of {block_bytes}-byte blocks")
     blocks = a.size // (rows * block_bytes)
+    if type_id == GGML_Q4_1:
+        return _repack_q4_1(a.view("<u4").reshape(rows, blocks, 5))
     b = a.reshape(rows, blocks, block_bytes)
-    head = 4 if type_id == GGML_Q4_1 else 2
     d = b[:, :, 0:2].copy().view(np.float16).astype(np.float32).reshape(-1)
-    qs = b[:, :, head:]
+    qs = b[:, :, 2:]
     if type_id == GGML_Q8_0:
         # [N, B, half, byte j, lane l] (element 4j + l) -> word l of the half has bytes j = 0..3.
         q = qs.reshape(rows, blocks, 2, 4, 4).transpose(0, 1, 2, 4, 3)
@@ -51,7 +52,31 @@ def repack_gguf(type_id: int, raw, rows: int) -> np.ndarray:
         pairs = n[:, :, 0::2, :] | (n[:, :, 1::2, :] << 4)  # byte j of word l holds i = 2j, 2j+1
         q = pairs.transpose(0, 1, 3, 2)                    # [N, B, l, j]
     words = np.ascontiguousarray(q).reshape(-1).view("<u4")
-    parts = [words, d.view("<u4")]
-    if type_id == GGML_Q4_1:
-        parts.append(b[:, :, 2:4].copy().view(np.float16).astype(np.float32).reshape(-1).view("<u4"))
-    return np.concatenate(parts)
+    return np.concatenate([words, d.view("<u4")])
+
+
+LO, HI = np.uint32(0x0F0F0F0F), np.uint32(0xF0F0F0F0)
+
+
+def _repack_q4_1(w: np.ndarray) -> np.ndarray:
+    """Q4_1 blocks as words [N, B, 5] (d and m as f16, then 16 bytes of nibbles: element e < 16
+    is the low nibble of byte e, e + 16 the high one), whole words at a time (Pyodide's numpy
+    runs the byte-wise version several times slower). Byte j of output word l holds elements
+    8j + l (low nibble) and 8j + 4 + l, so with q0..q3 the quant words (bytes 4c .. 4c + 3),
+    byte l of t_j is that byte: t_0 from the low nibbles of q0 and q1, t_1 of q2 and q3, t_2 and
+    t_3 from their high nibbles; a 4 x 4 byte transpose turns the t_j into the output words."""
+    rows, blocks, _ = w.shape
+    n = rows * blocks
+    out = np.empty(n * 6, np.uint32)  # 4 quant words per block, then d, then m
+    t = np.empty((rows, blocks, 4), np.uint32)
+    q0, q1, q2, q3 = (w[:, :, c] for c in range(1, 5))
+    t[:, :, 0] = (q0 & LO) | ((q1 << 4) & HI)
+    t[:, :, 1] = (q2 & LO) | ((q3 << 4) & HI)
+    t[:, :, 2] = ((q0 >> 4) & LO) | (q1 & HI)
+    t[:, :, 3] = ((q2 >> 4) & LO) | (q3 & HI)
+    out[: 4 * n].view(np.uint8).reshape(rows, blocks, 4, 4)[:] = t.view(np.uint8).reshape(
+        rows, blocks, 4, 4).transpose(0, 1, 3, 2)
+    dm = w.view(np.float16)[:, :, 0:2]  # little endian: d, then m
+    out[4 * n: 5 * n].view(np.float32).reshape(rows, blocks)[:] = dm[:, :, 0]
+    out[5 * n:].view(np.float32).reshape(rows, blocks)[:] = dm[:, :, 1]
+    return out

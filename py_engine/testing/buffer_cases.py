@@ -1,5 +1,5 @@
 """Buffers created with their data (weights, constants): the same bytes come back, zero padded to
-a multiple of 4, on both backends (the browser fills them through mappedAtCreation)."""
+a multiple of 4, on both backends; data longer than the buffer is refused."""
 from __future__ import annotations
 
 import numpy as np
