@@ -14,7 +14,7 @@ import struct
 
 import numpy as np
 
-from ..gpu.base import GpuBackend
+from ..gpu.base import GpuBackend, as_bytes
 from ..program import DTYPES, Program, SymInt, Tensor
 from .aliasing import plan_aliases, root
 from .context import BuildContext
@@ -198,9 +198,9 @@ class Graph:
         if buf is None:
             if self.tensors[vid].constant is False:
                 raise OpError(f"graph: value {vid} is not a constant, it cannot be repacked")
-            data = np.ascontiguousarray(np.frombuffer(bytes(make(self.program.constant_bytes(vid))), np.uint8))
+            data = as_bytes(make(self.program.constant_bytes(vid)))  # no copy of an ndarray
             # Sized to whole 16 bytes so the buffer can be bound as array<vec4<...>>.
-            buf = self.backend.create_buffer(max(16, -(-data.size // 16) * 16), "storage", f"t{vid}:{key[0]}", data)
+            buf = self.backend.create_buffer(max(16, -(-len(data) // 16) * 16), "storage", f"t{vid}:{key[0]}", data)
             self._repacked[(vid, key)] = buf
         return buf
 
