@@ -35,6 +35,7 @@ class RopeSdpaKv(Op):
     def build(self, g):
         self.rope.build(g)
         self.attn.build(g)
+        self.triggers = self.rope.triggers | self.attn.triggers  # the attention's may shrink at build
 
     def configure(self, g):
         if g.triggered(self.rope.triggers):

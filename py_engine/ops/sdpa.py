@@ -327,6 +327,11 @@ class SdpaWithKvCache(Op):
         self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
         self.layers = g.shared_state(("sdpa", share), _LayerGroup)
         self.layers.add(self)
+        first = self.layers.members[0]
+        if LAYER_GROUPS and first is not self and first.pos == self.pos and self.pos[0] == "symint":
+            # The first member, triggered by input_pos, configures the whole group: a step that
+            # only moves input_pos (decode) leaves this op's hook out.
+            self.triggers = self.triggers - {self.pos[1]}
 
     def configure(self, g):
         t = g.tensors
