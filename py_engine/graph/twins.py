@@ -63,9 +63,18 @@ class LayerTwins:
             if j != i:
                 self.leader_of[i] = j
         self.leaders = frozenset(j for j in self.leader_of if j >= 0)
+        # For each twin i: the end of its block of consecutive twins and the leaders from i on.
+        self.block_end = [0] * n
+        self.block_leaders: list = [()] * n
+        for i in range(n - 1, -1, -1):
+            if self.leader_of[i] >= 0:
+                nxt = i + 1 < n and self.leader_of[i + 1] >= 0
+                self.block_end[i] = self.block_end[i + 1] if nxt else i + 1
+                rest = self.block_leaders[i + 1] if nxt else ()
+                self.block_leaders[i] = tuple(sorted(set(rest) | {self.leader_of[i]}))
         self.row_owner = {r: i for i, rows in enumerate(rows_by_op) for r in rows}
         self.slot_owner = {id(s): i for i, slots in enumerate(slots_by_op) for s in slots}
-        self._runs: dict = {}  # (first, end, leaders' output positions) -> _RunCopy
+        self._runs: dict = {}  # (first twin, its block's leaders' output positions) -> _RunCopy
         self.copied = 0  # ops whose results were copied, over the graph's life (tests, stats)
 
     @property
@@ -79,15 +88,16 @@ class LayerTwins:
         learned: dict = {}  # leader -> its output positions this configure (None: not copyable)
         i, n = 0, len(ops)
         while i < n:
-            if on and learned.get(lead[i]) is not None:
-                j = i + 1
-                while j < n and learned.get(lead[j]) is not None:
-                    j += 1
-                if self._run(g, i, j, learned).apply(g):
-                    self.copied += j - i
-                    i = j
-                    continue
-                # Some input differs from the leader's: this op runs its hook, the rest may copy.
+            if on and lead[i] >= 0:
+                leaders = self.block_leaders[i]
+                outs = tuple(learned.get(j) for j in leaders)
+                if None not in outs:
+                    end = self.block_end[i]
+                    if self._run(g, i, end, outs, learned).apply(g):
+                        self.copied += end - i
+                        i = end
+                        continue
+                # A leader not copyable, or an input unlike the leader's: this op runs its hook.
             op = ops[i]
             if op.reads_host_inputs:
                 op.read_host_inputs(g, host)
@@ -125,8 +135,8 @@ class LayerTwins:
                 return None
         return tuple(k for k, vid in enumerate(ids) if vid in dims)
 
-    def _run(self, g, first: int, end: int, learned: dict) -> "_RunCopy":
-        key = (first, end, tuple((j, learned[j]) for j in sorted(set(self.leader_of[first:end]))))
+    def _run(self, g, first: int, end: int, outs: tuple, learned: dict) -> "_RunCopy":
+        key = (first, outs)  # the block's end and leaders follow from first
         run = self._runs.get(key)
         if run is None:
             if len(self._runs) > 64:
