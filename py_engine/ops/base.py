@@ -55,9 +55,10 @@ def broadcast_shape(a, b, err) -> tuple:
 
 class Op:
     reads_host_inputs = False
-    # `configure` depends only on the op's arguments and their live dims / SymInt values (no
-    # state of its own, nothing else of the graph), so a full configure may copy the results of
-    # an earlier op with the same signature instead of calling it (py_engine/graph/twins.py).
+    # `configure` depends only on the op's arguments: its inputs' live dims and SymInt values
+    # (not its outputs' previous dims, no state of its own, nothing else of the graph), so a full
+    # configure may copy the results of an earlier op with the same signature instead of
+    # calling it (py_engine/graph/twins.py). Ops that break this set it False.
     twin_configure = True
 
     def __init__(self, ctx: BuildContext, name: str, args: tuple):

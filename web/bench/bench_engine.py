@@ -119,23 +119,17 @@ class _HostClock:
         self._orig = graph.prepare, graph.submit
 
     def __enter__(self):
+        def timed(method, total: str):
+            def run(*a, **k):
+                t = _now()
+                try:
+                    return method(*a, **k)
+                finally:
+                    setattr(self, total, getattr(self, total) + _now() - t)
+            return run
+
         prepare, submit = self._orig
-
-        def timed_prepare(*a, **k):
-            t = _now()
-            try:
-                return prepare(*a, **k)
-            finally:
-                self.prepare += _now() - t
-
-        def timed_submit(*a, **k):
-            t = _now()
-            try:
-                return submit(*a, **k)
-            finally:
-                self.submit += _now() - t
-
-        self.graph.prepare, self.graph.submit = timed_prepare, timed_submit
+        self.graph.prepare, self.graph.submit = timed(prepare, "prepare"), timed(submit, "submit")
         return self
 
     def __exit__(self, *exc):
