@@ -183,16 +183,6 @@ class GpuBackend:
     def release_pipeline(self, pipeline) -> None:
         self._counts["pipelines"] -= 1
 
-    # Compiling in the background: `start_pipeline` returns something `finish_pipeline` turns
-    # into the pipeline; backends that compile asynchronously (the browser) set async_pipelines.
-    async_pipelines = False
-
-    def start_pipeline(self, code: str, entry: str, overrides: dict, label: str = ""):
-        return self.create_pipeline(code, entry, overrides, label)
-
-    async def finish_pipeline(self, started, label: str = ""):
-        return started
-
     def create_bind_group(self, pipeline, entries, label: str = ""):
         """entries: list of (binding, Buffer, offset, size) with size None meaning the rest."""
         for binding, buf, offset, size in entries:

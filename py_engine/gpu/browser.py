@@ -181,32 +181,13 @@ class BrowserBackend(GpuBackend):
         self._check()
         return data
 
-    def _pipeline_descriptor(self, code, entry, overrides, label):
+    def _create_pipeline(self, code, entry, overrides, label):
         self._check()
         module = self.device.createShaderModule(_obj({"code": code, "label": label}))
         compute = {"module": module, "entryPoint": entry}
         if overrides:
             compute["constants"] = overrides
-        return _obj({"layout": "auto", "compute": compute, "label": label})
-
-    def _create_pipeline(self, code, entry, overrides, label):
-        return self.device.createComputePipeline(self._pipeline_descriptor(code, entry, overrides, label))
-
-    # A graph's pipelines compile side by side in the browser's compiler threads while the
-    # graph builds (createComputePipelineAsync), instead of one after another.
-    async_pipelines = True
-
-    def start_pipeline(self, code, entry, overrides, label=""):
-        promise = self.device.createComputePipelineAsync(self._pipeline_descriptor(code, entry, dict(overrides), label))
-        self._counts["pipelines"] += 1
-        return promise
-
-    async def finish_pipeline(self, started, label=""):
-        try:
-            return await started
-        except Exception as e:
-            self._check()
-            raise GpuError(f"pipeline {label!r}: {e}") from e
+        return self.device.createComputePipeline(_obj({"layout": "auto", "compute": compute, "label": label}))
 
     def _create_bind_group(self, pipeline, entries, label):
         js_entries = []

@@ -20,7 +20,6 @@ from .aliasing import plan_aliases, root
 from .context import BuildContext
 from .dispatch import fold
 from .errors import OpError, StepError
-from . import pipelines as pipelines_module
 from .pipelines import PipelineCache
 from .registry import lookup
 from .twins import LayerTwins
@@ -94,7 +93,6 @@ class Graph:
         self.steps = 0
         self._shape_key = None      # live dims of the tensor inputs at the last prepare
         self._snapshots: dict = {}  # shape key -> _Snapshot (most recent last)
-        self._pending_groups: list = []  # bind groups waiting for their pipeline (see side_dispatch)
         self._twins = None  # LayerTwins: ops whose full configure copies an earlier op's
         self._rec_dims = None  # while a twin leader configures: the value ids it sets dims of
         self._rec_rows = None  # ... and the dispatch rows it sets
@@ -119,8 +117,6 @@ class Graph:
         try:
             try:
                 g._allocate()
-                if backend.async_pipelines and pipelines_module.ASYNC_COMPILE:
-                    g.pipelines.started = []  # compile side by side while the ops build
                 rows_by_op, slots_by_op = [], []
                 for op in ops:
                     first_row = len(g.table)
@@ -134,7 +130,6 @@ class Graph:
                     op.configure(g)
                 g._twins = LayerTwins(g, rows_by_op, slots_by_op)
                 g._index_triggers()
-                await g._finish_pipelines()
                 g._resized.clear()
                 # Configured at the inputs' largest shapes: a first step at them changes nothing.
                 g._shape_key = tuple(g.tensors[vid].dims for vid in program.input_ids if vid not in g.symints)
@@ -245,21 +240,9 @@ class Graph:
                 entries.append((binding, b.buffer, b.offset, b.size))
             else:
                 entries.append((binding, b, 0, None))
-        pipe = self.pipelines.pipelines[pipeline]
-        if pipe is None:  # still compiling (Graph.build): made once it is there
-            self._pending_groups.append((len(self.bind_groups), pipeline, entries, label))
-            self.bind_groups.append(None)
-        else:
-            self.bind_groups.append(self.backend.create_bind_group(pipe, entries, label))
+        bg = self.backend.create_bind_group(self.pipelines.pipelines[pipeline], entries, label)
+        self.bind_groups.append(bg)
         return np.array([[pipeline, len(self.bind_groups) - 1, *workgroups]], dtype=np.int32)
-
-    async def _finish_pipelines(self) -> None:
-        """Wait for the pipelines compiling since the build started, then make the bind groups
-        that needed their layouts."""
-        await self.pipelines.finish()
-        pending, self._pending_groups = self._pending_groups, []
-        for i, pipeline, entries, label in pending:
-            self.bind_groups[i] = self.backend.create_bind_group(self.pipelines.pipelines[pipeline], entries, label)
 
     def set_workgroups(self, d: int, total: int) -> None:
         """Set dispatch `d` to `total` workgroups, folded into 2D when needed."""
@@ -511,8 +494,7 @@ class Graph:
             helper.destroy(self)
         self._attached = []
         for bg in self.bind_groups:
-            if bg is not None:  # None: never made (the build failed first)
-                self.backend.release_bind_group(bg)
+            self.backend.release_bind_group(bg)
         self.bind_groups = []
         for t in self.tensors.values():
             if t.buffer is not None and not t.buffer.destroyed:

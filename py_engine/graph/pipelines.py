@@ -47,19 +47,11 @@ def subgroup_lanes(backend, lanes: int) -> int:
     return max(1, min(size, lanes))
 
 
-# Graph.build on a backend that compiles asynchronously starts every pipeline first and waits once
-# (False: each compiles when first asked for).
-ASYNC_COMPILE = True
-
-
 class PipelineCache:
     def __init__(self, backend):
         self.backend = backend
         self.pipelines: list = []  # index -> backend pipeline
         self._index: dict = {}
-        # While set (Graph.build on a backend with async_pipelines): [(index, started, label)] of
-        # pipelines still compiling; their slots in `pipelines` hold None until `finish`.
-        self.started = None
 
     def get(self, shader: str, entry: str = "main", **overrides) -> int:
         """Index of the pipeline for this shader/entry/overrides, created on first use."""
@@ -72,27 +64,17 @@ class PipelineCache:
                 raise ValueError(f"{label}: SG={sg} needs subgroups of at least {sg} invocations; "
                                  f"this device has {getattr(self.backend, 'subgroup_min_size', 0) or 'none'}")
             code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False))
+            p = self.backend.create_pipeline(code, entry, overrides, label)
             idx = len(self.pipelines)
-            if self.started is None:
-                self.pipelines.append(self.backend.create_pipeline(code, entry, overrides, label))
-            else:
-                self.started.append((idx, self.backend.start_pipeline(code, entry, overrides, label), label))
-                self.pipelines.append(None)
+            self.pipelines.append(p)
             self._index[key] = idx
         return idx
-
-    async def finish(self) -> None:
-        """Wait for the pipelines started since `started` was set; later ones compile at once."""
-        started, self.started = self.started or [], None
-        for idx, pending, label in started:
-            self.pipelines[idx] = await self.backend.finish_pipeline(pending, label)
 
     def __len__(self) -> int:
         return len(self.pipelines)
 
     def destroy(self) -> None:
-        for p in self.pipelines:  # started ones count as created, compiled or not
+        for p in self.pipelines:
             self.backend.release_pipeline(p)
         self.pipelines = []
         self._index = {}
-        self.started = None
