@@ -45,10 +45,18 @@ class LlamaRunner:
         """Run `ids` at the current position. Returns the float32 logits [vocab] of the last
         id; with `greedy` only their argmax (computed on the GPU: 4 bytes read back)."""
         await self.close_stream()
-        self._submit_chunks(ids)
-        if greedy:
-            return int((await self.graph.read(self.lp.next_token_id))[0])
-        return (await self.graph.read(self.lp.logits_id)).reshape(-1)
+        if not greedy:
+            self._submit_chunks(ids)
+            return (await self.graph.read(self.lp.logits_id)).reshape(-1)
+        # The token's 4 bytes are copied out by the last chunk's own submit: no second submit.
+        g = self.graph
+        buf = g.take_readback(4)
+        try:
+            self._submit_chunks(ids, after=[(g.tensor(self.lp.next_token_id).buffer, 0, buf, 0, 4)])
+            data = await g.backend.finish_map(buf, g.backend.start_map(buf), 4)
+        finally:
+            g.give_readback(buf)
+        return int(np.frombuffer(data, np.int32)[0])
 
     async def stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
                      sampler: Sampler | None = None) -> TokenStream:
