@@ -124,22 +124,15 @@ class GpuBackend:
         if size > self.limits.max_buffer_size:
             raise GpuError(f"buffer {label!r}: {size} bytes exceeds the device's maxBufferSize "
                            f"({self.limits.max_buffer_size})")
-        if data is None:
-            handle = self._create_buffer(size, USAGES[kind], label)
-        else:
-            mv = as_bytes(data)
-            if len(mv) > size:
-                raise GpuError(f"buffer {label!r}: {len(mv)} bytes of data for {size} bytes")
-            handle = self._create_buffer_with_data(size, USAGES[kind], label, mv)
+        mv = None if data is None else as_bytes(data)
+        if mv is not None and len(mv) > size:
+            raise GpuError(f"buffer {label!r}: {len(mv)} bytes of data for {size} bytes")
+        buf = Buffer(self._create_buffer(size, USAGES[kind], label), size, kind, label)
         self._live[kind] += size
         self._counts["buffers"] += 1
-        return Buffer(handle, size, kind, label)
-
-    def _create_buffer_with_data(self, size, usage, label, mv):
-        handle = self._create_buffer(size, usage, label)
-        if len(mv):
-            self._write_buffer(handle, 0, mv if len(mv) % 4 == 0 else bytes(mv) + bytes(-len(mv) % 4))
-        return handle
+        if mv is not None:
+            self.write_buffer(buf, 0, mv)
+        return buf
 
     def destroy_buffer(self, buf: Buffer) -> None:
         if buf.destroyed:

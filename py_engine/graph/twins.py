@@ -32,7 +32,7 @@ def signature(g, op, rows: list, slots: list):
     values = g.program.values
     parts = [type(op), op.name]
     for vid in op._ids:
-        v = values[vid] if isinstance(vid, int) and 0 <= vid < len(values) else ("arg", vid)
+        v = values[vid]
         if isinstance(v, Tensor):
             parts.append(("T", v.dtype, tuple(v.dims), v.constant_id >= 0))
         elif isinstance(v, SymInt):
@@ -76,10 +76,6 @@ class LayerTwins:
         self.slot_owner = {id(s): i for i, slots in enumerate(slots_by_op) for s in slots}
         self._runs: dict = {}  # (first twin, its block's leaders' output positions) -> _RunCopy
         self.copied = 0  # ops whose results were copied, over the graph's life (tests, stats)
-
-    @property
-    def twin_count(self) -> int:
-        return sum(j >= 0 for j in self.leader_of)
 
     def configure_all(self, g, host: dict) -> None:
         """Every op's resize hook in op order, or the copy of its leader's results."""

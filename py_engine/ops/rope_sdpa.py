@@ -30,12 +30,11 @@ class RopeSdpaKv(Op):
             if x != y:
                 raise self.error(f"the rotation and the attention disagree on {what}")
         a.rope_inputs = (r.xq, r.cos, r.sin)
-        self.triggers = r.triggers | a.triggers
 
     def build(self, g):
         self.rope.build(g)
         self.attn.build(g)
-        self.triggers = self.rope.triggers | self.attn.triggers  # the attention's may shrink at build
+        self.triggers = self.rope.triggers | self.attn.triggers  # set at build: the attention's may shrink
 
     def configure(self, g):
         if g.triggered(self.rope.triggers):
