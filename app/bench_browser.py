@@ -57,6 +57,8 @@ def add_arguments(p) -> None:
     p.add_argument("--max-prefill", type=int, default=512)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the page's result")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--submit-groups-steps", type=int, default=64,
+                   help="decode steps per setting of the submit-grouping replay (0: skip it)")
 
 
 def chromium_path(given: str | None) -> str:
@@ -131,7 +133,7 @@ def _commit() -> str | None:
 def page_settings(args, model_url: str) -> dict:
     return {"model": model_url, "context": args.context, "max_prefill": args.max_prefill,
             "prefill": list(args.prefill), "decode": args.decode, "long_context": args.long_context,
-            "depth": args.depth, "group": args.group,
+            "depth": args.depth, "group": args.group, "submit_groups_steps": args.submit_groups_steps,
             "wllama": not args.no_wllama, "post": True, "set": list(getattr(args, "set", []))}
 
 

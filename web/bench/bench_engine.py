@@ -68,6 +68,61 @@ _PASS_RING_JS = """
 """
 
 
+# One decode step's table encoded `steps` times, `k` steps per submit (each its own compute pass, or
+# all k in one pass), with no Python in between: wall and JS-side milliseconds for all of them.
+# Tells what grouping several decode steps into one submit would save per step.
+_SUBMIT_GROUPS_JS = """
+(device, pipelines, groups, table, n) => async (steps, k, onePass) => {
+  const encode = (pass) => {
+    let last = -1;
+    for (let i = 0; i < n; i++) {
+      const o = i * 5;
+      const x = table[o + 2];
+      if (x === 0) continue;
+      const p = table[o];
+      if (p !== last) { pass.setPipeline(pipelines[p]); last = p; }
+      pass.setBindGroup(0, groups[table[o + 1]]);
+      pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
+    }
+  };
+  await device.queue.onSubmittedWorkDone();
+  const t0 = performance.now();
+  let js = 0;
+  for (let s = 0; s < steps; s += k) {
+    const a = performance.now();
+    const enc = device.createCommandEncoder();
+    let pass = null;
+    for (let j = 0; j < k; j++) {
+      if (!pass) pass = enc.beginComputePass();
+      encode(pass);
+      if (!onePass) { pass.end(); pass = null; }
+    }
+    if (pass) pass.end();
+    device.queue.submit([enc.finish()]);
+    js += performance.now() - a;
+  }
+  await device.queue.onSubmittedWorkDone();
+  return [performance.now() - t0, js];
+}
+"""
+
+
+async def _submit_groups(backend, graph, steps: int) -> dict:
+    """µs per decode step (wall, and JS encoding) with 1-8 steps per submit, alternated 3 times."""
+    from pyodide.ffi import to_js  # type: ignore[import-not-found]
+
+    _, pipes, groups = backend._js_lists  # set by the graph's last submit
+    table = graph.table
+    run = run_js(_SUBMIT_GROUPS_JS)(backend.device, pipes, groups, to_js(memoryview(table.reshape(-1))), len(table))
+    got: dict = {}
+    for _ in range(3):
+        for k, one in ((1, False), (2, False), (4, False), (8, False), (4, True), (8, True)):
+            wall, js = (await run(steps, k, one)).to_py()
+            got.setdefault(f"{k}{'_one_pass' if one else ''}", []).append(
+                (round(1000 * wall / steps, 1), round(1000 * js / steps, 1)))
+    return {"steps": steps, "us_per_step_wall_js": got}
+
+
 def _pass_gaps(stamps) -> dict:
     """Busy fraction and gaps of consecutive passes from [begin0, end0, begin1, end1, ...] ns."""
     t = np.asarray(stamps, np.float64).reshape(-1, 2)[2:]  # from the first decode step on
@@ -306,6 +361,8 @@ async def run_engine_bench(cfg_json, get_model, log):
         finally:
             backend.set_pass_timing(None)
         out["decode_replay_timeline_16"] = _pass_gaps((await ring.read()).to_py())
+        if cfg.get("submit_groups_steps", 64) > 0:
+            out["decode_submit_groups_16"] = await _submit_groups(backend, graph, int(cfg.get("submit_groups_steps", 64)))
         runner.rewind(0)
         ts = run_js(_TIMESTAMPS_JS)(backend.device)
         backend.set_pass_timing(ts)
