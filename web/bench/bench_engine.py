@@ -298,7 +298,9 @@ async def run_engine_bench(cfg_json, get_model, log):
             f"(first at this size {out[f'prefill_{n}_first_tokens_per_s']})")
 
     n = cfg["decode"]
-    depth, group = int(cfg.get("depth", 8)), int(cfg.get("group", 4))
+    from py_engine.token_stream import default_depth
+
+    depth, group = cfg.get("depth") or default_depth(backend), int(cfg.get("group", 4))
     out["decode_depth"], out["decode_group"] = depth, group
     out["dispatches_per_token"] = None
     long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
@@ -375,6 +377,9 @@ async def run_engine_bench(cfg_json, get_model, log):
             gpu = [g for g in gpu if g > 0]
             if gpu:
                 out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
+                _, _, gpu_long = await _decode(lp, runner, long_start, min(n, 32), rng, 1, 1, ts)
+                gpu_long = [g for g in gpu_long if g > 0]
+                out["gpu_ms_per_token_long"] = round(float(np.median(gpu_long)) / 1e6, 4) if gpu_long else None
                 for n in cfg["prefill"]:  # the prefill's own pass (its size seen before)
                     if n <= min(runner.context - 1, lp.max_prefill):
                         await _timed_feed(runner, rng.integers(0, vocab, n).tolist())
