@@ -102,10 +102,7 @@ async def _bench(args) -> dict:
         await runner.feed(ids)  # again: the graph restores its snapshot of this shape
         out[f"prefill_{n}_tokens_per_s"] = round(n / (time.perf_counter() - t), 2)
 
-    from py_engine.token_stream import default_depth
-
-    out["decode_depth"] = args.depth if args.depth is not None else default_depth(backend)
-    out["decode_group"] = args.group
+    out["decode_depth"], out["decode_group"] = args.depth, args.group
     for label, start in (("short", 16), ("long", max(16, min(runner.context - args.decode - 1, args.long_context)))):
         runner.rewind(0)
         # Greedy through the GPU-fed stream (the next token is copied on the GPU, `depth` steps
@@ -131,8 +128,7 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill", type=int, nargs="*", default=[128, 512])
     p.add_argument("--decode", type=int, default=128)
     p.add_argument("--long-context", type=int, default=1024)
-    p.add_argument("--depth", type=int, default=None,
-                   help="decode steps in flight (GPU-fed token stream; default: the engine's for the adapter)")
+    p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed token stream)")
     p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed token stream)")
     p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
     p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",

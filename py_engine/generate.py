@@ -15,7 +15,7 @@ import numpy as np
 from .graph.aliasing import INPLACE_ARGS
 from .ops.topk import TopKSampler, gpu_samplable
 from .sampling import Sampler, SamplingParams
-from .token_stream import DEFAULT_GROUP, TokenStream
+from .token_stream import DEFAULT_DEPTH, DEFAULT_GROUP, TokenStream
 from .tokenizer import StreamDecoder
 
 
@@ -58,12 +58,12 @@ class LlamaRunner:
             g.give_readback(buf)
         return int(np.frombuffer(data, np.int32)[0])
 
-    async def stream(self, ids, max_new: int, depth: int | None = None, group: int = DEFAULT_GROUP,
+    async def stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
                      sampler: Sampler | None = None) -> TokenStream:
         """Feed `ids`, then iterate tokens (greedy, or drawn on the GPU with `sampler`'s
         parameters and uniform numbers) with the next token fed on the GPU, up to `depth` steps
-        in flight (None: the backend's default) and `group` tokens per readback (see
-        py_engine.token_stream). At most `max_new` tokens."""
+        in flight and `group` tokens per readback (see py_engine.token_stream). At most
+        `max_new` tokens."""
         await self.close_stream()
         self._check_ids(ids)
         stream = TokenStream(self, max_new, depth, group, sampler)

@@ -25,19 +25,9 @@ import numpy as np
 from .ops.topk import NO_TOKEN
 from .sampling import SamplingError
 
-# Steps in flight. A GPU step (~1 ms on an H200) is shorter than what can pass between a group's
-# last step and the host submitting again (the map's round trip, then the host's steps): with 8,
-# the GPU ran out of work in some runs (H200, context 16: 735-816 tokens/s at 8 vs 897 at 16). On
-# CPU adapters a step takes ~100 ms, so 8 hide any round trip, and fewer wasted steps past a stop.
-DEFAULT_DEPTH_GPU = 16
-DEFAULT_DEPTH_CPU = 8
+DEFAULT_DEPTH = 8  # steps in flight; GPU work per step (~1 ms) vs. a map round trip (~1-3 ms)
 DEFAULT_GROUP = 4  # tokens per readback buffer (per map); a stop is seen at most this late
 TOKEN_BYTES = 4
-
-
-def default_depth(backend) -> int:
-    """Decode steps a stream keeps in flight on this backend unless told otherwise."""
-    return DEFAULT_DEPTH_CPU if getattr(backend, "is_cpu", False) else DEFAULT_DEPTH_GPU
 
 
 class _Group:
@@ -57,12 +47,10 @@ class TokenStream:
     """Async iterator of the token ids after a prompt; use `LlamaRunner.stream`. `sampler`: a
     py_engine.sampling.Sampler whose parameters the GPU sampler takes (None: greedy)."""
 
-    def __init__(self, runner, max_new: int, depth: int | None = None, group: int = DEFAULT_GROUP,
+    def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
                  sampler=None):
         if max_new < 1:
             raise ValueError(f"token stream: max_new must be at least 1, got {max_new}")
-        if depth is None:
-            depth = default_depth(runner.graph.backend)
         if depth < 1 or group < 1:
             raise ValueError(f"token stream: depth and group must be at least 1, got {depth}, {group}")
         self.runner = runner
@@ -212,7 +200,7 @@ class TokenStream:
             raise errors[0]
 
 
-async def timed_decode(runner, prompt, n: int, *, depth: int | None = None, group: int = DEFAULT_GROUP,
+async def timed_decode(runner, prompt, n: int, *, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
                        after_token=None, sampler=None) -> tuple:
     """(seconds, stream) for n tokens after `prompt` at the runner's position (greedy, or drawn
     by the GPU sampler with `sampler`'s parameters), for the benchmarks. The prompt's token is read

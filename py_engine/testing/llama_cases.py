@@ -66,7 +66,6 @@ async def token_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, co
     (the GPU draws in float32: a draw within ~1e-6 of a cumulative boundary could differ; the
     fixed seeds here are far from one), and NaN logits raise. Exact (ids)."""
     from ..generate import ContextFullError
-    from ..token_stream import DEFAULT_DEPTH_CPU, DEFAULT_DEPTH_GPU
 
     gguf = read_gguf(gguf_bytes)
     lp = build_llama_program(gguf, context=context, max_prefill=max_prefill)
@@ -77,11 +76,9 @@ async def token_stream_cases(backend, gguf_bytes, prompt_ids, *, n: int = 12, co
         want = [await runner.feed(prompt_ids, greedy=True)]
         for _ in range(n - 1):
             want.append(await runner.feed([want[-1]], greedy=True))
-        for depth, group in ((1, 1), (2, 2), (4, 1), (8, 4), (5, 3), (16, 4), (None, 4)):
+        for depth, group in ((1, 1), (2, 2), (4, 1), (8, 4), (5, 3)):
             runner.rewind(0)
             stream = await runner.stream(prompt_ids, max_new=n, depth=depth, group=group)
-            want_depth = depth or (DEFAULT_DEPTH_CPU if backend.is_cpu else DEFAULT_DEPTH_GPU)
-            assert stream.depth == want_depth, (depth, stream.depth, backend.is_cpu)
             got = [t async for t in stream]
             assert got == want, f"depth {depth}, group {group}: stream {got} != step by step {want}"
             # Every token but the last was asked past, so fed; max_new ended the stream.

@@ -298,9 +298,7 @@ async def run_engine_bench(cfg_json, get_model, log):
             f"(first at this size {out[f'prefill_{n}_first_tokens_per_s']})")
 
     n = cfg["decode"]
-    from py_engine.token_stream import default_depth
-
-    depth, group = cfg.get("depth") or default_depth(backend), int(cfg.get("group", 4))
+    depth, group = int(cfg.get("depth", 8)), int(cfg.get("group", 4))
     out["decode_depth"], out["decode_group"] = depth, group
     out["dispatches_per_token"] = None
     long_start = max(16, min(runner.context - n - 1, cfg["long_context"]))
