@@ -57,8 +57,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-prefill", type=int, default=512)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the page's result")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--submit-groups-steps", type=int, default=64,
-                   help="decode steps per setting of the submit-grouping replay (0: skip it)")
+    p.add_argument("--submit-groups-steps", type=int, default=None,
+                   help="decode steps per setting of the submit-grouping replay (0: skip it; default 64 on "
+                        "GPUs, skipped on CPU adapters)")
 
 
 def chromium_path(given: str | None) -> str:

@@ -84,7 +84,7 @@ def test_server_bench_routes_post_to_sink_and_isolate_bench_pages(tmp_path):
 def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driver):
     args = _args("--browser", "--model", str(tiny_model), "--context", "64", "--prefill", "8",
                  "--decode", "2", "--long-context", "24", "--no-wllama", "--driver", driver,
-                 "--wheel", str(engine_wheel), "--timeout", "100")
+                 "--wheel", str(engine_wheel), "--timeout", "100", "--submit-groups-steps", "2")
     result = bench_browser.run_browser_bench(args, echo=False)
     engine = result["engine"]
     for key in ("load_cold_seconds", "load_cached_seconds", "prefill_8_tokens_per_s", "decode_short_tokens_per_s",
@@ -92,6 +92,9 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
                 "dispatches_per_token", "dispatches_per_step", "runtime_seconds", "decode_sampled_short_tokens_per_s",
                 "host_ms_prepare_short", "wall_ms_per_token_short"):
         assert isinstance(engine.get(key), (int, float)) and engine[key] > 0, (key, engine.get(key))
+    for label in ("short", "long"):
+        mean, p90, top = engine[f"host_ms_per_decode_step_{label}_mean_p90_max"]
+        assert 0 < mean <= top and 0 < p90 <= top, engine
     assert engine["dispatches_per_token"] <= engine["dispatches_per_step"]
     assert engine["decode_long_context"] == 24 and engine["decode_short_context"] == 16
     assert "swiftshader" in str(engine["adapter"]).lower(), engine["adapter"]
@@ -103,5 +106,12 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
             prof = engine[key]
             assert prof["step_us"] > 0 and prof["ops"], (key, prof)
             assert all(o["n"] > 0 and o["us"] >= 0 for o in prof["ops"].values()), (key, prof)
+        assert engine["gpu_ms_per_token_long"] > 0, engine
+        assert engine["decode_pass_timeline_16"]["tokens_per_s"] > 0, engine
+        groups = engine["decode_submit_groups_16"]  # asked for 2 steps per setting
+        assert groups["steps"] == 2 and set(groups["us_per_step_wall_js"]) == {
+            "1", "2", "4", "8", "4_one_pass", "8_one_pass"}, groups
+        for runs in groups["us_per_step_wall_js"].values():
+            assert len(runs) == 3 and all(wall > 0 and 0 <= js <= wall for wall, js in runs), groups
     assert result["wllama"] == {"skipped": "--no-wllama"} and result["engine_over_wllama"] == {}
     assert result["cross_origin_isolated"] is True
