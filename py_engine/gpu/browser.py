@@ -21,21 +21,10 @@ _WANTED_LIMITS = (
     "maxStorageBuffersPerShaderStage",
 )
 
-# Encodes a whole dispatch table in one compute pass: one JS call per step, not per dispatch.
-# `copies` (or null): [when, src, srcOffset, dst, dstOffset, size]*, when 0 = before the pass,
-# 1 = after it. `timing` (or null, set once per backend): { pass: descriptor of the compute
-# pass (timestamp writes), after(encoder): commands that resolve them }.
-_RUN_JS = """
-(timing) => (device, pipelines, groups, table, n, copies) => {
-  const enc = device.createCommandEncoder();
-  const copy = (when) => {
-    if (!copies) return;
-    for (let i = 0; i < copies.length; i += 6) {
-      if (copies[i] === when) enc.copyBufferToBuffer(copies[i + 1], copies[i + 2], copies[i + 3], copies[i + 4], copies[i + 5]);
-    }
-  };
-  copy(0);
-  const pass = enc.beginComputePass(timing ? timing.pass : {});
+# The rows (pipeline, bind group, x, y, z) of a dispatch table into a compute pass; rows with x = 0
+# have nothing to do at the live shape. Shared with the benchmark's JS-only replays.
+ENCODE_TABLE_JS = """
+(pass, pipelines, groups, table, n) => {
   let last = -1;
   for (let i = 0; i < n; i++) {
     const o = i * 5;
@@ -46,6 +35,25 @@ _RUN_JS = """
     pass.setBindGroup(0, groups[table[o + 1]]);
     pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
   }
+}
+"""
+
+# Encodes a whole dispatch table in one compute pass: one JS call per step, not per dispatch.
+# `copies` (or null): [when, src, srcOffset, dst, dstOffset, size]*, when 0 = before the pass,
+# 1 = after it. `timing` (or null, set once per backend): { pass: descriptor of the compute
+# pass (timestamp writes), after(encoder): commands that resolve them }.
+_RUN_JS = """
+(encodeTable) => (timing) => (device, pipelines, groups, table, n, copies) => {
+  const enc = device.createCommandEncoder();
+  const copy = (when) => {
+    if (!copies) return;
+    for (let i = 0; i < copies.length; i += 6) {
+      if (copies[i] === when) enc.copyBufferToBuffer(copies[i + 1], copies[i + 2], copies[i + 3], copies[i + 4], copies[i + 5]);
+    }
+  };
+  copy(0);
+  const pass = enc.beginComputePass(timing ? timing.pass : {});
+  encodeTable(pass, pipelines, groups, table, n);
   pass.end();
   copy(1);
   if (timing) timing.after(enc);
@@ -111,7 +119,7 @@ class BrowserBackend(GpuBackend):
         self._js_table = (None, None)  # (bytes, JS array) of the last table run (see _run)
         from pyodide.code import run_js  # type: ignore[import-not-found]
 
-        self._make_run_js = run_js(_RUN_JS)
+        self._make_run_js = run_js(_RUN_JS)(run_js(ENCODE_TABLE_JS))
         self._run_js = self._make_run_js(None)
         self._on_lost = create_proxy(self._record_lost)
         device.lost.then(self._on_lost)

@@ -70,21 +70,10 @@ _PASS_RING_JS = """
 
 # One decode step's table encoded `steps` times, `k` steps per submit (each its own compute pass, or
 # all k in one pass), with no Python in between: wall and JS-side milliseconds for all of them.
+# `encode`: ENCODE_TABLE_JS, as the engine's own submits use it.
 # Tells what grouping several decode steps into one submit would save per step.
 _SUBMIT_GROUPS_JS = """
-(device, pipelines, groups, table, n) => async (steps, k, onePass) => {
-  const encode = (pass) => {
-    let last = -1;
-    for (let i = 0; i < n; i++) {
-      const o = i * 5;
-      const x = table[o + 2];
-      if (x === 0) continue;
-      const p = table[o];
-      if (p !== last) { pass.setPipeline(pipelines[p]); last = p; }
-      pass.setBindGroup(0, groups[table[o + 1]]);
-      pass.dispatchWorkgroups(x, table[o + 3], table[o + 4]);
-    }
-  };
+(encode) => (device, pipelines, groups, table, n) => async (steps, k, onePass) => {
   await device.queue.onSubmittedWorkDone();
   const t0 = performance.now();
   let js = 0;
@@ -94,7 +83,7 @@ _SUBMIT_GROUPS_JS = """
     let pass = null;
     for (let j = 0; j < k; j++) {
       if (!pass) pass = enc.beginComputePass();
-      encode(pass);
+      encode(pass, pipelines, groups, table, n);
       if (!onePass) { pass.end(); pass = null; }
     }
     if (pass) pass.end();
@@ -111,9 +100,12 @@ async def _submit_groups(backend, graph, steps: int) -> dict:
     """µs per decode step (wall, and JS encoding) with 1-8 steps per submit, alternated 3 times."""
     from pyodide.ffi import to_js  # type: ignore[import-not-found]
 
+    from py_engine.gpu.browser import ENCODE_TABLE_JS
+
     _, pipes, groups = backend._js_lists  # set by the graph's last submit
     table = graph.table
-    run = run_js(_SUBMIT_GROUPS_JS)(backend.device, pipes, groups, to_js(memoryview(table.reshape(-1))), len(table))
+    run = run_js(_SUBMIT_GROUPS_JS)(run_js(ENCODE_TABLE_JS))(backend.device, pipes, groups,
+                                                              to_js(memoryview(table.reshape(-1))), len(table))
     got: dict = {}
     for _ in range(3):
         for k, one in ((1, False), (2, False), (4, False), (8, False), (4, True), (8, True)):

@@ -2,9 +2,9 @@
 // what the Python side (resize hooks, uniforms, the JS encoding call) costs per step, without a
 // browser or a GPU. `node web/bench/host_bench.mjs [steps] [--set module.NAME=value ...]` prints
 // JSON: median / mean / p90 ms per decode step (prepare, and prepare + submit) over the steps of
-// a greedy token stream after a 16-token prompt, on a synthetic SmolLM2-135M.
+// a greedy token stream after a 16-token and a 1024-token prompt, on a synthetic SmolLM2-135M.
 import { readFileSync, readdirSync, statSync } from "node:fs";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
