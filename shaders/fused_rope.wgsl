@@ -8,8 +8,11 @@
 // sdpa_with_kv_cache: rotated k goes straight into k_cache and v into v_cache at word
 // input_pos * Hkv * D, input_pos read from its SymInt's uniform slot, so a decode step's new
 // position costs the host nothing here (the attention checks input_pos + S <= Cmax; the
-// shader never writes past the cache either way).
+// shader never writes past the cache either way). With POS_ROWS = 1
+// (py_engine.apply_rotary_emb_qk_kv_at) fcos / fsin are whole tables and row s of the step
+// rotates by table row input_pos + s instead of row s of a slice.
 override WG: u32 = 256;
+override POS_ROWS: u32 = 0u;
 
 struct Params {
   q_pairs: u32,   // S * Hq * D/2 at the live S
@@ -30,10 +33,11 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out_k: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-fn freq_index(pair: u32, heads: u32) -> u32 {
+// Row `row0` + s of the freqs for pair `pair` of a [S, heads, D/2 pairs] tensor.
+fn freq_index(pair: u32, heads: u32, row0: u32) -> u32 {
   let i = pair % p.half_dim;
   let s = pair / (p.half_dim * heads);
-  return s * p.half_dim + i;
+  return (row0 + s) * p.half_dim + i;
 }
 
 // rope_kv only.
@@ -42,22 +46,22 @@ fn freq_index(pair: u32, heads: u32) -> u32 {
 @group(0) @binding(9) var<uniform> input_pos: vec4<i32>;  // a SymInt slot: the value is .x
 
 // Pair `pair` of x rotated by its frequency: (out[2i], out[2i+1]).
-fn rotated(a: f32, b: f32, pair: u32, heads: u32) -> vec2<f32> {
-  let f = freq_index(pair, heads);
+fn rotated(a: f32, b: f32, pair: u32, heads: u32, row0: u32) -> vec2<f32> {
+  let f = freq_index(pair, heads, row0);
   let c = fcos[f];
   let sn = fsin[f];
   return vec2<f32>(a * c - b * sn, a * sn + b * c);
 }
 
-fn rotate_q(t: u32) {
-  let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads);
+fn rotate_q(t: u32, row0: u32) {
+  let r = rotated(xq[2u * t], xq[2u * t + 1u], t, p.q_heads, row0);
   out_q[2u * t] = r.x;
   out_q[2u * t + 1u] = r.y;
 }
 
 // k pair `pair` rotated into out_k at word `at`.
-fn rotate_k(pair: u32, at: u32) {
-  let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads);
+fn rotate_k(pair: u32, at: u32, row0: u32) {
+  let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads, row0);
   out_k[at] = r.x;
   out_k[at + 1u] = r.y;
 }
@@ -66,11 +70,12 @@ fn rotate_k(pair: u32, at: u32) {
 fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
+  let pos = input_pos.x;
+  let row0 = select(0u, u32(max(pos, 0)), POS_ROWS != 0u);
   if (t < p.q_pairs) {
-    rotate_q(t);
+    rotate_q(t, row0);
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
-    let pos = input_pos.x;
     if (pos < 0 || u32(pos) >= p.cache_rows) {
       return;
     }
@@ -79,7 +84,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
       return;
     }
     let at = dst + 2u * pair;
-    rotate_k(pair, at);
+    rotate_k(pair, at, row0);
     v_cache[at] = xv[2u * pair];
     v_cache[at + 1u] = xv[2u * pair + 1u];
   }
@@ -90,9 +95,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
   if (t < p.q_pairs) {
-    rotate_q(t);
+    rotate_q(t, 0u);
   } else if (t < p.q_pairs + p.k_pairs) {
     let pair = t - p.q_pairs;
-    rotate_k(pair, 2u * pair);
+    rotate_k(pair, 2u * pair, 0u);
   }
 }

@@ -22,6 +22,7 @@ const TILE: u32 = 32u;  // keys per tile (a multiple of WG / LPK; mirrored as DE
 override RB: u32 = 3;   // rows = G, <= BQ
 override WG: u32 = 128; // threads, a power of two in [LPK, 512]
 override HD: u32 = 64;  // head_dim
+override POS_ROWS: u32 = 0u;  // main_rope: fcos / fsin are whole tables (see below)
 
 override KPP: u32 = WG / LPK;                  // keys per score pass
 const R8: u32 = 8u;                         // row teams are laid out for up to BQ rows
@@ -46,7 +47,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 // main_rope only: the step's k and v ([1, 1, Hkv, HD], unrotated k) and the cos / sin row of
-// its position ([1, HD / 2]).
+// its position ([1, HD / 2]), or with POS_ROWS = 1 the whole tables ([R, HD / 2], row
+// n_keys - 1 = input_pos; py_engine.rope_sdpa_kv_at).
 @group(0) @binding(6) var<storage, read> k_new: array<f32>;
 @group(0) @binding(7) var<storage, read> v_new: array<f32>;
 @group(0) @binding(8) var<storage, read> fcos: array<f32>;
@@ -79,8 +81,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // Element 2j or 2j+1 of a rotated pair (a, b) = (x[2j], x[2j+1]).
 fn rotated(a: f32, b: f32, j: u32, odd: bool) -> f32 {
-  let c = fcos[j];
-  let sn = fsin[j];
+  let f = select(0u, (p.n_keys - 1u) * (HD / 2u), POS_ROWS != 0u) + j;
+  let c = fcos[f];
+  let sn = fsin[f];
   return select(a * c - b * sn, a * sn + b * c, odd);
 }
 

@@ -77,14 +77,18 @@ def test_llama_program_fusion_counts(tiny_uniform):
     assert got["py_engine.linear_gguf_swiglu.default"] == 0
     assert got["py_engine.add_rms_norm.default"] == 1
     assert got["aten.sigmoid.default"] == got["aten.mul.Tensor"] == got["aten.add.Tensor"] == 0
-    # q and k rotated together, k written into the cache with v on the way, all in the attention op
-    assert got["py_engine.rope_sdpa_kv.default"] == n_layers
+    # q and k rotated together, k written into the cache with v on the way, all in the attention op,
+    # which reads its cos/sin rows from the whole tables: no slices of them, nor the SymInt add of
+    # their end, are left
+    assert got["py_engine.rope_sdpa_kv_at.default"] == n_layers and got["py_engine.rope_sdpa_kv.default"] == 0
+    assert got["aten.slice_copy.Tensor"] == got["add"] == 0 and before["aten.slice_copy.Tensor"] == 2
+    assert before["add"] == 1
     assert got["py_engine.apply_rotary_emb_qk_kv.default"] == got["py_engine.sdpa_kv_written.default"] == 0
     assert got["et_vk.apply_rotary_emb.default"] == got["py_engine.apply_rotary_emb_qk.default"] == 0
     assert got["sdpa_with_kv_cache.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
     assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
-    assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 3 * n_layers + (2 * n_layers - 1)
+    assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 3 * n_layers + (2 * n_layers - 1) + 3
     assert before["aten.sigmoid.default"] == n_layers  # the unfused program is untouched
 
 
@@ -201,3 +205,39 @@ def test_rope_kv_pass_leaves_rotated_k_with_other_uses_alone():
     got = _names(optimize(p))
     assert got[ROPE_KV] == 0 and got["py_engine.apply_rotary_emb_qk.default"] == 1
     assert got["sdpa_with_kv_cache.default"] == 1
+
+
+def test_rope_table_pass_needs_whole_tables_and_keeps_slices_with_other_readers():
+    from py_engine.testing.fusion_cases import ROPE_SDPA, ROPE_SDPA_AT, rope_sdpa_table_chain
+
+    p, _ = rope_sdpa_table_chain(3, 4, 2, 8, 6)
+    got = _names(optimize(p))
+    assert got[ROPE_SDPA_AT] == 1 and got[ROPE_SDPA] == 0
+    assert got["aten.slice_copy.Tensor"] == got["add"] == 0 and got["sym_size.int"] == 1
+    # Tables shorter than the cache: a position near its end would read past them, so the
+    # slices (whose hooks check the rows) stay.
+    p, _ = rope_sdpa_table_chain(3, 4, 2, 8, 6, table_rows=5)
+    got = _names(optimize(p))
+    assert got[ROPE_SDPA] == 1 and got[ROPE_SDPA_AT] == 0 and got["aten.slice_copy.Tensor"] == 2
+    # A slice that is also a program output keeps being computed (and so does its end); the
+    # rotation still reads the table.
+    p, _ = rope_sdpa_table_chain(3, 4, 2, 8, 6)
+    cos_rows = next(c for c in p.chain if c.name == "aten.slice_copy.Tensor").args[-1]
+    p.output_ids = list(p.output_ids) + [cos_rows]
+    got = _names(optimize(p))
+    assert got[ROPE_SDPA_AT] == 1 and got["aten.slice_copy.Tensor"] == 1 and got["add"] == 1
+
+
+def test_rope_table_op_refuses_tables_shorter_than_the_cache(native_backend):
+    from py_engine.graph import Graph, OpError
+    from py_engine.program import OpCall
+    from py_engine.testing.fusion_cases import ROPE_SDPA, ROPE_SDPA_AT, rope_sdpa_table_chain
+
+    prog = optimize(rope_sdpa_table_chain(3, 4, 2, 8, 6, table_rows=5)[0])  # left unfolded (above)
+    tables = [c.args[0] for c in prog.chain if c.name == "aten.slice_copy.Tensor"]
+    i = next(i for i, c in enumerate(prog.chain) if c.name == ROPE_SDPA)
+    args = list(prog.chain[i].args)
+    args[3], args[4] = tables
+    prog.chain[i] = OpCall(ROPE_SDPA_AT, tuple(args))
+    with pytest.raises(OpError, match="freqs tables hold 5 rows, fewer than the cache's 6 positions"):
+        asyncio.run(Graph.build(prog, native_backend))

@@ -18,6 +18,8 @@ INPLACE_ARGS = {
     "py_engine.apply_rotary_emb_qk_kv.default": (5, 6),
     "py_engine.sdpa_kv_written.default": (3, 4),  # read only, but the same caches
     "py_engine.rope_sdpa_kv.default": (5, 6, 12, 13),
+    "py_engine.apply_rotary_emb_qk_kv_at.default": (5, 6),
+    "py_engine.rope_sdpa_kv_at.default": (5, 6, 12, 13),
 }
 
 

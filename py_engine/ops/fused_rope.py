@@ -81,8 +81,10 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
         # Not input_pos: the shader reads it from the SymInt's uniform slot.
         self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin])
 
+    table_rows = False  # freqs are the rows of this step (a slice), not whole tables (see below)
+
     def build(self, g):
-        pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg)
+        pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg, **({"POS_ROWS": 1} if self.table_rows else {}))
         # Every layer's rotation has equal params: one shared slot.
         self.share_key = ("rope_kv", self.hq, self.hkv, self.half, self.cache_dims, self.pos, self.wg)
         self.params = g.uniforms.shared(self.share_key, PARAMS.size, self.name)
@@ -112,3 +114,21 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
                                       self.hkv * self.head_dim, cache_len, self.cache_dims[1]))
         g.set_workgroups(self.d, ceil_div(q_pairs + k_pairs, self.wg))
         g.set_dims(self.xq_out, (1, s, self.hq, self.head_dim))
+
+
+@register("py_engine.apply_rotary_emb_qk_kv_at.default")
+class ApplyRotaryEmbQkKvAt(ApplyRotaryEmbQkKv):
+    """py_engine.apply_rotary_emb_qk_kv_at.default: apply_rotary_emb_qk_kv's arguments with
+    freqs_cos / freqs_sin the whole tables [R, D/2], R >= the cache's positions: step row s
+    rotates by table row input_pos + s, read on the GPU (the shader has input_pos), where the
+    unfused program first slices rows input_pos .. input_pos + S (two dispatches and three resize
+    hooks per step). Emitted by py_engine.passes.fuse_rope_table. input_pos + S <= R follows
+    from the attention's own check input_pos + S <= the cache's positions."""
+
+    table_rows = True
+
+    def validate(self, ctx):
+        super().validate(ctx)
+        rows = ctx.program.value(self.cos).dims[-2]
+        if rows < self.cache_dims[1]:
+            raise self.error(f"freqs tables hold {rows} rows, fewer than the cache's {self.cache_dims[1]} positions")

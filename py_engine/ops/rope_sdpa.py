@@ -12,15 +12,17 @@ from __future__ import annotations
 
 from ..graph.registry import register
 from .base import Op
-from .fused_rope import ApplyRotaryEmbQkKv
+from .fused_rope import ApplyRotaryEmbQkKv, ApplyRotaryEmbQkKvAt
 from .sdpa import SdpaKvWritten
 
 
 @register("py_engine.rope_sdpa_kv.default")
 class RopeSdpaKv(Op):
+    rope_op = ApplyRotaryEmbQkKv
+
     def validate(self, ctx):
         self.expect_args(21)
-        self.rope = ApplyRotaryEmbQkKv(ctx, f"{self.name}:rope", self.args[:9])
+        self.rope = self.rope_op(ctx, f"{self.name}:rope", self.args[:9])
         self.attn = SdpaKvWritten(ctx, f"{self.name}:sdpa", self.args[9:])
         r, a = self.rope, self.attn
         pairs = ((r.xq_out, a.q, "rope's q_out and the attention's q"), (r.xk, a.k, "k"), (r.xv, a.v, "v"),
@@ -30,6 +32,7 @@ class RopeSdpaKv(Op):
             if x != y:
                 raise self.error(f"the rotation and the attention disagree on {what}")
         a.rope_inputs = (r.xq, r.cos, r.sin)
+        a.rope_table_rows = r.table_rows
 
     def build(self, g):
         self.rope.build(g)
@@ -47,3 +50,11 @@ class RopeSdpaKv(Op):
     def destroy(self, g):
         self.rope.destroy(g)
         self.attn.destroy(g)
+
+
+@register("py_engine.rope_sdpa_kv_at.default")
+class RopeSdpaKvAt(RopeSdpaKv):
+    """rope_sdpa_kv whose rotation is py_engine.apply_rotary_emb_qk_kv_at (cos / sin the whole
+    tables, rows from input_pos on the GPU). Emitted by py_engine.passes.fuse_rope_table."""
+
+    rope_op = ApplyRotaryEmbQkKvAt

@@ -92,6 +92,7 @@ class SdpaPlan:
 class SdpaWithKvCache(Op):
     writes_cache = True
     rope_inputs = None  # (xq, cos, sin) value ids when py_engine.rope_sdpa_kv folds its RoPE in
+    rope_table_rows = False  # ... and cos / sin are whole tables (py_engine.rope_sdpa_kv_at)
 
     def validate(self, ctx):
         self.expect_args(12)
@@ -307,7 +308,7 @@ class SdpaWithKvCache(Op):
             if self.rope_folded:
                 rope = [g.tensor(self.k), g.tensor(self.v)] + [g.tensor(v) for v in self.rope_inputs[1:]]
                 fast = g.pipelines.get("sdpa_decode", "main_rope", WG=self.fast_wg, HD=self.head_dim,
-                                       RB=self.group)
+                                       RB=self.group, **({"POS_ROWS": 1} if self.rope_table_rows else {}))
                 self.d_fast = g.add_dispatch(fast, [g.tensor(self.rope_inputs[0])] + bindings[1:5]
                                              + [self.fast_params] + rope, f"{self.name}:decode_rope")
             else:

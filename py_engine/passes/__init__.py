@@ -7,7 +7,8 @@ its pattern: SwiGLU first (it consumes the gate/up linears that the parallel-lin
 would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm, then RoPE
 of q and k in one dispatch, then that RoPE together with the attention's KV-cache write, then
 each add + RMSNorm into the fused linear it feeds, then the RoPE op into the attention op (its
-decode steps rotate and write the cache inside the attention kernel).
+decode steps rotate and write the cache inside the attention kernel), then the cos/sin slices
+by input_pos into the rotation (it reads the tables' rows on the GPU).
 """
 from __future__ import annotations
 
@@ -18,14 +19,16 @@ from .fuse_parallel_linears import fuse_parallel_linears
 from .fuse_rope import fuse_rope
 from .fuse_rope_kv import fuse_rope_kv
 from .fuse_rope_sdpa import fuse_rope_sdpa
+from .fuse_rope_table import fuse_rope_table
 from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear,
-          fuse_rope_sdpa)
+          fuse_rope_sdpa, fuse_rope_table)
 # CPU implementations of WebGPU (SwiftShader, lavapipe): every fusion but fuse_norm_linear,
 # whose norm GEMV computes one row per thread there (the other fused GEMVs stream R rows per
 # thread, as the plain GEMV does).
-CPU_PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa)
+CPU_PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa,
+              fuse_rope_table)
 
 
 def passes_for(backend) -> tuple:
@@ -39,4 +42,4 @@ def optimize(program: Program, passes=PASSES) -> Program:
 
 
 __all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope", "fuse_rope_kv",
-           "fuse_norm_linear", "fuse_rope_sdpa"]
+           "fuse_norm_linear", "fuse_rope_sdpa", "fuse_rope_table"]

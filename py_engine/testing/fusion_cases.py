@@ -10,7 +10,7 @@ largest M/S and stepped through smaller ones and back (the resize hooks, GEMV <-
 Tolerances: linears atol 2e-4 + rtol 1e-4 (as quant_cases: fp32 sums over K <= 256);
 SwiGLU atol 5e-4 + rtol 2e-4 (silu(g) * u of two such sums); add + RMSNorm 1e-5 (as rms_norm);
 RoPE of q and k 1e-6 (as rope_symint_cases); RoPE + KV-cache write then attention 2e-5 + rtol
-1e-5 (as attention_cases).
+1e-5 (as attention_cases), with the cos/sin rows sliced or read from the whole tables.
 `compare_fused_llama` runs a whole llama GGUF fused and unfused: logits within 1e-5.
 """
 from __future__ import annotations
@@ -320,6 +320,7 @@ def norm_swiglu_q8_0_width_96():
 ROPE_KV = "py_engine.apply_rotary_emb_qk_kv.default"
 SDPA_WRITTEN = "py_engine.sdpa_kv_written.default"
 ROPE_SDPA = "py_engine.rope_sdpa_kv.default"  # the two above as one op (fuse_rope_sdpa)
+ROPE_SDPA_AT = "py_engine.rope_sdpa_kv_at.default"  # ... reading cos/sin rows from whole tables
 
 
 def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
@@ -343,23 +344,58 @@ def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
     return p, (cos_t, sin_t)
 
 
-def _rope_kv_program(s_max, hq, hkv, d, cmax):
-    p, tables = rope_sdpa_chain(s_max, hq, hkv, d, cmax)
-    return fused(p, ROPE_SDPA, 1), tables
+def rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, table_rows=None):
+    """rope_sdpa_chain's pattern as the llama builder emits it: the RoPE reads rows input_pos ..
+    input_pos + S of constant cos/sin tables of `table_rows` (default cmax) positions, sliced by
+    SymInts (S = sym_size(xq, 1), end = input_pos + S). (unfused Program, (cos, sin) tables)."""
+    from ..program import SymInt
+
+    p = Program()
+    xq, xk, xv = (p.tensor(F32, (1, s_max, h, d)) for h in (hq, hkv, hkv))
+    pos = p.add(SymInt(0))
+    seq, end = p.add(SymInt(s_max)), p.add(SymInt(s_max))
+    p.call("sym_size.int", xq, p.add(Int(1)), seq)
+    p.call("add", pos, seq, end)
+    cos_t, sin_t = rope_freqs(d, range(table_rows or cmax), base=10000.0)
+    freqs = []
+    for table in (cos_t, sin_t):
+        rows = p.tensor(F32, (s_max, d // 2))
+        p.call("aten.slice_copy.Tensor", p.tensor(F32, table.shape, table), p.add(Int(0)), pos, end,
+               p.add(Int(1)), rows)
+        freqs.append(rows)
+    q_rot, k_rot = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
+    p.call("et_vk.apply_rotary_emb.default", xq, xk, *freqs, p.add(ValueList((q_rot, k_rot))))
+    kc, vc = p.tensor(F32, (1, cmax, hkv, d)), p.tensor(F32, (1, cmax, hkv, d))
+    out = p.tensor(F32, (1, s_max, hq, d))
+    p.call("sdpa_with_kv_cache.default", q_rot, k_rot, xv, kc, vc, pos, p.add(Int(1)), p.add(Null()),
+           p.add(Double(0.0)), p.add(Null()), p.add(Double(1.0 / np.sqrt(d))), out)
+    p.input_ids, p.output_ids = [xq, xk, xv, pos], [out, kc, vc]
+    return p, (cos_t, sin_t)
 
 
-def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed):
-    """The fused RoPE + attention program and its steps of `sizes` rows from position 0."""
+def _rope_kv_program(s_max, hq, hkv, d, cmax, tables: bool = False):
+    if tables:
+        p, freqs = rope_sdpa_table_chain(s_max, hq, hkv, d, cmax)
+        return fused(p, ROPE_SDPA_AT, 1), freqs
+    p, freqs = rope_sdpa_chain(s_max, hq, hkv, d, cmax)
+    return fused(p, ROPE_SDPA, 1), freqs
+
+
+def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed, tables: bool = False):
+    """The fused RoPE + attention program and its steps of `sizes` rows from position 0; with
+    `tables`, the program slices its cos/sin rows by input_pos (rope_sdpa_table_chain), which the
+    fused op reads from the whole tables."""
     from ..reference.attention import sdpa_with_kv_cache
 
-    prog, (cos_t, sin_t) = _rope_kv_program(max(sizes), hq, hkv, d, cmax)
+    prog, (cos_t, sin_t) = _rope_kv_program(max(sizes), hq, hkv, d, cmax, tables)
     r = _rng(seed)
     kc = np.zeros((1, cmax, hkv, d), np.float32)
     vc = kc.copy()
     steps, pos = [], 0
     for s in sizes:
         q, k, v = (r.standard_normal((1, s, h, d)).astype(np.float32) for h in (hq, hkv, hkv))
-        qr, kr = apply_rotary_emb(q, k, cos_t[:s], sin_t[:s])  # the program's tables: rows 0..S-1
+        rows = slice(pos, pos + s) if tables else slice(0, s)  # without tables: rows 0..S-1 of the constants
+        qr, kr = apply_rotary_emb(q, k, cos_t[rows], sin_t[rows])
         out, kc, vc = sdpa_with_kv_cache(qr, kr, v, kc, vc, pos)
         steps.append(Step([q, k, v, pos], [out, kc, vc]))
         pos += s
@@ -375,6 +411,17 @@ def rope_kv_long_decode_splits():
 def rope_kv_prefill_then_decode():
     """Prefill 5 rows at 0, then single rows at 5, 6 and a 3-row chunk at 7 (GQA 4:2, D 16)."""
     return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=60)
+
+
+def rope_kv_table_prefill_then_decode():
+    """As rope_kv_prefill_then_decode, with each step's cos/sin rows sliced from tables by
+    input_pos, the slices folded away (py_engine.rope_sdpa_kv_at: rows read on the GPU)."""
+    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=63, tables=True)
+
+
+def rope_kv_table_long_decode_splits():
+    """SmolLM2's heads from tables: 66 rows, decode steps at 66..68 (split attention), 2 rows."""
+    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=64, tables=True)
 
 
 async def run_rope_folded_case(backend, name: str) -> list:
@@ -393,7 +440,7 @@ async def run_rope_folded_case(backend, name: str) -> list:
         assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
         g = await Graph.build(spec.program, backend)
         try:
-            op = g.ops[0]
+            op = next(o for o in g.ops if hasattr(o, "attn"))  # the RoPE + attention op
             assert op.attn.rope_folded, "the decode attention did not take the RoPE in"
             live = []
             for st in spec.steps:
@@ -413,6 +460,7 @@ CASES = {f.__name__: f for f in (
     swiglu_q4_1_m1, swiglu_q4_0_dynamic_s, swiglu_q8_0_silu_op_swapped, swiglu_f16_sigmoid_swapped,
     add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
     rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode, rope_kv_long_decode_splits,
+    rope_kv_table_prefill_then_decode, rope_kv_table_long_decode_splits,
     norm_multi3_q4_1_dynamic_s, norm_swiglu_q8_0_width_96)}
 
 
