@@ -1,8 +1,8 @@
 """The RoPE rows of a step read from the whole cos/sin tables on the GPU, not sliced first.
 
-The llama builder (and ExecuTorch's llama export) slices rows input_pos .. input_pos + S of
-constant cos/sin tables every step (two slice_copy dispatches, plus their resize hooks and the
-SymInt add giving the end, on every decode step) and the rotation reads the slices. The fused
+The llama builder slices rows input_pos .. input_pos + S of constant cos/sin tables every step
+(two slice_copy dispatches, plus their resize hooks and the SymInt add giving the end, on every
+decode step) and the rotation reads the slices. The fused
 rotation ops already read input_pos on the GPU (the KV-cache write), so they can index the
 tables themselves: py_engine.apply_rotary_emb_qk_kv and py_engine.rope_sdpa_kv whose cos and
 sin are such slices (dim 0, step 1, start = the op's own input_pos, a constant table of
@@ -12,7 +12,7 @@ gave its end when nothing else reads it.
 """
 from __future__ import annotations
 
-from ..program import Int, Null, OpCall, Program
+from ..program import OpCall, Program
 from .fuse_rope_kv import ROPE_QK_KV
 from .fuse_rope_sdpa import ROPE_SDPA
 from .program_index import ProgramIndex, clone, rewrite_chain
@@ -29,12 +29,11 @@ def _table_of(ix: ProgramIndex, vid: int, pos: int, half: int, cache_rows: int):
     if i is None:
         return None
     table, dim, start, _end, step, _out = ix.call(i).args
-    dim_v, step_v = ix._value(dim), ix._value(step)
+    if ix.int_value(dim) != 0 or start != pos or not ix.is_constant_tensor(table):
+        return None
+    if not (ix.is_null(step) or ix.int_value(step) == 1):
+        return None
     t = ix.tensor(table)
-    if not (isinstance(dim_v, Int) and dim_v.value == 0 and start == pos and ix.is_constant_tensor(table)):
-        return None
-    if not (isinstance(step_v, Null) or (isinstance(step_v, Int) and step_v.value == 1)):
-        return None
     if len(t.dims) != 2 or t.dims[1] != half or t.dims[0] < cache_rows:
         return None
     return i, table

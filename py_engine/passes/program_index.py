@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..program import Null, OpCall, Program, Tensor, ValueList
+from ..program import Int, Null, OpCall, Program, Tensor, ValueList
 
 
 class ProgramIndex:
@@ -63,6 +63,11 @@ class ProgramIndex:
 
     def is_null(self, vid: int) -> bool:
         return isinstance(self._value(vid), Null)
+
+    def int_value(self, vid: int):
+        """The value of Int `vid`, else None."""
+        v = self._value(vid)
+        return v.value if isinstance(v, Int) else None
 
 
 def clone(program: Program) -> Program:
