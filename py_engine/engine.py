@@ -60,13 +60,8 @@ class Engine:
                                  max_buffer_bytes=backend.limits.max_storage_binding_size)
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)
-        engine = cls(backend, gguf, tokenizer, template, lp, graph)
-        if not getattr(backend, "is_cpu", False):
-            # Sampled replies are drawn on the GPU there (generate.gpu_sampling): its pipelines are
-            # made now rather than in the first reply (whose decode ran 15-40% slower on an H200).
-            engine.runner.gpu_sampler()
         on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())
-        return engine
+        return cls(backend, gguf, tokenizer, template, lp, graph)
 
     @property
     def context(self) -> int:

@@ -70,13 +70,11 @@ class LlamaRunner:
         self._stream = stream
         return await stream.start(ids)
 
-    def gpu_sampler(self, params: SamplingParams | None = None) -> TopKSampler:
-        """The GPU sampler of this graph (made on first use), once `params` (when given) are
-        checked for it."""
+    def gpu_sampler(self, params: SamplingParams) -> TopKSampler:
+        """The GPU sampler of this graph (made on first use), once `params` are checked for it."""
         if self._gpu_sampler is None:
             self._gpu_sampler = TopKSampler(self.graph, self.lp.logits_id)
-        if params is not None:
-            self._gpu_sampler.check(params)
+        self._gpu_sampler.check(params)
         return self._gpu_sampler
 
     async def close_stream(self) -> None:

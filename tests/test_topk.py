@@ -45,20 +45,3 @@ def test_chat_sampled_on_gpu_equals_host_sampling(native_backend, monkeypatch):
     on_host = asyncio.run(chat())
     assert n >= len(on_gpu[1]) > 0 and len(draws) == n, (n, len(draws))
     assert on_gpu == on_host
-
-
-def test_engine_load_builds_the_gpu_sampler_where_replies_are_drawn_on_the_gpu(native_backend, monkeypatch):
-    from py_engine.engine import Engine
-    from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
-
-    def loaded():
-        engine = asyncio.run(Engine.load(make_tiny_llama_gguf(seed=0), backend=native_backend, context=64,
-                                         max_prefill=16))
-        engine.close()
-        return engine.runner._gpu_sampler is not None
-
-    # A CPU adapter samples on the host: no sampler. A GPU: built at load, not in the first reply.
-    monkeypatch.setattr(native_backend, "is_cpu", True)
-    assert not loaded()
-    monkeypatch.setattr(native_backend, "is_cpu", False)
-    assert loaded()

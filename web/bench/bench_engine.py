@@ -221,8 +221,6 @@ async def _load(get_model, url, mode, cfg, log):
     graph = await Graph.build(lp.program, backend)
     t_graph = _now()
     runner = LlamaRunner(graph, lp)
-    if not backend.is_cpu:
-        runner.gpu_sampler()  # as Engine.load does: the sampler's pipelines are part of the load
     await runner.feed([1], greedy=True)
     t1 = _now()
     log(f"engine: loaded from {mode} in {t1 - t0:.2f}s (bytes {t_bytes - t0:.2f}s, {len(data)} bytes)")
