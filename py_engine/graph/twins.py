@@ -197,7 +197,6 @@ class _RunCopy:
             wg[d] = wg[s]
         for dst_page, src_page, di, si, lo, hi in self.bytes:
             dst_page.view[di] = src_page.view[si]
-            dst_page.lo = min(dst_page.lo, lo)
-            dst_page.hi = max(dst_page.hi, hi)
+            dst_page.mark_dirty(lo, hi)
         g.uniforms.log_writes(self.logged)
         return True

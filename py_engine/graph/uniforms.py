@@ -35,8 +35,7 @@ class UniformSlot:
         if page.mirror[o: o + len(data)] == data:
             return
         page.mirror[o: o + len(data)] = data
-        page.lo = min(page.lo, o)
-        page.hi = max(page.hi, o + len(data))
+        page.mark_dirty(o, o + len(data))
 
 
 class SharedSlot(UniformSlot):
@@ -70,8 +69,7 @@ class SlotBytes:
     def write(self) -> None:
         for page, idx, data, lo, hi in self.parts:
             page.view[idx] = data
-            page.lo = min(page.lo, lo)
-            page.hi = max(page.hi, hi)
+            page.mark_dirty(lo, hi)
 
 
 def slot_layout(slots) -> list:
@@ -101,6 +99,13 @@ class _Page:
         self.lo = buffer.nbytes
         self.hi = 0
         self.log = None  # while the arena records: {id(slot): slot} of the slots written
+
+    def mark_dirty(self, lo: int, hi: int) -> None:
+        """Bytes lo..hi of the mirror changed: the next flush writes them."""
+        if lo < self.lo:
+            self.lo = lo
+        if hi > self.hi:
+            self.hi = hi
 
 
 class UniformArena:

@@ -52,6 +52,8 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
     `rope_kv`). Emitted by py_engine.passes.fuse_rope_kv, paired with
     py_engine.sdpa_kv_written, which then attends without writing."""
 
+    table_rows = False  # freqs are the rows of this step (a slice), not whole tables (see below)
+
     def validate(self, ctx):
         self.expect_args(9)
         self.xq, self.xk, self.xv, self.cos, self.sin, self.k_cache, self.v_cache, pos_id, self.xq_out = self.args
@@ -80,8 +82,6 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
             raise self.error(f"q + k dispatch: {e}") from None
         # Not input_pos: the shader reads it from the SymInt's uniform slot.
         self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin])
-
-    table_rows = False  # freqs are the rows of this step (a slice), not whole tables (see below)
 
     def build(self, g):
         pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg, **({"POS_ROWS": 1} if self.table_rows else {}))

@@ -129,6 +129,12 @@ def _pass_gaps(stamps) -> dict:
             "wall_us_per_pass": round(float(span / len(t)) / 1000, 1)}
 
 
+def _median_ms(ns) -> float | None:
+    """Median of the nonzero GPU times (ns) in ms; None when the adapter counted none."""
+    ns = [t for t in ns if t > 0]
+    return round(float(np.median(ns)) / 1e6, 4) if ns else None
+
+
 def _now() -> float:
     return time.perf_counter()
 
@@ -367,12 +373,10 @@ async def run_engine_bench(cfg_json, get_model, log):
         backend.set_pass_timing(ts)
         try:
             _, _, gpu = await _decode(lp, runner, 16, min(n, 32), rng, 1, 1, ts)
-            gpu = [g for g in gpu if g > 0]
-            if gpu:
-                out["gpu_ms_per_token_short"] = round(float(np.median(gpu)) / 1e6, 4)
+            out["gpu_ms_per_token_short"] = _median_ms(gpu)
+            if out["gpu_ms_per_token_short"] is not None:
                 _, _, gpu_long = await _decode(lp, runner, long_start, min(n, 32), rng, 1, 1, ts)
-                gpu_long = [g for g in gpu_long if g > 0]
-                out["gpu_ms_per_token_long"] = round(float(np.median(gpu_long)) / 1e6, 4) if gpu_long else None
+                out["gpu_ms_per_token_long"] = _median_ms(gpu_long)
                 for n in cfg["prefill"]:  # the prefill's own pass (its size seen before)
                     if n <= min(runner.context - 1, lp.max_prefill):
                         await _timed_feed(runner, rng.integers(0, vocab, n).tolist())
@@ -385,8 +389,7 @@ async def run_engine_bench(cfg_json, get_model, log):
         finally:
             backend.set_pass_timing(None)
             ts.destroy()
-        if "gpu_ms_per_token_short" not in out:
-            out["gpu_ms_per_token_short"] = None
+        if out["gpu_ms_per_token_short"] is None:
             out["gpu_ms_note"] = "timestamps read back as zero (the adapter does not count them)"
     else:
         out["gpu_ms_per_token_short"] = None
