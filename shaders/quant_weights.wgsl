@@ -383,32 +383,46 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
 // for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
 // horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
 
-// Repacked block at w4 index qi with scale word si, dotted with x.
+// Nibble k of a Q4 word is masked in place (q & 0xF << 4k: one op, where shifting it down and
+// masking takes two), so it arrives as nibble * 2^4k and meets x_k * 2^-4k, scaled once per block
+// for all R rows (x32_cpu); the top nibble is shifted down instead (bit 31 would make the i32
+// negative). Q8_0 bytes likewise come as byte * 2^24 and d is scaled by 2^-24. Power-of-two
+// scales are exact, so every product and sum is the same as unscaled (short of subnormal x).
+fn x32_cpu(xi: u32) -> X32 {
+  let x = x32(xi);
+  if (FMT == 40u) {
+    return x;
+  }
+  return X32(x.v0, x.v1 * 0.0625, x.v2 * 0.00390625, x.v3 * 0.000244140625, x.v4 * 1.52587890625e-5,
+             x.v5 * 9.5367431640625e-7, x.v6 * 5.9604644775390625e-8, x.v7, x.sum);
+}
+
+// Repacked block at w4 index qi with scale word si, dotted with x (from x32_cpu).
 fn q_dot_cpu(qi: u32, si: u32, x: X32) -> f32 {
   let d = bitcast<f32>(w[si]);
   if (FMT == 40u) {
-    let qa = bitcast<vec4<i32>>(w4[qi]);
-    let qb = bitcast<vec4<i32>>(w4[qi + 1u]);
-    let s = vec4<f32>((qa << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v0
-          + vec4<f32>((qa << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v1
-          + vec4<f32>((qa << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v2
-          + vec4<f32>(qa >> vec4<u32>(24u)) * x.v3
-          + vec4<f32>((qb << vec4<u32>(24u)) >> vec4<u32>(24u)) * x.v4
-          + vec4<f32>((qb << vec4<u32>(16u)) >> vec4<u32>(24u)) * x.v5
-          + vec4<f32>((qb << vec4<u32>(8u)) >> vec4<u32>(24u)) * x.v6
-          + vec4<f32>(qb >> vec4<u32>(24u)) * x.v7;
-    return d * dot(s, vec4<f32>(1.0));
+    let qa = w4[qi];
+    let qb = w4[qi + 1u];
+    let top = vec4<u32>(0xff000000u);
+    let s = vec4<f32>(bitcast<vec4<i32>>(qa << vec4<u32>(24u))) * x.v0
+          + vec4<f32>(bitcast<vec4<i32>>((qa << vec4<u32>(16u)) & top)) * x.v1
+          + vec4<f32>(bitcast<vec4<i32>>((qa << vec4<u32>(8u)) & top)) * x.v2
+          + vec4<f32>(bitcast<vec4<i32>>(qa & top)) * x.v3
+          + vec4<f32>(bitcast<vec4<i32>>(qb << vec4<u32>(24u))) * x.v4
+          + vec4<f32>(bitcast<vec4<i32>>((qb << vec4<u32>(16u)) & top)) * x.v5
+          + vec4<f32>(bitcast<vec4<i32>>((qb << vec4<u32>(8u)) & top)) * x.v6
+          + vec4<f32>(bitcast<vec4<i32>>(qb & top)) * x.v7;
+    return (d * 5.9604644775390625e-8) * dot(s, vec4<f32>(1.0));
   }
-  let q = bitcast<vec4<i32>>(w4[qi]);
-  let f = vec4<i32>(15);
-  let s = vec4<f32>(q & f) * x.v0
-        + vec4<f32>((q >> vec4<u32>(4u)) & f) * x.v1
-        + vec4<f32>((q >> vec4<u32>(8u)) & f) * x.v2
-        + vec4<f32>((q >> vec4<u32>(12u)) & f) * x.v3
-        + vec4<f32>((q >> vec4<u32>(16u)) & f) * x.v4
-        + vec4<f32>((q >> vec4<u32>(20u)) & f) * x.v5
-        + vec4<f32>((q >> vec4<u32>(24u)) & f) * x.v6
-        + vec4<f32>((q >> vec4<u32>(28u)) & f) * x.v7;
+  let q = w4[qi];
+  let s = vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xfu))) * x.v0
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf0u))) * x.v1
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf00u))) * x.v2
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf000u))) * x.v3
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf0000u))) * x.v4
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf00000u))) * x.v5
+        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf000000u))) * x.v6
+        + vec4<f32>(bitcast<vec4<i32>>(q >> vec4<u32>(28u))) * x.v7;
   let sd = dot(s, vec4<f32>(1.0));
   if (FMT == 34u) {
     return d * (sd - 8.0 * x.sum);
@@ -435,7 +449,7 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
     si[r] = p.d_off + n * blocks;
   }
   for (var b = 0u; b < blocks; b++) {
-    let x = x32(xb / 4u + b * 8u);
+    let x = x32_cpu(xb / 4u + b * 8u);
     for (var r = 0u; r < R; r++) {
       acc[r] += q_dot_cpu(qi[r] + b * qstep, si[r] + b, x);
     }
