@@ -383,47 +383,56 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
 // for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
 // horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
 
-// Nibble k of a Q4 word is masked in place (q & 0xF << 4k: one op, where shifting it down and
-// masking takes two), so it arrives as nibble * 2^4k and meets x_k * 2^-4k, scaled once per block
-// for all R rows (x32_cpu); the top nibble is shifted down instead (bit 31 would make the i32
-// negative). Q8_0 bytes likewise come as byte * 2^24 and d is scaled by 2^-24. Power-of-two
-// scales are exact, so every product and sum is the same as unscaled (short of subnormal x).
-fn x32_cpu(xi: u32) -> X32 {
+// No shifts: SwiftShader runs a vector shift lane by lane, at several times the cost of a mask.
+// Element k of a word is masked in place (q & mask_k), so it arrives as value * 2^(bits below it)
+// and meets x_k scaled by the inverse power of two once per block for all R rows (x32_cpu). A
+// Q4 nibble k is n * 2^4k; the top one is taken with its top bit flipped, which as an i32 is
+// (n - 8) * 2^28, and `fix` adds back 8 * sum(x_7). Q8_0 bytes 0 .. 2 are biased by 128 (XOR
+// of their top bits) and arrive as (q + 128) * 2^8j, byte 3 as the i32 q * 2^24 itself; `fix`
+// takes 128 * sum(x) of the biased bytes away. Power-of-two scales are exact.
+struct XC {
+  x: X32,
+  fix: f32,
+}
+
+fn x32_cpu(xi: u32) -> XC {
   let x = x32(xi);
+  let one = vec4<f32>(1.0);
   if (FMT == 40u) {
-    return x;
+    let biased = (x.v0 + x.v1) + (x.v2 + x.v4) + (x.v5 + x.v6);
+    return XC(X32(x.v0, x.v1 * 0.00390625, x.v2 * 1.52587890625e-5, x.v3 * 5.9604644775390625e-8,
+                  x.v4, x.v5 * 0.00390625, x.v6 * 1.52587890625e-5, x.v7 * 5.9604644775390625e-8, x.sum),
+              -128.0 * dot(biased, one));
   }
-  return X32(x.v0, x.v1 * 0.0625, x.v2 * 0.00390625, x.v3 * 0.000244140625, x.v4 * 1.52587890625e-5,
-             x.v5 * 9.5367431640625e-7, x.v6 * 5.9604644775390625e-8, x.v7, x.sum);
+  return XC(X32(x.v0, x.v1 * 0.0625, x.v2 * 0.00390625, x.v3 * 0.000244140625, x.v4 * 1.52587890625e-5,
+                x.v5 * 9.5367431640625e-7, x.v6 * 5.9604644775390625e-8, x.v7 * 3.7252902984619140625e-9, x.sum),
+            8.0 * dot(x.v7, one));
+}
+
+fn i2f(v: vec4<u32>) -> vec4<f32> {
+  return vec4<f32>(bitcast<vec4<i32>>(v));
 }
 
 // Repacked block at w4 index qi with scale word si, dotted with x (from x32_cpu).
-fn q_dot_cpu(qi: u32, si: u32, x: X32) -> f32 {
+fn q_dot_cpu(qi: u32, si: u32, xc: XC) -> f32 {
   let d = bitcast<f32>(w[si]);
+  let x = xc.x;
   if (FMT == 40u) {
-    let qa = w4[qi];
-    let qb = w4[qi + 1u];
-    let top = vec4<u32>(0xff000000u);
-    let s = vec4<f32>(bitcast<vec4<i32>>(qa << vec4<u32>(24u))) * x.v0
-          + vec4<f32>(bitcast<vec4<i32>>((qa << vec4<u32>(16u)) & top)) * x.v1
-          + vec4<f32>(bitcast<vec4<i32>>((qa << vec4<u32>(8u)) & top)) * x.v2
-          + vec4<f32>(bitcast<vec4<i32>>(qa & top)) * x.v3
-          + vec4<f32>(bitcast<vec4<i32>>(qb << vec4<u32>(24u))) * x.v4
-          + vec4<f32>(bitcast<vec4<i32>>((qb << vec4<u32>(16u)) & top)) * x.v5
-          + vec4<f32>(bitcast<vec4<i32>>((qb << vec4<u32>(8u)) & top)) * x.v6
-          + vec4<f32>(bitcast<vec4<i32>>(qb & top)) * x.v7;
-    return (d * 5.9604644775390625e-8) * dot(s, vec4<f32>(1.0));
+    let bias = vec4<u32>(0x00808080u);
+    let qa = w4[qi] ^ bias;
+    let qb = w4[qi + 1u] ^ bias;
+    let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
+          + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
+          + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
+          + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
+    return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
   }
   let q = w4[qi];
-  let s = vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xfu))) * x.v0
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf0u))) * x.v1
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf00u))) * x.v2
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf000u))) * x.v3
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf0000u))) * x.v4
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf00000u))) * x.v5
-        + vec4<f32>(bitcast<vec4<i32>>(q & vec4<u32>(0xf000000u))) * x.v6
-        + vec4<f32>(bitcast<vec4<i32>>(q >> vec4<u32>(28u))) * x.v7;
-  let sd = dot(s, vec4<f32>(1.0));
+  let s = i2f(q & vec4<u32>(0xfu)) * x.v0 + i2f(q & vec4<u32>(0xf0u)) * x.v1
+        + i2f(q & vec4<u32>(0xf00u)) * x.v2 + i2f(q & vec4<u32>(0xf000u)) * x.v3
+        + i2f(q & vec4<u32>(0xf0000u)) * x.v4 + i2f(q & vec4<u32>(0xf00000u)) * x.v5
+        + i2f(q & vec4<u32>(0xf000000u)) * x.v6 + i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u)) * x.v7;
+  let sd = dot(s, vec4<f32>(1.0)) + xc.fix;
   if (FMT == 34u) {
     return d * (sd - 8.0 * x.sum);
   }
