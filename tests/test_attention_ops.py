@@ -40,18 +40,52 @@ def test_one_cache_write_dispatch(native_backend):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
-def test_case_both_decode_kernels(native_backend, monkeypatch, name):
+def test_case_other_decode_kernels(native_backend, monkeypatch, name):
     """The same sdpa cases with decode steps on sdpa_decode.wgsl where the shapes fit (GPUs' path;
-    CPU adapters such as this one use sdpa_attend.wgsl unless FAST_DECODE_ON_CPU), and forced onto
-    sdpa_attend.wgsl (the path of CPU adapters and of G > 8). The first run also uses the GPUs'
-    merge workgroup size."""
+    CPU adapters such as this one decode on sdpa_decode_cpu.wgsl, test_case), and on
+    sdpa_attend.wgsl (the path of G > 4 on CPU adapters and G > 8 on GPUs). The first run also
+    uses the GPUs' merge workgroup size."""
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
     monkeypatch.setattr(sdpa, "MERGE_WG_CPU", sdpa.MERGE_WG)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
+    monkeypatch.setattr(sdpa, "CPU_DECODE", False)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
+    """On a CPU adapter a decode step runs sdpa_decode_cpu.wgsl: one workgroup per kv head at
+    every context (no key splits, no merge dispatch); G > 4 (here 32) keeps sdpa_attend.wgsl."""
+    monkeypatch.setattr(native_backend, "is_cpu", True)
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
+
+    def err(msg):
+        return AssertionError(msg)
+
+    async def run():
+        g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
+        try:
+            op = g.ops[0]
+            assert op.cpu_decode and not op.use_fast
+            assert g.dispatch_labels[op.d_decode].endswith(":decode_cpu")
+            for pos in (0, 63, 64, 699):
+                plan = op.plan(1, pos, err)
+                assert (plan.decode_workgroups, plan.attend_workgroups, plan.merge_workgroups) == (3, 0, 0)
+            r = np.random.default_rng(0)
+            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
+                                                                         (1, 1, 3, 64))] + [699])
+            assert (g.table[op.d_decode, 2], g.table[op.d_attend, 2], g.table[op.d_merge, 2]) == (3, 0, 0)
+        finally:
+            g.destroy()
+        g = await Graph.build(CASES["sdpa_wide_group_decode"]().program, native_backend)
+        try:
+            assert not g.ops[0].cpu_decode  # 32 rows per kv head: decoded in sdpa_attend.wgsl's blocks
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
@@ -127,6 +161,7 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
     prefill blocks do not; the dispatch table follows the live (S, input_pos) after a step."""
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "decode_kernel_wg", lambda self, ctx: 0)
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_shape", lambda self, g: None)
+    monkeypatch.setattr(sdpa, "CPU_DECODE", False)
 
     def err(msg):
         return AssertionError(msg)

@@ -56,6 +56,11 @@ DECODE_TILE = 32  # `TILE` in sdpa_decode.wgsl: keys per tile (also the split gr
 DECODE_LPK = 8    # `LPK` in sdpa_decode.wgsl: threads sharing one key's dot product
 DECODE_BQ = 8     # `BQ` in sdpa_decode.wgsl: rows (G) at most
 FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 -> 638 us at 17 keys)
+# CPU adapters decode on sdpa_decode_cpu.wgsl (G <= 4 rows, head_dim a multiple of 4), one workgroup
+# per kv head, no key splits. SwiftShader, SmolLM2 shapes, us per layer at 16 / 64 / 200 keys:
+# sdpa_attend.wgsl 250 / 577-760 (with its split merge) / 1608-1990.
+CPU_DECODE = True
+CPU_DECODE_ROWS = 4
 ROPE_FOLD_STORAGE = 9  # storage buffers of sdpa_decode.wgsl's main_rope
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 # sdpa_prefill.wgsl: (`RW` query rows per workgroup, `KL` threads sharing a row's keys). GPUs need
@@ -158,6 +163,7 @@ class SdpaWithKvCache(Op):
         self.prefill_shape = None  # build() knows the adapter (see prefill_kernel_shape)
         self.use_prefill = False
         self.use_fast = bool(self.fast_wg)  # until build() knows the adapter
+        self.cpu_decode = False  # likewise
         if self.fast_wg:
             self.split_cap = max(self.split_cap, min(MAX_SPLITS, ceil_div(self.cache_dims[1], DECODE_TILE)))
         self.scratch_bytes = self.split_cap * self.n_kv_heads * self.rows_cap * (self.head_dim + 2) * 4
@@ -220,7 +226,7 @@ class SdpaWithKvCache(Op):
     def plan_key(self) -> tuple:
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
-                self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
+                self.cpu_decode, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -239,7 +245,8 @@ class SdpaWithKvCache(Op):
         n_keys = pos + seq
         tiles = ceil_div(n_keys, self.wg)
         n_splits, split_len = 1, tiles * self.wg
-        if n_blocks == 1 and tiles > 1:  # decode: too few workgroups unless the keys are split
+        if n_blocks == 1 and tiles > 1 and not (decode and self.cpu_decode):
+            # decode: too few workgroups unless the keys are split (a CPU has too few cores to gain)
             per_split = ceil_div(tiles, min(tiles, MAX_SPLITS))
             split_len = per_split * self.wg
             n_splits = ceil_div(n_keys, split_len)
@@ -276,7 +283,11 @@ class SdpaWithKvCache(Op):
     def build(self, g):
         self._checked = None  # live (q, k, v) dims last validated
         # CPU adapters (lavapipe) run threads serially: the one-thread-per-key kernel is cheaper there.
-        self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not getattr(g.backend, "is_cpu", False))
+        on_cpu = getattr(g.backend, "is_cpu", False)
+        self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not on_cpu)
+        self.cpu_decode = (CPU_DECODE and on_cpu and not self.use_fast and self.decode_rows is not None
+                           and self.group <= CPU_DECODE_ROWS and self.head_dim % 4 == 0
+                           and self.head_dim // 4 <= g.limits.max_workgroup_size_x)
         # py_engine.rope_sdpa_kv sets rope_inputs (unrotated q, cos, sin): its decode steps then
         # rotate and write the cache in sdpa_decode.wgsl's main_rope (9 storage buffers).
         self.rope_folded = (self.use_fast and self.rope_inputs is not None
@@ -299,8 +310,13 @@ class SdpaWithKvCache(Op):
         self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
         self.d_decode = None
         if self.decode_rows is not None:
-            decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
-            self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
+            if self.cpu_decode:
+                decode = g.pipelines.get("sdpa_decode_cpu", WG=self.head_dim // 4, HD=self.head_dim, RB=self.group)
+                self.d_decode = g.add_dispatch(decode, bindings[:4] + [None, self.attend_params],
+                                               f"{self.name}:decode_cpu")
+            else:
+                decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
+                self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
         self.d_fast = None
         if self.use_fast:
             self.fast_params = g.uniforms.shared(("sdpa_decode", share), DECODE_PARAMS.size,
@@ -321,7 +337,6 @@ class SdpaWithKvCache(Op):
             rw, kl, tk, sub = self.prefill_shape
             prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub)
             self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
-        on_cpu = getattr(g.backend, "is_cpu", False)
         merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
         merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.shared(("sdpa_merge", share), MERGE_PARAMS.size, f"{self.name}:merge")
