@@ -56,3 +56,16 @@ def test_reduction_case_with_gpu_lanes(native_backend, monkeypatch, name):
     # The norms and argmax as GPUs run them: 256 threads (this CPU adapter takes 32).
     monkeypatch.setattr(base, "REDUCTION_LANES_CPU", 256)
     asyncio.run(run_case(native_backend, foundation_cases.CASES[name](), f"{name} (256 lanes)"))
+
+
+def test_kernel_choice_by_rows():
+    """GPUs run the GEMV for a decode row and the tiled kernel for a prompt; CPU shapes (TPR = 1)
+    run the GEMV for every row count, except the GEMVs with a folded norm (one row each)."""
+    cpu, gpu = quant_kernels.CPU_GEMV, quant_kernels.GPU_GEMV_NARROW
+    assert quant_kernels.matmul_workgroups(1, 576, gpu) == (576, 0)
+    assert quant_kernels.matmul_workgroups(16, 576, gpu) == (0, 1 * 9)
+    assert quant_kernels.matmul_workgroups(1, 576, cpu) == (5, 0)
+    assert quant_kernels.matmul_workgroups(16, 576, cpu) == (16 * 5, 0)
+    assert fused_linear.swiglu_workgroups(16, 1536, cpu) == (16 * 12, 0)
+    assert fused_linear.swiglu_workgroups(16, 1536, cpu, norm=True)[0] == 0
+    assert fused_linear.swiglu_workgroups(16, 1536, quant_kernels.GPU_GEMV)[0] == 0

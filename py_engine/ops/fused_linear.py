@@ -23,8 +23,9 @@ from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
-from .quant_kernels import (FMT_REPACKED, GEMV_MAX_ROWS, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
-                            gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, weight_buffer)
+from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
+                            gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
+                            weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
@@ -41,7 +42,7 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False) -> tup
     else half as many (gate and up rows in separate thread groups)."""
     if m == 0 or f == 0:
         return 0, 0
-    if m <= GEMV_MAX_ROWS:
+    if uses_gemv(m, shape, norm):
         per_wg = gemv_cols(shape, norm) // (1 if shape.tpr == 1 and not norm else 2)
         return m * ceil_div(f, per_wg), 0
     return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
@@ -132,7 +133,7 @@ class LinearGgufMulti(_FusedGgufLinear):
     def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
         if m == 0 or self.n_total == 0:
             return 0, 0
-        if m <= GEMV_MAX_ROWS:
+        if uses_gemv(m, shape, norm):
             return m * ceil_div(self.n_total, gemv_cols(shape, norm)), 0
         return matmul_workgroups(m, self.n_total)
 
