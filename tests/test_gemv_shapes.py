@@ -69,3 +69,26 @@ def test_kernel_choice_by_rows():
     assert fused_linear.swiglu_workgroups(16, 1536, cpu) == (16 * 12, 0)
     assert fused_linear.swiglu_workgroups(16, 1536, cpu, norm=True)[0] == 0
     assert fused_linear.swiglu_workgroups(16, 1536, quant_kernels.GPU_GEMV)[0] == 0
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu-tree"])
+def test_tiled_dispatches_only_for_gpu_shapes(native_backend, monkeypatch, variant):
+    """CPU shapes take every M on the GEMV, so their linears build no tiled pipeline (less to
+    compile at load); GPU shapes build both. A plain linear and a fused SwiGLU, each run at
+    M = 17 and M = 1 (or S = 17, 1, 3, 17) by its case."""
+    from py_engine.graph import Graph
+
+    _use(native_backend, monkeypatch, variant)
+
+    async def run():
+        labels = []
+        for case in (quant_cases.CASES["linear_gguf_q4_1"], fusion_cases.CASES["swiglu_q4_0_dynamic_s"]):
+            g = await Graph.build(case().program, native_backend)
+            labels += g.dispatch_labels
+            g.destroy()
+        return labels
+
+    labels = asyncio.run(run())
+    tiled = [x for x in labels if x.endswith(":tiled")]
+    assert any(x.endswith(":gemv") for x in labels), labels
+    assert (not tiled) if variant == "cpu" else len(tiled) == 2, labels

@@ -10,7 +10,8 @@ py_engine.linear_gguf_swiglu.default(x[..., K], weight u8 [2F, row_bytes], ggml_
   sigmoid and the two muls of a llama FFN in one dispatch.
 
 Like linear_gguf, each records a GEMV dispatch (M == 1, decode) and a tiled one (M > 1,
-prefill); the live M picks one and the other gets 0 workgroups. The dot products run in the
+prefill; none on CPU adapters, whose GEMV takes every M); the live M picks one and the other gets
+0 workgroups. The dot products run in the
 same order as linear_gguf's kernels, so results match the unfused ops bit for bit.
 """
 from __future__ import annotations
@@ -87,7 +88,6 @@ class _FusedGgufLinear(Op):
         rows = self.shape.r if self.shape.tpr == 1 else 1  # R: only the CPU path (TPR = 1) streams rows
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=rows,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
-        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))
@@ -98,7 +98,10 @@ class _FusedGgufLinear(Op):
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
         pad = [None] * (8 - len(buffers))
         self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
-        self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
+        self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
+        if self.shape.tpr != 1:
+            tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
+            self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
 
     def configure(self, g):
         dims = g.tensor(self.x).dims
@@ -108,7 +111,8 @@ class _FusedGgufLinear(Op):
         self.params.write(params_bytes(self.layout, m, self.n_total, False))
         gemv, tiled = self.workgroups(m, self.shape)
         g.set_workgroups(self.d_gemv, gemv)
-        g.set_workgroups(self.d_tiled, tiled)
+        if self.d_tiled is not None:
+            g.set_workgroups(self.d_tiled, tiled)
         for vid, n in self.outs:
             g.set_dims(vid, tuple(dims[:-1]) + (n,))
 

@@ -3,7 +3,8 @@ linear and embedding op families.
 
 A `WeightLayout` says how row n of a weight tensor is stored (format, byte stride, scale
 indexing); `QuantMatmul` records a GEMV dispatch (M == 1, decode) and a tiled one (M > 1,
-prefill) and `set_rows` gives the unused one 0 workgroups; `QuantGather` gathers rows by index.
+prefill) and `set_rows` gives the unused one 0 workgroups (CPU adapters: the GEMV for every M and
+no tiled dispatch); `QuantGather` gathers rows by index.
 Also the common validation and resize hook of the linear ops (`QuantLinearOp`).
 """
 from __future__ import annotations
@@ -165,20 +166,23 @@ class QuantMatmul:
         self.shape = gemv_shape(g.backend, layout.rows)
         gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
-        tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
         buffers = [x, weight, scales if scales is not None else weight, out, self.params,
                    bias if bias is not None else weight]
         # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
         self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
-        self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
+        self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
+        if self.shape.tpr != 1:
+            tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
+            self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
 
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
         gemv, tiled = matmul_workgroups(m, self.layout.rows, self.shape)
         g.set_workgroups(self.d_gemv, gemv)
-        g.set_workgroups(self.d_tiled, tiled)
+        if self.d_tiled is not None:
+            g.set_workgroups(self.d_tiled, tiled)
 
 
 class QuantGather:

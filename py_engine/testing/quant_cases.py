@@ -189,7 +189,8 @@ def _linear_gguf(type_name, ms, k, n, with_bias, seed):
 def _make_gguf_linear_cases():
     cases = {}
     for name in GGUF_TYPES:
-        # M = 17 (tiled, 2 row tiles) then M = 1 (GEMV) in one graph; N = 70 spans 2 column tiles.
+        # M = 17 (on GPUs tiled, 2 row tiles; CPU adapters: GEMV rows) then M = 1 (GEMV) in one graph;
+        # N = 70 spans 2 column tiles.
         cases[f"linear_gguf_{name}"] = (lambda name=name: _linear_gguf(name, (17, 1), 96, 70, name == "q4_1",
                                                                        20 + len(name)))
     # Row widths that are not a multiple of 8 (F16 rows then start at 2-byte offsets).
