@@ -22,16 +22,19 @@ def test_error_case(native_backend, name):
 
 
 def test_one_cache_write_dispatch(native_backend):
-    """k and v are written by one dispatch: write, attend (blocks of rows and of G rows), the decode
-    kernel (not built on CPU adapters), the prefill kernel and merge are 6 (5) pipelines and
-    dispatches."""
+    """k and v are written by one dispatch: the write, the decode of G rows, sdpa_attend's blocks
+    and the merge of key splits (both left out on CPU adapters with their own decode and prefill
+    kernels), the GPU decode kernel (not built on CPU adapters) and the prefill kernel: one
+    pipeline and one dispatch each."""
     spec = CASES["sdpa_dynamic_seq"]()
 
     async def run():
         g = await Graph.build(spec.program, native_backend)
         try:
             stats = g.memory_stats()
-            n = 4 + g.ops[0].use_fast + g.ops[0].use_prefill
+            op = g.ops[0]
+            n = 2 + 2 * op.blocks_and_splits + op.use_fast + op.use_prefill
+            assert op.blocks_and_splits == (not native_backend.is_cpu or not op.use_prefill)
             assert (stats["pipelines"], stats["dispatches"]) == (n, n), stats
         finally:
             g.destroy()
@@ -57,7 +60,8 @@ def test_case_other_decode_kernels(native_backend, monkeypatch, name):
 
 def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
     """On a CPU adapter a decode step runs sdpa_decode_cpu.wgsl: one workgroup per kv head at
-    every context (no key splits, no merge dispatch); G > 4 (here 32) keeps sdpa_attend.wgsl."""
+    every context (no key splits, no merge dispatch, nothing of sdpa_attend.wgsl built); G > 4
+    (here 32) keeps sdpa_attend.wgsl."""
     monkeypatch.setattr(native_backend, "is_cpu", True)
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
 
@@ -76,7 +80,9 @@ def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
             r = np.random.default_rng(0)
             await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
                                                                          (1, 1, 3, 64))] + [699])
-            assert (g.table[op.d_decode, 2], g.table[op.d_attend, 2], g.table[op.d_merge, 2]) == (3, 0, 0)
+            assert g.table[op.d_decode, 2] == 3
+            # With sdpa_prefill.wgsl for prompts no step needs sdpa_attend's blocks or key splits.
+            assert op.use_prefill and (op.d_attend, op.d_merge, op.scratch) == (None, None, None)
         finally:
             g.destroy()
         g = await Graph.build(CASES["sdpa_wide_group_decode"]().program, native_backend)
@@ -115,7 +121,7 @@ def test_plan_prefill_kernel_blocks(native_backend):
                                                                              (1, s, 3, 64))] + [pos])
                 want = -(-s * 3 // op.prefill_shape[0]) * 3 if s > 1 else 0
                 assert g.table[op.d_prefill, 2] == want, (s, g.table[op.d_prefill])
-                if s > 1:
+                if s > 1 and op.blocks_and_splits:
                     assert g.table[op.d_attend, 2] == 0 and g.table[op.d_merge, 2] == 0
                 decode = (g.table[op.d_decode, 2] if op.d_decode is not None else 0) + \
                     (g.table[op.d_fast, 2] if op.d_fast is not None else 0)
@@ -191,6 +197,33 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
                 assert (small.attend_workgroups, small.merge_workgroups) == (2 * 3, 5 * 9)
             else:
                 assert (small.attend_workgroups, small.merge_workgroups) == (-(-15 // rows_per_block) * 3, 0)
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
+
+
+def test_step_needing_left_out_kernels_is_refused(native_backend, monkeypatch):
+    """Where the build left sdpa_attend's blocks and the merge out, a step whose plan needs them
+    (here: prefill with the prefill kernel switched off after the build) is an error, not a
+    silent skip."""
+    from py_engine.graph.errors import StepError
+
+    monkeypatch.setattr(native_backend, "is_cpu", True)
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
+
+    async def run():
+        g = await Graph.build(CASES["sdpa_split_kv_small_prefill"]().program, native_backend)
+        try:
+            op = g.ops[0]
+            assert not op.blocks_and_splits
+            for member in op.layers.members:
+                member.use_prefill = False
+            monkeypatch.setattr(sdpa, "_PLANS", {})
+            r = np.random.default_rng(0)
+            with pytest.raises(StepError, match="left out"):
+                await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 5, 9, 64), (1, 5, 3, 64),
+                                                                             (1, 5, 3, 64))] + [100])
         finally:
             g.destroy()
 

@@ -302,12 +302,18 @@ class SdpaWithKvCache(Op):
         if self.writes_cache:
             self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
                                       pair=(g.tensor(self.v), vc), share_key=share)
-        self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
+        # On CPU adapters with both of their own kernels (decode_cpu, prefill) no step reaches
+        # sdpa_attend's blocks or splits the keys: no scratch, attend or merge to build.
+        self.blocks_and_splits = not (self.cpu_decode and self.use_prefill)
+        if self.blocks_and_splits:
+            self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
         out = g.tensor(self.out)
         self.attend_params = g.uniforms.shared(("sdpa_attend", share), ATTEND_PARAMS.size, self.name)
         bindings = [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params]
-        attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS)
-        self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
+        self.d_attend = None
+        if self.blocks_and_splits:
+            attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS)
+            self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
         self.d_decode = None
         if self.decode_rows is not None:
             if self.cpu_decode:
@@ -337,10 +343,12 @@ class SdpaWithKvCache(Op):
             rw, kl, tk, sub = self.prefill_shape
             prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub)
             self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
-        merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
-        merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
         self.merge_params = g.uniforms.shared(("sdpa_merge", share), MERGE_PARAMS.size, f"{self.name}:merge")
-        self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
+        self.d_merge = None
+        if self.blocks_and_splits:
+            merge_wg = pow2_floor(workgroup_size(g.limits, MERGE_WG_CPU if on_cpu else MERGE_WG))
+            merge = g.pipelines.get("sdpa_merge", WG=merge_wg, HD=self.head_dim)
+            self.d_merge = g.add_dispatch(merge, [self.scratch, out, self.merge_params], f"{self.name}:merge")
         self.layers = g.shared_state(("sdpa", share), _LayerGroup)
         self.layers.add(self)
         first = self.layers.members[0]
@@ -415,6 +423,9 @@ class _LayerGroup:
         writers = self._rows("writer")
         if writers:
             CacheWriter.set_all(g, writers, plan.cache_write)
+        if not first.blocks_and_splits and (plan.attend_workgroups or plan.merge_workgroups):
+            raise first.step_error("a step needs sdpa_attend's blocks or key splits, which this "
+                                   "adapter's build left out")
         first.attend_params.write(plan.attend_params)
         g.set_workgroups_rows(self._rows("d_attend"), plan.attend_workgroups)
         g.set_workgroups_rows(self._rows("d_decode"), plan.decode_workgroups)
