@@ -98,6 +98,10 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
     assert engine["dispatches_per_token"] <= engine["dispatches_per_step"]
     assert engine["decode_long_context"] == 24 and engine["decode_short_context"] == 16
     assert "swiftshader" in str(engine["adapter"]).lower(), engine["adapter"]
+    # Every feature the adapter offers (SwiftShader: subgroups and timestamps among them), and no
+    # subgroup-matrix shapes there.
+    assert {"subgroups", "timestamp-query"} <= set(engine["adapter_features"]), engine["adapter_features"]
+    assert engine["subgroup_matrix_configs"] == [], engine["subgroup_matrix_configs"]
     # GPU time is either measured (positive) or absent with the reason.
     gpu = engine["gpu_ms_per_token_short"]
     assert (isinstance(gpu, float) and gpu > 0) or (gpu is None and engine["gpu_ms_note"]), engine

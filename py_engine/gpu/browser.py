@@ -111,6 +111,14 @@ class BrowserBackend(GpuBackend):
             if "subgroups" in features:
                 sg_min = int(getattr(info, "subgroupMinSize", 0) or 0)
         super().__init__(limits, features, adapter_info, sg_min)
+        # What the adapter offers beyond what was requested (the bench records it): every feature
+        # name, and the subgroup-matrix shapes of 'chromium-experimental-subgroup-matrix'.
+        self.adapter_features = frozenset(js.Array.from_(adapter.features).to_py())
+        configs = getattr(info, "subgroupMatrixConfigs", None) if not _is_null(info) else None
+        self.subgroup_matrix_configs = [] if _is_null(configs) else [
+            {k: (str(getattr(c, k)) if k.endswith("Type") else int(getattr(c, k)))
+             for k in ("componentType", "resultComponentType", "M", "N", "K")}
+            for c in js.Array.from_(configs)]
         self._lost = None
         self._errors: list = []
         self._staging: dict = {}
