@@ -2,8 +2,8 @@
 // lane of a CPU SIMD register: loads are fast only when the lanes of a register read the same
 // address (broadcast) or consecutive ones (one vector load), private arrays indexed in loops live
 // in memory, and every barrier switches between all the workgroup's SIMD groups. So: one
-// workgroup per (key split, kv head) holds its G <= 4 q rows; WG = HD / 4 threads; keys go
-// through in chunks of CH with an online softmax and three barriers per chunk:
+// workgroup per kv head holds its G <= 4 q rows; WG = HD / 4 threads; keys go through in chunks
+// of CH with an online softmax and three barriers per chunk:
 //   A. scores: thread t takes keys t, t + WG, ... of the chunk (q rows are read as broadcasts,
 //      K rows as vec4s); scores go to s_s, the thread's partial maxima to pm_s;
 //   B. every thread reads the chunk max from pm_s, turns its own scores into exp(s - max) and
@@ -18,7 +18,7 @@ override RB: u32 = 3;   // q rows per kv head (G), 1 .. 4
 const CH: u32 = 256u;   // keys per chunk
 const R4: u32 = 4u;     // rows the arrays are sized for
 
-struct Params {
+struct Params {  // sdpa_attend.wgsl's; a decode step reads input_pos, scale and n_wg
   seq: u32,
   group: u32,
   n_kv: u32,

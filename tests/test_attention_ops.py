@@ -10,6 +10,16 @@ from py_engine.testing.attention_cases import CASES, ERROR_CASES
 from py_engine.testing.harness import run_case, run_error_case
 
 
+def _err(msg):
+    return AssertionError(msg)
+
+
+def _decode_700_inputs(pos: int) -> list:
+    """q, k, v of one decode step of sdpa_split_kv_decode_700 (SmolLM2's heads) at `pos`."""
+    r = np.random.default_rng(0)
+    return [r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64), (1, 1, 3, 64))] + [pos]
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case(native_backend, name):
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
@@ -65,9 +75,6 @@ def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
     monkeypatch.setattr(native_backend, "is_cpu", True)
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
 
-    def err(msg):
-        return AssertionError(msg)
-
     async def run():
         g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
         try:
@@ -75,11 +82,9 @@ def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
             assert op.cpu_decode and not op.use_fast
             assert g.dispatch_labels[op.d_decode].endswith(":decode_cpu")
             for pos in (0, 63, 64, 699):
-                plan = op.plan(1, pos, err)
+                plan = op.plan(1, pos, _err)
                 assert (plan.decode_workgroups, plan.attend_workgroups, plan.merge_workgroups) == (3, 0, 0)
-            r = np.random.default_rng(0)
-            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
-                                                                         (1, 1, 3, 64))] + [699])
+            await g.step(_decode_700_inputs(699))
             assert g.table[op.d_decode, 2] == 3
             # With sdpa_prefill.wgsl for prompts no step needs sdpa_attend's blocks or key splits.
             assert op.use_prefill and (op.d_attend, op.d_merge, op.scratch) == (None, None, None)
@@ -137,23 +142,18 @@ def test_plan_fast_decode_splits(native_backend, monkeypatch):
     contexts in splits of whole tiles (at most 64); the dispatch table follows the live position."""
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
 
-    def err(msg):
-        return AssertionError(msg)
-
     async def run():
         g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
         try:
             op = g.ops[0]
             assert op.use_fast == (sdpa.FAST_DECODE_ON_CPU or not native_backend.is_cpu)
-            short = op.plan(1, 63, err)  # 64 keys = 2 tiles
+            short = op.plan(1, 63, _err)  # 64 keys = 2 tiles
             assert (short.fast_workgroups, short.decode_workgroups, short.merge_workgroups) == (3, 0, 0)
-            mid = op.plan(1, 64, err)  # 65 keys = 3 tiles: 3 splits of one tile
+            mid = op.plan(1, 64, _err)  # 65 keys = 3 tiles: 3 splits of one tile
             assert (mid.fast_workgroups, mid.merge_workgroups) == (3 * 3, 9)
-            long = op.plan(1, 699, err)  # 22 tiles: 22 splits
+            long = op.plan(1, 699, _err)  # 22 tiles: 22 splits
             assert (long.fast_workgroups, long.attend_workgroups, long.merge_workgroups) == (22 * 3, 0, 9)
-            r = np.random.default_rng(0)
-            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
-                                                                         (1, 1, 3, 64))] + [699])
+            await g.step(_decode_700_inputs(699))
             assert (g.table[op.d_fast, 2], g.table[op.d_decode, 2], g.table[op.d_merge, 2]) == (66, 0, 9)
             assert op.split_cap == 22  # scratch for one split per tile of the 704-row cache
         finally:
@@ -169,30 +169,25 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_shape", lambda self, g: None)
     monkeypatch.setattr(sdpa, "CPU_DECODE", False)
 
-    def err(msg):
-        return AssertionError(msg)
-
     async def run():
         g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
         try:
             op = g.ops[0]
-            long = op.plan(1, 699, err)
+            long = op.plan(1, 699, _err)
             assert (long.decode_workgroups, long.attend_workgroups, long.merge_workgroups) == (11 * 3, 0, 9)
-            short = op.plan(1, 10, err)
+            short = op.plan(1, 10, _err)
             assert (short.decode_workgroups, short.attend_workgroups, short.merge_workgroups) == (3, 0, 0)
-            r = np.random.default_rng(0)
-            await g.step([r.standard_normal(s, dtype=np.float32) for s in ((1, 1, 9, 64), (1, 1, 3, 64),
-                                                                         (1, 1, 3, 64))] + [699])
+            await g.step(_decode_700_inputs(699))
             assert (g.table[op.d_decode, 2], g.table[op.d_attend, 2], g.table[op.d_merge, 2]) == (33, 0, 9)
         finally:
             g.destroy()
         g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
         try:
             rows_per_block = sdpa.BLOCK_ROWS
-            prefill = g.ops[0].plan(40, 37, err)  # 40 positions x 3 q heads per kv head, 3 kv heads
+            prefill = g.ops[0].plan(40, 37, _err)  # 40 positions x 3 q heads per kv head, 3 kv heads
             assert (prefill.attend_workgroups, prefill.decode_workgroups, prefill.merge_workgroups) == (
                 -(-40 * 3 // rows_per_block) * 3, 0, 0)
-            small = g.ops[0].plan(5, 100, err)  # 15 rows; 105 keys split 2 ways when they fit one block
+            small = g.ops[0].plan(5, 100, _err)  # 15 rows; 105 keys split 2 ways when they fit one block
             if 15 <= rows_per_block:
                 assert (small.attend_workgroups, small.merge_workgroups) == (2 * 3, 5 * 9)
             else:

@@ -11,8 +11,8 @@ py_engine.linear_gguf_swiglu.default(x[..., K], weight u8 [2F, row_bytes], ggml_
 
 Like linear_gguf, each records a GEMV dispatch (M == 1, decode) and a tiled one (M > 1,
 prefill; none on CPU adapters, whose GEMV takes every M); the live M picks one and the other gets
-0 workgroups. The dot products run in the
-same order as linear_gguf's kernels, so results match the unfused ops bit for bit.
+0 workgroups. The dot products run in the same order as linear_gguf's kernels, so results match
+the unfused ops bit for bit.
 """
 from __future__ import annotations
 
