@@ -226,6 +226,14 @@ def sdpa_decode_uneven_key_groups():
     return _sdpa_case([1, 1, 1], 8, 2, 40, 2200, seed=45, init=True, positions=[2199, 40, 10])
 
 
+def sdpa_mha_decode_chunks():
+    """MHA 4:4, D 32 (one q row per kv head): decode at context 600 (CPU adapters: 3 chunks of
+    256 keys with the online softmax between them; with this seed the top score of two heads is in
+    the third chunk and of one in the second, so each rescale counts), 256 (exactly one chunk),
+    257 and 1."""
+    return _sdpa_case([1, 1, 1, 1], 4, 4, 32, 640, seed=50, init=True, positions=[599, 255, 256, 0])
+
+
 CASES = {f.__name__: f for f in (
     uc_prefill_int_pos0, uc_int_pos_nonzero_d64, uc_decode_d128, uc_replay_small, uc_replay_big,
     uc_dynamic_seq,
@@ -233,7 +241,7 @@ CASES = {f.__name__: f for f in (
     sdpa_explicit_scale_d4, sdpa_replay_small, sdpa_replay_big, sdpa_dynamic_seq,
     sdpa_split_kv_decode_700, sdpa_split_kv_multi_tile_splits, sdpa_split_kv_small_prefill,
     sdpa_prefill_blocks_nonzero_pos, sdpa_prefill_mha_blocks, sdpa_wide_group_decode,
-    sdpa_decode_uneven_key_groups)}
+    sdpa_decode_uneven_key_groups, sdpa_mha_decode_chunks)}
 
 
 # ---------------------------------------------------------------- bad input
