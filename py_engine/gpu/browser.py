@@ -62,6 +62,18 @@ _RUN_JS = """
 """
 
 
+# Large writes (weights at load) go from a view of the Python buffer in WebAssembly memory
+# (PyProxy.getBuffer): no JS copy of every byte first, as to_js makes. Small ones (a decode
+# step's uniforms and input_pos) keep to_js, one call cheaper.
+_VIEW_WRITE_BYTES = 65536
+_WRITE_VIEW_JS = """
+(queue, handle, offset, data) => {
+  const view = data.getBuffer("u8");
+  try { queue.writeBuffer(handle, offset, view.data); } finally { view.release(); }
+}
+"""
+
+
 def _obj(d: dict):
     return to_js(d, dict_converter=js.Object.fromEntries)
 
@@ -128,6 +140,7 @@ class BrowserBackend(GpuBackend):
         from pyodide.code import run_js  # type: ignore[import-not-found]
 
         self._make_run_js = run_js(_RUN_JS)(run_js(ENCODE_TABLE_JS))
+        self._write_view = run_js(_WRITE_VIEW_JS)
         self._run_js = self._make_run_js(None)
         self._on_lost = create_proxy(self._record_lost)
         device.lost.then(self._on_lost)
@@ -174,7 +187,14 @@ class BrowserBackend(GpuBackend):
 
     def _write_buffer(self, handle, offset, mv):
         self._check()
-        self.queue.writeBuffer(handle, offset, to_js(mv))
+        if len(mv) >= _VIEW_WRITE_BYTES:
+            proxy = create_proxy(mv)
+            try:
+                self._write_view(self.queue, handle, offset, proxy)
+            finally:
+                proxy.destroy()
+        else:
+            self.queue.writeBuffer(handle, offset, to_js(mv))
 
     async def _read_buffer(self, handle, offset, nbytes):
         self._check()

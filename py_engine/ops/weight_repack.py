@@ -56,26 +56,34 @@ def repack_gguf(type_id: int, raw, rows: int) -> np.ndarray:
 
 
 LO, HI = np.uint32(0x0F0F0F0F), np.uint32(0xF0F0F0F0)
+LO8, LO16 = np.uint32(0x00FF00FF), np.uint32(0x0000FFFF)
 
 
 def _repack_q4_1(w: np.ndarray) -> np.ndarray:
     """Q4_1 blocks as words [N, B, 5] (d and m as f16, then 16 bytes of nibbles: element e < 16
     is the low nibble of byte e, e + 16 the high one), whole words at a time (Pyodide's numpy
-    runs the byte-wise version several times slower). Byte j of output word l holds elements
-    8j + l (low nibble) and 8j + 4 + l, so with q0..q3 the quant words (bytes 4c .. 4c + 3),
-    byte l of t_j is that byte: t_0 from the low nibbles of q0 and q1, t_1 of q2 and q3, t_2 and
-    t_3 from their high nibbles; a 4 x 4 byte transpose turns the t_j into the output words."""
+    runs byte-wise and strided copies several times slower). Byte j of output word l holds
+    elements 8j + l (low nibble) and 8j + 4 + l, so with q0..q3 the quant words (bytes 4c ..
+    4c + 3), byte l of t_j is that byte: t_0 from the low nibbles of q0 and q1, t_1 of q2 and q3,
+    t_2 and t_3 from their high nibbles; a 4 x 4 byte transpose (pairs of bytes, then pairs of
+    halves) turns the t_j into the output words."""
     rows, blocks, _ = w.shape
     n = rows * blocks
     out = np.empty(n * 6, np.uint32)  # 4 quant words per block, then d, then m
-    t = np.empty((rows, blocks, 4), np.uint32)
     q0, q1, q2, q3 = (w[:, :, c] for c in range(1, 5))
-    t[:, :, 0] = (q0 & LO) | ((q1 << 4) & HI)
-    t[:, :, 1] = (q2 & LO) | ((q3 << 4) & HI)
-    t[:, :, 2] = ((q0 >> 4) & LO) | (q1 & HI)
-    t[:, :, 3] = ((q2 >> 4) & LO) | (q3 & HI)
-    out[: 4 * n].view(np.uint8).reshape(rows, blocks, 4, 4)[:] = t.view(np.uint8).reshape(
-        rows, blocks, 4, 4).transpose(0, 1, 3, 2)
+    t0 = (q0 & LO) | ((q1 << 4) & HI)
+    t1 = (q2 & LO) | ((q3 << 4) & HI)
+    t2 = ((q0 >> 4) & LO) | (q1 & HI)
+    t3 = ((q2 >> 4) & LO) | (q3 & HI)
+    a = (t0 & LO8) | ((t1 << 8) & ~LO8)  # bytes 0, 1, 2, 3: t0[0] t1[0] t0[2] t1[2]
+    b = ((t0 >> 8) & LO8) | (t1 & ~LO8)  # t0[1] t1[1] t0[3] t1[3]
+    c = (t2 & LO8) | ((t3 << 8) & ~LO8)
+    d = ((t2 >> 8) & LO8) | (t3 & ~LO8)
+    q = out[: 4 * n].reshape(rows, blocks, 4)
+    q[:, :, 0] = (a & LO16) | (c << 16)
+    q[:, :, 1] = (b & LO16) | (d << 16)
+    q[:, :, 2] = (a >> 16) | (c & ~LO16)
+    q[:, :, 3] = (b >> 16) | (d & ~LO16)
     dm = w.view(np.float16)[:, :, 0:2]  # little endian: d, then m
     out[4 * n: 5 * n].view(np.float32).reshape(rows, blocks)[:] = dm[:, :, 0]
     out[5 * n:].view(np.float32).reshape(rows, blocks)[:] = dm[:, :, 1]

@@ -1,5 +1,6 @@
 """Buffers created with their data (weights, constants): the same bytes come back, zero padded to
-a multiple of 4, on both backends; data longer than the buffer is refused."""
+a multiple of 4, on both backends, as do writes at an offset; data longer than the buffer is
+refused."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,6 +22,19 @@ async def buffer_data_cases(backend) -> dict:
         want[:n] = data
         assert got.shape == want.shape and np.array_equal(got, want), f"{n} bytes in a {size}-byte buffer"
         sizes[n] = buf.nbytes
+    # Writes at an offset, small (a step's uniforms) and large (weights: the browser passes a
+    # view of the Python buffer instead of a JS copy): the bytes around them stay as they were.
+    buf = backend.create_buffer(1 << 18, "storage", "offset_writes", bytes(1 << 18))
+    try:
+        want = np.zeros(1 << 18, np.uint8)
+        for offset, n in ((4, 12), (4096, 100_000)):
+            data = rng.integers(0, 256, n, dtype=np.uint8)
+            backend.write_buffer(buf, offset, data)
+            want[offset: offset + n] = data
+        got = np.frombuffer(await backend.read_buffer(buf), np.uint8)
+        assert np.array_equal(got, want), "writes at an offset"
+    finally:
+        backend.destroy_buffer(buf)
     before = backend.memory_stats()["buffers"]
     try:
         backend.create_buffer(8, "storage", "too_small", bytes(12))
