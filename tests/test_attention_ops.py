@@ -68,15 +68,20 @@ def test_case_other_decode_kernels(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
+@pytest.fixture
+def cpu_adapter(native_backend, monkeypatch):
+    """This machine's adapter taken for a CPU adapter (it is one here; elsewhere it may not be)."""
+    monkeypatch.setattr(native_backend, "is_cpu", True)
+    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
+    return native_backend
+
+
+def test_plan_cpu_decode_one_workgroup_per_kv_head(cpu_adapter):
     """On a CPU adapter a decode step runs sdpa_decode_cpu.wgsl: one workgroup per kv head at
     every context (no key splits, no merge dispatch, nothing of sdpa_attend.wgsl built); G > 4
     (here 32) keeps sdpa_attend.wgsl."""
-    monkeypatch.setattr(native_backend, "is_cpu", True)
-    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
-
     async def run():
-        g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, native_backend)
+        g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, cpu_adapter)
         try:
             op = g.ops[0]
             assert op.cpu_decode and not op.use_fast
@@ -90,7 +95,7 @@ def test_plan_cpu_decode_one_workgroup_per_kv_head(native_backend, monkeypatch):
             assert op.use_prefill and (op.d_attend, op.d_merge, op.scratch) == (None, None, None)
         finally:
             g.destroy()
-        g = await Graph.build(CASES["sdpa_wide_group_decode"]().program, native_backend)
+        g = await Graph.build(CASES["sdpa_wide_group_decode"]().program, cpu_adapter)
         try:
             assert not g.ops[0].cpu_decode  # 32 rows per kv head: decoded in sdpa_attend.wgsl's blocks
         finally:
@@ -198,17 +203,14 @@ def test_plan_splits_follow_live_context(native_backend, monkeypatch):
     asyncio.run(run())
 
 
-def test_step_needing_left_out_kernels_is_refused(native_backend, monkeypatch):
+def test_step_needing_left_out_kernels_is_refused(cpu_adapter, monkeypatch):
     """Where the build left sdpa_attend's blocks and the merge out, a step whose plan needs them
     (here: prefill with the prefill kernel switched off after the build) is an error, not a
     silent skip."""
     from py_engine.graph.errors import StepError
 
-    monkeypatch.setattr(native_backend, "is_cpu", True)
-    monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", False)
-
     async def run():
-        g = await Graph.build(CASES["sdpa_split_kv_small_prefill"]().program, native_backend)
+        g = await Graph.build(CASES["sdpa_split_kv_small_prefill"]().program, cpu_adapter)
         try:
             op = g.ops[0]
             assert not op.blocks_and_splits
