@@ -443,6 +443,18 @@ def embedding_index_out_of_range():
                      steps=[[np.array([1, 2, 3])], [np.array([1, 12, -1])]])
 
 
+def embedding_index_past_int32():
+    """int64 indices are narrowed to the GPU's int32 after a range check, also in a step after
+    one whose indices passed (the graph re-checks only inputs of another dtype or shape)."""
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    p = Program()
+    iw, iidx, o = p.tensor(F32, table.shape, table), p.tensor("int64", (3,)), p.tensor(F32, (3, 4))
+    p.call("aten.embedding.default", iw, iidx, o)
+    p.input_ids, p.output_ids = [iidx], [o]
+    return ErrorSpec(p, StepError, "input 0 has values that do not fit int32",
+                     steps=[[np.array([1, 2, 3])], [np.array([1, 2, 3])], [np.array([1, 2**40, 3])]])
+
+
 def embedding_q4gsw_bad_scales():
     packed = np.zeros((8, 32), np.uint8)
     p = Program()
@@ -456,4 +468,5 @@ def embedding_q4gsw_bad_scales():
 ERROR_CASES = {f.__name__: f for f in (
     q4gsw_wrong_k, q4gsw_group_size_not_multiple_of_8, q4gsw_group_size_mismatch, q4gsw_fp16_activations,
     gguf_unsupported_type, gguf_wrong_k, gguf_partial_block_row, gguf_fp16_activations,
-    embedding_gguf_unsupported_type, embedding_index_out_of_range, embedding_q4gsw_bad_scales)}
+    embedding_gguf_unsupported_type, embedding_index_out_of_range, embedding_index_past_int32,
+    embedding_q4gsw_bad_scales)}
