@@ -287,7 +287,7 @@ class SdpaWithKvCache(Op):
         self.use_fast = bool(self.fast_wg) and (FAST_DECODE_ON_CPU or not on_cpu)
         self.cpu_decode = (CPU_DECODE and on_cpu and not self.use_fast and self.decode_rows is not None
                            and self.group <= CPU_DECODE_ROWS and self.head_dim % 4 == 0
-                           and self.head_dim // 4 <= g.limits.max_workgroup_size_x)
+                           and workgroup_size(g.limits, self.head_dim // 4) == self.head_dim // 4)
         # py_engine.rope_sdpa_kv sets rope_inputs (unrotated q, cos, sin): its decode steps then
         # rotate and write the cache in sdpa_decode.wgsl's main_rope (9 storage buffers).
         self.rope_folded = (self.use_fast and self.rope_inputs is not None
