@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from py_engine.graph import pipelines
-from py_engine.ops import base, fused_linear, quant_kernels
+from py_engine.ops import argmax, base, fused_linear, quant_kernels
 from py_engine.testing import foundation_cases, fusion_cases, quant_cases
 from py_engine.testing.harness import run_case
 
@@ -53,8 +53,10 @@ def test_fused_case_in_both_shapes(native_backend, monkeypatch, variant, name):
 
 @pytest.mark.parametrize("name", sorted(n for n in foundation_cases.CASES if "rms_norm" in n or "argmax" in n))
 def test_reduction_case_with_gpu_lanes(native_backend, monkeypatch, name):
-    # The norms and argmax as GPUs run them: 256 threads (this CPU adapter takes 32).
+    # The norms and argmax as GPUs run them: 256 threads (this CPU adapter takes 32), and argmax
+    # rows in chunks of 8 elements per thread (this CPU adapter takes 4 chunks per row).
     monkeypatch.setattr(base, "REDUCTION_LANES_CPU", 256)
+    monkeypatch.setattr(argmax, "CPU_CHUNKS", 1 << 30)
     asyncio.run(run_case(native_backend, foundation_cases.CASES[name](), f"{name} (256 lanes)"))
 
 
@@ -92,3 +94,24 @@ def test_tiled_dispatches_only_for_gpu_shapes(native_backend, monkeypatch, varia
     tiled = [x for x in labels if x.endswith(":tiled")]
     assert any(x.endswith(":gemv") for x in labels), labels
     assert (not tiled) if variant == "cpu" else len(tiled) == 2, labels
+
+
+@pytest.mark.parametrize("cpu", [True, False])
+def test_argmax_chunks_per_adapter(native_backend, monkeypatch, cpu):
+    """A 49152-logit row: CPU adapters scan it in CPU_CHUNKS long chunks, GPUs in chunks of 8
+    elements per thread (192 with 256 threads); both give the reference's index."""
+    from py_engine.graph import Graph
+
+    monkeypatch.setattr(native_backend, "is_cpu", cpu)
+    spec = foundation_cases.CASES["argmax_vocab_row"]()
+
+    async def run():
+        g = await Graph.build(spec.program, native_backend)
+        try:
+            op = g.ops[0]
+            assert op.chunks == (argmax.CPU_CHUNKS if cpu else 49152 // (op.wg * argmax.CHUNK_PER_THREAD)), op.chunks
+        finally:
+            g.destroy()
+        await run_case(native_backend, spec, f"argmax (cpu={cpu})")
+
+    asyncio.run(run())
