@@ -99,7 +99,7 @@ def test_tiled_dispatches_only_for_gpu_shapes(native_backend, monkeypatch, varia
 @pytest.mark.parametrize("cpu", [True, False])
 def test_argmax_chunks_per_adapter(native_backend, monkeypatch, cpu):
     """A 49152-logit row: CPU adapters scan it in CPU_CHUNKS long chunks, GPUs in chunks of 8
-    elements per thread (192 with 256 threads); both give the reference's index."""
+    elements per thread (24 with 256 threads); both give the reference's index."""
     from py_engine.graph import Graph
 
     monkeypatch.setattr(native_backend, "is_cpu", cpu)
