@@ -318,12 +318,12 @@ class Graph:
             if vid in self.symints:
                 staged.append(int(x))
                 continue
-            ref = self.tensors[vid]
             fast = self._input_fast.get(vid)
             if (fast is not None and type(x) is np.ndarray and x.dtype is fast[0] and x.flags.c_contiguous
                     and x.shape == fast[1]):
                 staged.append(x)  # a decode step's input: exactly the dtype and shape checked before
                 continue
+            ref = self.tensors[vid]
             a = np.asarray(x)
             want = np.dtype(DTYPES[ref.dtype])
             # Integer inputs of another width (e.g. int64 token ids for an int32 tensor) are

@@ -4,9 +4,9 @@ The llama builder slices rows input_pos .. input_pos + S of constant cos/sin tab
 (two slice_copy dispatches, plus their resize hooks and the SymInt add giving the end, on every
 decode step) and the rotation reads the slices. The fused rotation ops already read input_pos
 on the GPU (the KV-cache write), so they can index the tables themselves:
-py_engine.apply_rotary_emb_qk_kv and py_engine.rope_sdpa_kv whose cos and sin are such slices (dim 0, step 1, start = the op's own input_pos, a constant table of
-[R, D/2] with R at least the cache's positions) become their `_at` variants with the tables as
-arguments. A slice whose every reader was rewritten is dropped, and so is the SymInt add that
+py_engine.apply_rotary_emb_qk_kv and py_engine.rope_sdpa_kv whose cos and sin are such slices
+(dim 0, step 1, start = the op's own input_pos, a constant table of [R, D/2] with R at least the
+cache's positions) become their `_at` variants with the tables as arguments. A slice whose every reader was rewritten is dropped, and so is the SymInt add that
 gave its end when nothing else reads it.
 """
 from __future__ import annotations

@@ -433,25 +433,25 @@ def embedding_gguf_unsupported_type():
     return ErrorSpec(p, OpError, "py_engine.embedding_gguf.default: unsupported ggml type 6 (Q5_0)")
 
 
-def embedding_index_out_of_range():
+def _embedding_int64_program() -> Program:
+    """aten.embedding of 3 int64 indices into a 10-row table."""
     table = np.arange(40, dtype=np.float32).reshape(10, 4)
     p = Program()
     iw, iidx, o = p.tensor(F32, table.shape, table), p.tensor("int64", (3,)), p.tensor(F32, (3, 4))
     p.call("aten.embedding.default", iw, iidx, o)
     p.input_ids, p.output_ids = [iidx], [o]
-    return ErrorSpec(p, StepError, "aten.embedding.default: index 12 out of range for 10 rows",
-                     steps=[[np.array([1, 2, 3])], [np.array([1, 12, -1])]])
+    return p
+
+
+def embedding_index_out_of_range():
+    return ErrorSpec(_embedding_int64_program(), StepError,
+                     "aten.embedding.default: index 12 out of range for 10 rows", steps=[[np.array([1, 2, 3])], [np.array([1, 12, -1])]])
 
 
 def embedding_index_past_int32():
     """int64 indices are narrowed to the GPU's int32 after a range check, also in a step after
     one whose indices passed (the graph re-checks only inputs of another dtype or shape)."""
-    table = np.arange(40, dtype=np.float32).reshape(10, 4)
-    p = Program()
-    iw, iidx, o = p.tensor(F32, table.shape, table), p.tensor("int64", (3,)), p.tensor(F32, (3, 4))
-    p.call("aten.embedding.default", iw, iidx, o)
-    p.input_ids, p.output_ids = [iidx], [o]
-    return ErrorSpec(p, StepError, "input 0 has values that do not fit int32",
+    return ErrorSpec(_embedding_int64_program(), StepError, "input 0 has values that do not fit int32",
                      steps=[[np.array([1, 2, 3])], [np.array([1, 2, 3])], [np.array([1, 2**40, 3])]])
 
 

@@ -276,8 +276,8 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["load_cached_phases_seconds"] = cached["phases"]
     out["model_bytes"] = cold["model_bytes"]
     out["adapter"] = backend.adapter_info
-    out["adapter_features"] = sorted(getattr(backend, "adapter_features", backend.features))
-    out["subgroup_matrix_configs"] = getattr(backend, "subgroup_matrix_configs", [])
+    out["adapter_features"] = sorted(backend.adapter_features)
+    out["subgroup_matrix_configs"] = backend.subgroup_matrix_configs
     out["timestamp_query"] = "timestamp-query" in backend.features
     out["subgroup_min_size"] = backend.subgroup_min_size  # 0: no subgroups (reductions in workgroup memory)
     out["context"] = runner.context
