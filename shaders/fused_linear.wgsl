@@ -4,7 +4,7 @@
 //     weights; s.n0 / s.n1 = rows of W_0 / W_1, p.N = all rows (output j gets columns of W_j).
 //   gemv_swiglu, tiled_swiglu (linear_gguf_swiglu): out0[m, n] = silu(x[m] . Wg[n]) * (x[m] . Wu[n]),
 //     up rows start at row s.n0, p.N = F = s.n0 (outputs per row).
-// The gemv entries with TPR = 1 (CPU adapters) stream R whole rows per thread instead.
+// On CPU adapters gemv2_cpu, gemv3_cpu and gemv_swiglu_cpu stream R whole rows per thread instead.
 // The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
 // so a weight format is decoded by one piece of code; sums run in the same order as its
 // gemv/tiled kernels, so fused and unfused results agree bit for bit.
@@ -14,7 +14,7 @@ override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override R: u32 = 1u;     // gemv with TPR = 1 (CPU adapters): weight rows per thread (1 .. 16)
+override R: u32 = 1u;     // *_cpu entries (CPU adapters): weight rows per thread (1 .. 16)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -51,6 +51,8 @@ struct Split {
 // gemv entry points only: x and the weight as vec4s (see quant_weights.wgsl).
 @group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> w4: array<vec4<u32>>;
+// *_cpu entry points only: the weight as records (see quant_weights.wgsl).
+@group(0) @binding(15) var<storage, read> wr: array<array<vec4<u32>, 3>>;
 
 // ---- from quant_weights.wgsl (included) ----
 struct W8 {
@@ -232,13 +234,14 @@ fn decode8(r: Raw8, c: u32) -> W8 {
   }
   let sub = c & 3u;
   let d = bitcast<f32>(r.e.x);
-  if (FMT == 40u) {
+  let f = 32u + FMT % 32u;  // records (64 + id) decode as their repacked twins (32 + id)
+  if (f == 40u) {
     let sh = 24u - (sub & 1u) * 16u;
     return W8(d * i8x4(r.q, sh), d * i8x4(r.q, sh - 8u));
   }
   let a = nib4(r.q, sub * 8u);
   let b = nib4(r.q, sub * 8u + 4u);
-  if (FMT == 34u) {
+  if (f == 34u) {
     return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
   }
   let m = vec4<f32>(bitcast<f32>(r.e.y));
@@ -336,24 +339,30 @@ fn x8(base: u32, c: u32) -> W8 {
 // Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
 // Uses x4 / w4, so only the gemv entry points call it.
 fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
-  var acc = 0.0;
-  if (FMT >= 32u) {
-    let blocks = p.K / 32u;
-    for (var b = lane; b < blocks; b += TPR) {
-      acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
-    }
-    return acc;
+  if (FMT < 32u) {
+    return row_dot_chunks(xb, n, lane, TPR);
   }
+  var acc = 0.0;
+  let blocks = p.K / 32u;
+  for (var b = lane; b < blocks; b += TPR) {
+    acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
+  }
+  return acc;
+}
+
+// Formats other than the repacked ones: chunks lane, lane + step, .. of x[xb ..] . W[n].
+fn row_dot_chunks(xb: u32, n: u32, lane: u32, step: u32) -> f32 {
+  var acc = 0.0;
   let chunks = (p.K + 7u) / 8u;
   if (p.K % 8u == 0u) {
     // Whole chunks: no masking, unchecked x loads.
-    for (var c = lane; c < chunks; c += TPR) {
+    for (var c = lane; c < chunks; c += step) {
       let wv = dq8(n, c);
       acc += dot(wv.a, xvec(xb + c * 8u)) + dot(wv.b, xvec(xb + c * 8u + 4u));
     }
     return acc;
   }
-  for (var c = lane; c < chunks; c += TPR) {
+  for (var c = lane; c < chunks; c += step) {
     let wv = mask8(dq8(n, c), c);
     let xv = x8(xb, c);
     acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
@@ -363,10 +372,11 @@ fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
 
 // ---- end of quant_weights.wgsl ----
 // ---- from quant_weights.wgsl (included) ----
-// ---- CPU path of gemv (TPR == 1, R <= 16): each thread streams R whole rows.
-// On CPU Vulkan a thread is a SIMD lane, so every load is a gather: the x block is loaded once
-// for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
-// horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
+// ---- CPU path of gemv (gemv_cpu, R <= 16 rows per thread): each thread streams R whole rows.
+// On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
+// loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
+// hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
+// nibbles convert from i32 (u32 -> f32 has no single x86 op).
 
 // No shifts: SwiftShader runs a vector shift lane by lane, at several times the cost of a mask.
 // Element k of a word is masked in place (q & mask_k), so it arrives as value * 2^(bits below it)
@@ -383,7 +393,7 @@ struct XC {
 fn x32_cpu(xi: u32) -> XC {
   let x = x32(xi);
   let one = vec4<f32>(1.0);
-  if (FMT == 40u) {
+  if (FMT == 72u) {
     let biased = (x.v0 + x.v1) + (x.v2 + x.v4) + (x.v5 + x.v6);
     return XC(X32(x.v0, x.v1 * 0.00390625, x.v2 * 1.52587890625e-5, x.v3 * 5.9604644775390625e-8,
                   x.v4, x.v5 * 0.00390625, x.v6 * 1.52587890625e-5, x.v7 * 5.9604644775390625e-8, x.sum),
@@ -398,54 +408,74 @@ fn i2f(v: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>(v));
 }
 
-// Repacked block at w4 index qi with scale word si, dotted with x (from x32_cpu).
-fn q_dot_cpu(qi: u32, si: u32, xc: XC) -> f32 {
-  let d = bitcast<f32>(w[si]);
+// A Q4 block (quant words q, scale d, min m; Q4_0: offset -8 d instead) dotted with x (x32_cpu).
+fn q4_dot_cpu(q: vec4<u32>, d: f32, m: f32, xc: XC) -> f32 {
   let x = xc.x;
-  if (FMT == 40u) {
-    let bias = vec4<u32>(0x00808080u);
-    let qa = w4[qi] ^ bias;
-    let qb = w4[qi + 1u] ^ bias;
-    let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
-          + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
-          + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
-          + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
-    return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
-  }
-  let q = w4[qi];
   let s = i2f(q & vec4<u32>(0xfu)) * x.v0 + i2f(q & vec4<u32>(0xf0u)) * x.v1
         + i2f(q & vec4<u32>(0xf00u)) * x.v2 + i2f(q & vec4<u32>(0xf000u)) * x.v3
         + i2f(q & vec4<u32>(0xf0000u)) * x.v4 + i2f(q & vec4<u32>(0xf00000u)) * x.v5
         + i2f(q & vec4<u32>(0xf000000u)) * x.v6 + i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u)) * x.v7;
   let sd = dot(s, vec4<f32>(1.0)) + xc.fix;
-  if (FMT == 34u) {
+  if (FMT == 66u) {
     return d * (sd - 8.0 * x.sum);
   }
-  return d * sd + bitcast<f32>(w[si + p.m_off - p.d_off]) * x.sum;
+  return d * sd + m * x.sum;
+}
+
+// A Q8_0 record (quant words rec[0], rec[1], d in rec[2].x) dotted with x (x32_cpu).
+fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
+  let x = xc.x;
+  let bias = vec4<u32>(0x00808080u);
+  let qa = rec[0] ^ bias;
+  let qb = rec[1] ^ bias;
+  let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
+        + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
+        + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
+        + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
+  return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
 fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
-  if (FMT < 32u) {  // other formats: row by row, in chunks
+  if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
-      acc[r] = row_dot(xb, min(n0 + r, last), 0u);
+      acc[r] = row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
     }
     return acc;
   }
-  let blocks = p.K / 32u;
-  let qstep = select(1u, 2u, FMT == 40u);  // vec4s per block
-  var qi: array<u32, 16>;
-  var si: array<u32, 16>;
+  var ri: array<u32, 16>;  // each row's first record
   for (var r = 0u; r < R; r++) {
-    let n = min(n0 + r, last);
-    qi[r] = (n * p.q_stride) / 4u;
-    si[r] = p.d_off + n * blocks;
+    ri[r] = min(n0 + r, last) * p.q_stride;
   }
-  for (var b = 0u; b < blocks; b++) {
-    let x = x32_cpu(xb / 4u + b * 8u);
+  let xv = xb / 4u;
+  if (FMT == 72u) {  // Q8_0: a block per record
+    for (var b = 0u; b < p.q_stride; b++) {
+      let x = x32_cpu(xv + b * 8u);
+      for (var r = 0u; r < R; r++) {
+        acc[r] += q8_dot_cpu(wr[ri[r] + b], x);
+      }
+    }
+    return acc;
+  }
+  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4.
+  let blocks = p.K / 32u;
+  let pairs = blocks / 2u;
+  for (var j = 0u; j < pairs; j++) {
+    let x0 = x32_cpu(xv + j * 16u);
+    let x1 = x32_cpu(xv + j * 16u + 8u);
     for (var r = 0u; r < R; r++) {
-      acc[r] += q_dot_cpu(qi[r] + b * qstep, si[r] + b, x);
+      let rec = wr[ri[r] + j];
+      let sc = bitcast<vec4<f32>>(rec[2]);
+      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+    }
+  }
+  if (pairs < p.q_stride) {  // an odd block count: the last record holds one block
+    let x0 = x32_cpu(xv + pairs * 16u);
+    for (var r = 0u; r < R; r++) {
+      let rec = wr[ri[r] + pairs];
+      let sc = bitcast<vec4<f32>>(rec[2]);
+      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0);
     }
   }
   return acc;
@@ -481,8 +511,8 @@ fn store3(m: u32, n: u32, v: f32) {
 // ---- gemv: TPR threads stride over the blocks of one (activation row, weight row) pair.
 var<workgroup> red: array<f32, WG>;
 
-// CPU adapters (TPR = 1): each thread streams R whole weight rows of the fused weight, as
-// quant_weights.wgsl's CPU path does (the same sums, so fused equals unfused there too).
+// CPU adapters (*_cpu entries): each thread streams R whole weight rows of the fused weight, as
+// quant_weights.wgsl's gemv_cpu does (the same sums, so fused equals unfused there too).
 struct CpuRows {
   m: u32,       // activation row
   n0: u32,      // the first of the thread's R rows (outputs n0 .. n0 + R - 1 below p.N)
@@ -566,13 +596,6 @@ fn gemv_col(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
 @compute @workgroup_size(WG)
 fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-  if (TPR == 1u) {  // uniform: an override
-    let c = cpu_rows(wid, nwg, lid, false);
-    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-      store2(c.m, c.n0 + r, c.acc[r]);
-    }
-    return;
-  }
   let c = gemv_col(wid, nwg, lid);
   if (c.live) {
     store2(c.m, c.n, c.v);
@@ -582,13 +605,6 @@ fn gemv2(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-  if (TPR == 1u) {
-    let c = cpu_rows(wid, nwg, lid, false);
-    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-      store3(c.m, c.n0 + r, c.acc[r]);
-    }
-    return;
-  }
   let c = gemv_col(wid, nwg, lid);
   if (c.live) {
     store3(c.m, c.n, c.v);
@@ -600,14 +616,6 @@ fn gemv3(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG)
 fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  if (TPR == 1u) {  // R gate rows and their up rows per thread
-    let gate = cpu_rows(wid, nwg, lid, false);
-    let up = cpu_rows(wid, nwg, lid, true);
-    for (var r = 0u; r < R && gate.live && gate.n0 + r < p.N; r++) {
-      out0[gate.m * p.N + gate.n0 + r] = silu_mul(gate.acc[r], up.acc[r]);
-    }
-    return;
-  }
   let half = WG / TPR / 2u;
   let col_blocks = (p.N + half - 1u) / half;
   let g = wid.y * nwg.x + wid.x;
@@ -620,6 +628,35 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   let up = swap_with(v, lid, select(half * TPR, 0u, is_up));
   if (live && !is_up && lid % TPR == 0u) {
     out0[m * p.N + n] = silu_mul(v, up);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let c = cpu_rows(wid, nwg, lid, false);
+  for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+    store2(c.m, c.n0 + r, c.acc[r]);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let c = cpu_rows(wid, nwg, lid, false);
+  for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+    store3(c.m, c.n0 + r, c.acc[r]);
+  }
+}
+
+// R gate rows and their up rows per thread.
+@compute @workgroup_size(WG)
+fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let gate = cpu_rows(wid, nwg, lid, false);
+  let up = cpu_rows(wid, nwg, lid, true);
+  for (var r = 0u; r < R && gate.live && gate.n0 + r < p.N; r++) {
+    out0[gate.m * p.N + gate.n0 + r] = silu_mul(gate.acc[r], up.acc[r]);
   }
 }
 

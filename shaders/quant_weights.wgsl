@@ -5,6 +5,8 @@
 //        quant words [N, K/32, 4 or 8] (16-byte aligned blocks), then d [N, K/32] f32, then
 //        m [N, K/32] f32 (Q4_1); a vec4<u32> of a Q4 block and one shift give 4 consecutive
 //        elements (element e = nibble e/4 of word e%4), likewise a Q8_0 half block (byte e/4).
+//   66 Q4_0, 67 Q4_1, 72 Q8_0                 the same blocks as 48-byte records (CPU adapters):
+//        q_stride records per row, read by gemv_cpu and gather_records through `wr`.
 //   16 4-bit, low nibble = even k             ExecuTorch q4gsw (and embedding_q4gsw is_linear_weight)
 //   17 4-bit, high nibble = even k            ExecuTorch qcs4w (and embedding_q4gsw)
 // Every format can be read in chunks of 8 elements (dq8: chunk c of row n holds k = 8c .. 8c+7);
@@ -12,11 +14,12 @@
 // Raw GGUF blocks (18/34 bytes) are not 4-byte aligned, so their words are assembled from two
 // neighbours. f16 goes through unpack2x16float (no shader-f16 needed). Buffers are array<u32>
 // (vec4s are composed from 4 loads) so no binding needs 16-byte sizes.
-// Entry points: gemv (few activation rows), tiled (many), gather (embedding).
+// Entry points: gemv (few activation rows), tiled (many), gather (embedding); on CPU adapters
+// gemv_cpu (every row count) and, for records, gather_records.
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
-override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4; 1 .. 16 when TPR = 1)
+override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4); gemv_cpu: rows per thread (1 .. 16)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 
@@ -45,6 +48,8 @@ struct Params {
 // repacked blocks are 16-byte aligned and GGUF K is a multiple of 32.
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> w4: array<vec4<u32>>;
+// gemv_cpu and gather_records: the weight as records (formats 64 + ggml id, see weight_repack.py).
+@group(0) @binding(8) var<storage, read> wr: array<array<vec4<u32>, 3>>;
 
 struct W8 {
   a: vec4<f32>,
@@ -225,13 +230,14 @@ fn decode8(r: Raw8, c: u32) -> W8 {
   }
   let sub = c & 3u;
   let d = bitcast<f32>(r.e.x);
-  if (FMT == 40u) {
+  let f = 32u + FMT % 32u;  // records (64 + id) decode as their repacked twins (32 + id)
+  if (f == 40u) {
     let sh = 24u - (sub & 1u) * 16u;
     return W8(d * i8x4(r.q, sh), d * i8x4(r.q, sh - 8u));
   }
   let a = nib4(r.q, sub * 8u);
   let b = nib4(r.q, sub * 8u + 4u);
-  if (FMT == 34u) {
+  if (f == 34u) {
     return W8(d * (a - vec4<f32>(8.0)), d * (b - vec4<f32>(8.0)));
   }
   let m = vec4<f32>(bitcast<f32>(r.e.y));
@@ -329,24 +335,30 @@ fn x8(base: u32, c: u32) -> W8 {
 // Lane `lane` of TPR lanes: its share of x[xb ..] . W[n] (lanes stride over blocks or chunks).
 // Uses x4 / w4, so only the gemv entry points call it.
 fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
-  var acc = 0.0;
-  if (FMT >= 32u) {
-    let blocks = p.K / 32u;
-    for (var b = lane; b < blocks; b += TPR) {
-      acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
-    }
-    return acc;
+  if (FMT < 32u) {
+    return row_dot_chunks(xb, n, lane, TPR);
   }
+  var acc = 0.0;
+  let blocks = p.K / 32u;
+  for (var b = lane; b < blocks; b += TPR) {
+    acc += q_dot(n, b, x32((xb + b * 32u) / 4u));
+  }
+  return acc;
+}
+
+// Formats other than the repacked ones: chunks lane, lane + step, .. of x[xb ..] . W[n].
+fn row_dot_chunks(xb: u32, n: u32, lane: u32, step: u32) -> f32 {
+  var acc = 0.0;
   let chunks = (p.K + 7u) / 8u;
   if (p.K % 8u == 0u) {
     // Whole chunks: no masking, unchecked x loads.
-    for (var c = lane; c < chunks; c += TPR) {
+    for (var c = lane; c < chunks; c += step) {
       let wv = dq8(n, c);
       acc += dot(wv.a, xvec(xb + c * 8u)) + dot(wv.b, xvec(xb + c * 8u + 4u));
     }
     return acc;
   }
-  for (var c = lane; c < chunks; c += TPR) {
+  for (var c = lane; c < chunks; c += step) {
     let wv = mask8(dq8(n, c), c);
     let xv = x8(xb, c);
     acc += dot(wv.a, xv.a) + dot(wv.b, xv.b);
@@ -355,7 +367,7 @@ fn row_dot(xb: u32, n: u32, lane: u32) -> f32 {
 }
 
 // ---- gemv: WG / TPR * R output columns per workgroup; TPR threads stride over the blocks of
-// R columns (with TPR = 1 every thread streams its own R rows).
+// R columns (CPU adapters: gemv_cpu below, every thread streams its own R rows).
 
 // Rows n0 .. n0 + R - 1 (R <= 4; past N: the last row, dropped by the caller) in one pass
 // over x: each x block is loaded once for R rows, the main cost on CPU Vulkan.
@@ -378,10 +390,11 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
   return acc;
 }
 
-// ---- CPU path of gemv (TPR == 1, R <= 16): each thread streams R whole rows.
-// On CPU Vulkan a thread is a SIMD lane, so every load is a gather: the x block is loaded once
-// for R rows, row offsets are hoisted out of the block loop, products add up as vec4s (one
-// horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no single x86 op).
+// ---- CPU path of gemv (gemv_cpu, R <= 16 rows per thread): each thread streams R whole rows.
+// On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
+// loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
+// hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
+// nibbles convert from i32 (u32 -> f32 has no single x86 op).
 
 // No shifts: SwiftShader runs a vector shift lane by lane, at several times the cost of a mask.
 // Element k of a word is masked in place (q & mask_k), so it arrives as value * 2^(bits below it)
@@ -398,7 +411,7 @@ struct XC {
 fn x32_cpu(xi: u32) -> XC {
   let x = x32(xi);
   let one = vec4<f32>(1.0);
-  if (FMT == 40u) {
+  if (FMT == 72u) {
     let biased = (x.v0 + x.v1) + (x.v2 + x.v4) + (x.v5 + x.v6);
     return XC(X32(x.v0, x.v1 * 0.00390625, x.v2 * 1.52587890625e-5, x.v3 * 5.9604644775390625e-8,
                   x.v4, x.v5 * 0.00390625, x.v6 * 1.52587890625e-5, x.v7 * 5.9604644775390625e-8, x.sum),
@@ -413,54 +426,74 @@ fn i2f(v: vec4<u32>) -> vec4<f32> {
   return vec4<f32>(bitcast<vec4<i32>>(v));
 }
 
-// Repacked block at w4 index qi with scale word si, dotted with x (from x32_cpu).
-fn q_dot_cpu(qi: u32, si: u32, xc: XC) -> f32 {
-  let d = bitcast<f32>(w[si]);
+// A Q4 block (quant words q, scale d, min m; Q4_0: offset -8 d instead) dotted with x (x32_cpu).
+fn q4_dot_cpu(q: vec4<u32>, d: f32, m: f32, xc: XC) -> f32 {
   let x = xc.x;
-  if (FMT == 40u) {
-    let bias = vec4<u32>(0x00808080u);
-    let qa = w4[qi] ^ bias;
-    let qb = w4[qi + 1u] ^ bias;
-    let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
-          + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
-          + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
-          + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
-    return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
-  }
-  let q = w4[qi];
   let s = i2f(q & vec4<u32>(0xfu)) * x.v0 + i2f(q & vec4<u32>(0xf0u)) * x.v1
         + i2f(q & vec4<u32>(0xf00u)) * x.v2 + i2f(q & vec4<u32>(0xf000u)) * x.v3
         + i2f(q & vec4<u32>(0xf0000u)) * x.v4 + i2f(q & vec4<u32>(0xf00000u)) * x.v5
         + i2f(q & vec4<u32>(0xf000000u)) * x.v6 + i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u)) * x.v7;
   let sd = dot(s, vec4<f32>(1.0)) + xc.fix;
-  if (FMT == 34u) {
+  if (FMT == 66u) {
     return d * (sd - 8.0 * x.sum);
   }
-  return d * sd + bitcast<f32>(w[si + p.m_off - p.d_off]) * x.sum;
+  return d * sd + m * x.sum;
+}
+
+// A Q8_0 record (quant words rec[0], rec[1], d in rec[2].x) dotted with x (x32_cpu).
+fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
+  let x = xc.x;
+  let bias = vec4<u32>(0x00808080u);
+  let qa = rec[0] ^ bias;
+  let qb = rec[1] ^ bias;
+  let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
+        + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
+        + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
+        + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
+  return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
 fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
   var acc: array<f32, 16>;
-  if (FMT < 32u) {  // other formats: row by row, in chunks
+  if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
-      acc[r] = row_dot(xb, min(n0 + r, last), 0u);
+      acc[r] = row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
     }
     return acc;
   }
-  let blocks = p.K / 32u;
-  let qstep = select(1u, 2u, FMT == 40u);  // vec4s per block
-  var qi: array<u32, 16>;
-  var si: array<u32, 16>;
+  var ri: array<u32, 16>;  // each row's first record
   for (var r = 0u; r < R; r++) {
-    let n = min(n0 + r, last);
-    qi[r] = (n * p.q_stride) / 4u;
-    si[r] = p.d_off + n * blocks;
+    ri[r] = min(n0 + r, last) * p.q_stride;
   }
-  for (var b = 0u; b < blocks; b++) {
-    let x = x32_cpu(xb / 4u + b * 8u);
+  let xv = xb / 4u;
+  if (FMT == 72u) {  // Q8_0: a block per record
+    for (var b = 0u; b < p.q_stride; b++) {
+      let x = x32_cpu(xv + b * 8u);
+      for (var r = 0u; r < R; r++) {
+        acc[r] += q8_dot_cpu(wr[ri[r] + b], x);
+      }
+    }
+    return acc;
+  }
+  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4.
+  let blocks = p.K / 32u;
+  let pairs = blocks / 2u;
+  for (var j = 0u; j < pairs; j++) {
+    let x0 = x32_cpu(xv + j * 16u);
+    let x1 = x32_cpu(xv + j * 16u + 8u);
     for (var r = 0u; r < R; r++) {
-      acc[r] += q_dot_cpu(qi[r] + b * qstep, si[r] + b, x);
+      let rec = wr[ri[r] + j];
+      let sc = bitcast<vec4<f32>>(rec[2]);
+      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+    }
+  }
+  if (pairs < p.q_stride) {  // an odd block count: the last record holds one block
+    let x0 = x32_cpu(xv + pairs * 16u);
+    for (var r = 0u; r < R; r++) {
+      let rec = wr[ri[r] + pairs];
+      let sc = bitcast<vec4<f32>>(rec[2]);
+      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0);
     }
   }
   return acc;
@@ -504,22 +537,6 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n0 = (g % col_blocks) * cols + (lid / TPR) * R;
   let lane = lid % TPR;
   // Threads past the end still take part in the barriers (uniform control flow).
-  if (TPR == 1u) {  // CPU path (overrides: the other shapes compile without it)
-    if (m < p.M && n0 < p.N) {
-      let accs = rows_dot_cpu(m * p.K, n0, p.N - 1u);
-      for (var r = 0u; r < R; r++) {
-        let n = n0 + r;
-        if (n < p.N) {
-          var v = accs[r];
-          if (p.has_bias != 0u) {
-            v += bias[n];
-          }
-          out[m * p.N + n] = v;
-        }
-      }
-    }
-    return;
-  }
   var acc = vec4<f32>(0.0);
   if (m < p.M && n0 < p.N) {
     acc = rows_dot(m * p.K, n0, lane);
@@ -535,6 +552,31 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         out[m * p.N + n] = v;
       }
+    }
+  }
+}
+
+// CPU adapters: WG * R output columns per workgroup, R whole rows per thread (no barriers).
+@compute @workgroup_size(WG)
+fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let cols = WG * R;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  let m = g / col_blocks;
+  let n0 = (g % col_blocks) * cols + lid * R;
+  if (m >= p.M || n0 >= p.N) {
+    return;
+  }
+  let accs = rows_dot_cpu(m * p.K, n0, p.N - 1u);
+  for (var r = 0u; r < R; r++) {
+    let n = n0 + r;
+    if (n < p.N) {
+      var v = accs[r];
+      if (p.has_bias != 0u) {
+        v += bias[n];
+      }
+      out[m * p.N + n] = v;
     }
   }
 }
@@ -665,5 +707,40 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
     if (c * 8u + e + 4u < p.K) {
       out[base + e + 4u] = v.b[e];
     }
+  }
+}
+
+// gather over records (CPU adapters): chunk c of row n is half a Q8_0 block or a quarter of a
+// Q4 block; it decodes as the repacked twin's chunk does (decode8).
+fn dq8_record(n: u32, c: u32) -> W8 {
+  let blk = c >> 2u;
+  if (FMT == 72u) {
+    let rec = wr[n * p.q_stride + blk];
+    return decode8(Raw8(rec[(c & 3u) >> 1u], vec4<u32>(rec[2].x, 0u, 0u, 0u)), c);
+  }
+  let rec = wr[n * p.q_stride + blk / 2u];
+  let h = blk & 1u;
+  return decode8(Raw8(rec[h], vec4<u32>(rec[2][2u * h], rec[2][2u * h + 1u], 0u, 0u)), c);
+}
+
+@compute @workgroup_size(WG)
+fn gather_records(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+  let chunks = p.K / 8u;  // GGUF rows are whole blocks
+  let t = (wid.y * nwg.x + wid.x) * WG + lid;
+  if (t >= p.M * chunks) {
+    return;
+  }
+  let i = t / chunks;
+  let c = t % chunks;
+  let tok = bitcast<i32>(src[i]);
+  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (tok >= 0 && u32(tok) < p.N) {
+    v = dq8_record(u32(tok), c);
+  }
+  let base = i * p.K + c * 8u;
+  for (var e = 0u; e < 4u; e++) {
+    out[base + e] = v.a[e];
+    out[base + e + 4u] = v.b[e];
   }
 }

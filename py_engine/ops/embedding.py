@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..graph.registry import register
 from .base import Op, numel
 from .quant_kernels import (FMT_F32, FMT_Q4_HIGH_EVEN, FMT_Q4_LOW_EVEN, QuantGather, WeightLayout,
-                            check_dispatch, check_group_size, gather_workgroups, weight_buffer)
+                            check_dispatch, check_group_size, device_layout, gather_workgroups, weight_buffer)
 
 
 class GatherOp(Op):
@@ -35,6 +35,7 @@ class GatherOp(Op):
 
     def build(self, g):
         t = g.tensor
+        self.layout = device_layout(g.backend, self.layout)
         self.gather = QuantGather(g, self.layout, t(self.indices), weight_buffer(g, self.layout, self.weight),
                                   t(self.scales) if self.scales is not None else None, t(self.out), self.name)
 

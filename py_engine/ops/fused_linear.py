@@ -25,7 +25,7 @@ from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
 from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
-                            gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
+                            device_layout, gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
                             weight_buffer)
 
 SHADER = "fused_linear"
@@ -83,11 +83,9 @@ class _FusedGgufLinear(Op):
         return frozenset([self.weight]) if self.layout.repacked else frozenset()
 
     def build(self, g):
+        self.layout = device_layout(g.backend, self.layout)
         fmt = self.layout.fmt
         self.shape = gemv_shape(g.backend)
-        rows = self.shape.r if self.shape.tpr == 1 else 1  # R: only the CPU path (TPR = 1) streams rows
-        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=rows,
-                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))
@@ -95,13 +93,19 @@ class _FusedGgufLinear(Op):
         # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
         x = g.tensor(self.x)
         buffers = [x, w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
-        # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
         pad = [None] * (8 - len(buffers))
-        self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
         self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
-        if self.shape.tpr != 1:
-            tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
-            self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
+        if self.shape.tpr == 1:
+            # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15.
+            gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
+            self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x] + [None] * 6 + [w], f"{self.name}:gemv")
+            return
+        gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
+                               SG=subgroup_lanes(g.backend, self.shape.tpr))
+        # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
+        self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
+        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
+        self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
 
     def configure(self, g):
         dims = g.tensor(self.x).dims
@@ -193,7 +197,8 @@ class _PreNorm:
         self.vl = self.norm.wg  # add_rms_norm's lanes: its reduction order
         self.d_norm_gemv = None
         shared = (self.shape.wg + self.layout.width + self.vl) * 4  # red, xn, ssq
-        if self.fold_norm and shared <= g.limits.max_workgroup_storage_size:
+        # The *_norm GEMVs read the repacked layout with TPR lanes per row: not on CPU adapters.
+        if self.fold_norm and not self.layout.records and shared <= g.limits.max_workgroup_storage_size:
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
                                    TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
                                    SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))

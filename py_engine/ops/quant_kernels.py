@@ -10,7 +10,7 @@ Also the common validation and resize hook of the linear ops (`QuantLinearOp`).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..graph.context import BuildContext
 from ..graph.pipelines import subgroup_lanes
@@ -25,12 +25,13 @@ FMT_F32, FMT_F16, FMT_Q4_0, FMT_Q4_1, FMT_Q8_0 = 0, 1, 2, 3, 8
 FMT_Q4_LOW_EVEN = 16   # q4gsw linear packing: low nibble = even k
 FMT_Q4_HIGH_EVEN = 17  # qcs4w / embedding_4bit packing: high nibble = even k
 FMT_REPACKED = 32      # + ggml id: GGUF blocks repacked by weight_repack.py (Q4_0, Q4_1, Q8_0)
+FMT_RECORDS = 64       # + ggml id: the same blocks as CPU records (weight_repack.repack_records)
 
 CHUNK = 8          # elements the shader dequantizes at a time; 4-bit group sizes are multiples
 GEMV_MAX_ROWS = 1  # activation rows up to which the GEMV kernel is used (decode)
 # Workgroups of 64 threads: WebGPU guarantees at least 256, so no clamping is needed.
 # GEMV: 64 threads, TPR per group of R output columns (each x block loaded once for R rows).
-# TPR = 1 (every thread streams R whole rows, the shader's CPU path) is fastest on CPU Vulkan
+# TPR = 1 (every thread streams R whole rows: the shader's gemv_cpu) is fastest on CPU Vulkan
 # (lavapipe, SwiftShader), where per-lane loads dominate; the fused GEMVs (fused_linear.wgsl) do the same.
 @dataclass(frozen=True)
 class GemvShape:
@@ -106,13 +107,31 @@ class WeightLayout:
     def repacked(self) -> bool:
         return self.fmt >= FMT_REPACKED
 
+    @property
+    def records(self) -> bool:
+        return self.fmt >= FMT_RECORDS
+
+
+def device_layout(backend, layout: WeightLayout) -> WeightLayout:
+    """The layout the kernels of this adapter read: with the CPU GEMV shape (CPU adapters)
+    repacked GGUF blocks are read as records (q_stride = records per row), else as validated."""
+    if gemv_shape(backend).tpr != 1 or not layout.repacked or layout.records:
+        return layout
+    from .weight_repack import record_count
+
+    t = layout.fmt - FMT_REPACKED
+    return replace(layout, fmt=FMT_RECORDS + t, q_stride=record_count(t, layout.width), d_off=0, m_off=0)
+
 
 def weight_buffer(g, layout: WeightLayout, weight_id: int):
-    """What to bind as the weight: the tensor, or its repacked buffer (shared per tensor)."""
+    """What to bind as the weight: the tensor, or its repacked buffer (shared per tensor and layout)."""
     if not layout.repacked:
         return g.tensor(weight_id)
-    from .weight_repack import LAYOUT_KEY, repack_gguf
+    from .weight_repack import LAYOUT_KEY, RECORDS_KEY, repack_gguf, repack_records
 
+    if layout.records:
+        t = layout.fmt - FMT_RECORDS
+        return g.repacked(weight_id, (RECORDS_KEY, t), lambda raw: repack_records(t, raw, layout.rows))
     t = layout.fmt - FMT_REPACKED
     return g.repacked(weight_id, (LAYOUT_KEY, t), lambda raw: repack_gguf(t, raw, layout.rows))
 
@@ -164,16 +183,20 @@ class QuantMatmul:
         self.layout = layout
         self.has_bias = bias is not None
         self.shape = gemv_shape(g.backend, layout.rows)
-        gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr, R=self.shape.r,
-                               SG=subgroup_lanes(g.backend, self.shape.tpr))
         self.params = g.uniforms.alloc(PARAMS.size, label)
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
         buffers = [x, weight, scales if scales is not None else weight, out, self.params,
                    bias if bias is not None else weight]
-        # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
-        self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
         self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
-        if self.shape.tpr != 1:
+        if self.shape.tpr == 1:
+            # gemv_cpu also binds x as vec4s (binding 6) and the weight as records (binding 8).
+            gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
+            self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight], f"{label}:gemv")
+        else:
+            gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr,
+                                   R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
+            # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
+            self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
             tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
             self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
 
@@ -190,8 +213,12 @@ class QuantGather:
 
     def __init__(self, g, layout: WeightLayout, indices, weight, scales, out, label: str):
         self.layout = layout
-        pipe = g.pipelines.get(SHADER, "gather", FMT=layout.fmt, WG=GATHER_WG)
         self.params = g.uniforms.alloc(PARAMS.size, label)
+        if layout.records:
+            pipe = g.pipelines.get(SHADER, "gather_records", FMT=layout.fmt, WG=GATHER_WG)
+            self.d = g.add_dispatch(pipe, [indices, None, None, out, self.params, None, None, None, weight], label)
+            return
+        pipe = g.pipelines.get(SHADER, "gather", FMT=layout.fmt, WG=GATHER_WG)
         self.d = g.add_dispatch(pipe, [indices, weight, scales if scales is not None else weight, out,
                                        self.params], label)
 
@@ -239,6 +266,7 @@ class QuantLinearOp(Op):
 
     def build(self, g):
         t = g.tensor
+        self.layout = device_layout(g.backend, self.layout)
         self.mm = QuantMatmul(g, self.layout, t(self.x), weight_buffer(g, self.layout, self.weight),
                               t(self.scales) if self.scales is not None else None,
                               t(self.bias) if self.bias is not None else None, t(self.out), self.name)

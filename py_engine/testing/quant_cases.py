@@ -196,6 +196,10 @@ def _make_gguf_linear_cases():
     # Row widths that are not a multiple of 8 (F16 rows then start at 2-byte offsets).
     cases["linear_gguf_f16_odd_k"] = lambda: _linear_gguf("f16", (3, 1), 37, 11, True, 30)
     cases["linear_gguf_f32_odd_k"] = lambda: _linear_gguf("f32", (70, 1), 45, 13, False, 31)
+    # CPU adapters read Q4 blocks two to a record (weight_repack.repack_records): rows of whole
+    # records only, and of one block (the half-empty record alone); K = 96 above ends in one.
+    cases["linear_gguf_q4_1_whole_records"] = lambda: _linear_gguf("q4_1", (5, 1), 128, 37, True, 33)
+    cases["linear_gguf_q4_0_one_block"] = lambda: _linear_gguf("q4_0", (4, 1), 32, 19, False, 34)
     return cases
 
 
@@ -312,6 +316,9 @@ def _make_gguf_embedding_cases():
         dtype = "int64" if i % 2 == 0 else "int32"
         cases[f"embedding_gguf_{name}_{dtype}"] = (lambda name=name, dtype=dtype, i=i: _embedding_gguf(name, dtype, 60 + i))
     cases["embedding_gguf_f16_odd_e"] = lambda: _embedding_gguf("f16", "int32", 70, e=21)
+    # Rows of 3 blocks: on CPU adapters the last Q4 record of a row holds one block.
+    cases["embedding_gguf_q4_1_odd_blocks"] = lambda: _embedding_gguf("q4_1", "int32", 71, e=96)
+    cases["embedding_gguf_q4_0_odd_blocks"] = lambda: _embedding_gguf("q4_0", "int64", 72, e=96)
     return cases
 
 
