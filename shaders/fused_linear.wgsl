@@ -14,7 +14,7 @@ override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override R: u32 = 1u;     // *_cpu entries (CPU adapters): weight rows per thread (1 .. 16)
+override R: u32 = 1u;     // *_cpu entries (CPU adapters): weight rows per thread (1 .. 48)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -372,7 +372,7 @@ fn row_dot_chunks(xb: u32, n: u32, lane: u32, step: u32) -> f32 {
 
 // ---- end of quant_weights.wgsl ----
 // ---- from quant_weights.wgsl (included) ----
-// ---- CPU path of gemv (gemv_cpu, R <= 16 rows per thread): each thread streams R whole rows.
+// ---- CPU path of gemv (gemv_cpu, R <= 48 rows per thread): each thread streams R whole rows.
 // On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
 // loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
 // hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
@@ -436,15 +436,15 @@ fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
 }
 
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
-fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 16> {
-  var acc: array<f32, 16>;
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 48> {
+  var acc: array<f32, 48>;
   if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
       acc[r] = row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
     }
     return acc;
   }
-  var ri: array<u32, 16>;  // each row's first record
+  var ri: array<u32, 48>;  // each row's first record
   for (var r = 0u; r < R; r++) {
     ri[r] = min(n0 + r, last) * p.q_stride;
   }
@@ -517,7 +517,7 @@ struct CpuRows {
   m: u32,       // activation row
   n0: u32,      // the first of the thread's R rows (outputs n0 .. n0 + R - 1 below p.N)
   live: bool,
-  acc: array<f32, 16>,
+  acc: array<f32, 48>,
 }
 
 // Rows n0.. of the thread, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F).
@@ -525,7 +525,7 @@ fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, up: bool) -> CpuRows {
   let cols = WG * R;
   let col_blocks = (p.N + cols - 1u) / cols;
   let g = wid.y * nwg.x + wid.x;
-  var c = CpuRows(g / col_blocks, (g % col_blocks) * cols + lid * R, false, array<f32, 16>());
+  var c = CpuRows(g / col_blocks, (g % col_blocks) * cols + lid * R, false, array<f32, 48>());
   c.live = c.m < p.M && c.n0 < p.N;
   if (c.live) {
     let first = select(0u, s.n0, up);

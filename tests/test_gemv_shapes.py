@@ -27,8 +27,7 @@ FUSED_VARIANTS = ["cpu", "gpu-subgroups", "gpu-tree"]
 def _use(backend, monkeypatch, variant):
     shape, _, reduce = variant.partition("-")
     chosen = SHAPES[shape]
-    monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)
-    monkeypatch.setattr(fused_linear, "gemv_shape", lambda backend, rows=0: chosen)
+    monkeypatch.setattr(quant_kernels, "gemv_shape", lambda backend, rows=0: chosen)  # fused ones too
     # GPU shapes with a GPU's norm reductions too (up to 256 lanes; this CPU adapter takes 32).
     monkeypatch.setattr(base, "REDUCTION_LANES_CPU", 32 if shape == "cpu" else 256)
     monkeypatch.setattr(pipelines, "SUBGROUP_REDUCE", reduce != "tree")
@@ -71,6 +70,22 @@ def test_kernel_choice_by_rows():
     assert fused_linear.swiglu_workgroups(16, 1536, cpu) == (16 * 12, 0)
     assert fused_linear.swiglu_workgroups(16, 1536, cpu, norm=True)[0] == 0
     assert fused_linear.swiglu_workgroups(16, 1536, quant_kernels.GPU_GEMV)[0] == 0
+
+
+def test_cpu_shape_by_rows_and_cores():
+    """CPU adapters: up to CPU_MAX_R rows per thread, in workgroups that come in multiples of
+    the cores (SmolLM2's 576 rows on 2 cores: 2 workgroups of 8 threads x 36 rows)."""
+    shape = quant_kernels.cpu_gemv_shape
+    wg, cap = quant_kernels.CPU_WG, quant_kernels.CPU_MAX_R
+    assert shape(576, 2) == quant_kernels.GemvShape(wg, 1, 36)
+    assert shape(1536, 2).r == 48 and shape(960, 2).r == 30
+    assert shape(576, 8).r == 9 and shape(1, 8).r == 1 and shape(0, 2).r == 1
+    for rows in (1, 70, 576, 960, 1536, 49152):
+        for cores in (1, 2, 3, 8, 16):
+            r = shape(rows, cores).r
+            k = quant_kernels.ceil_div(rows, wg * r * cores)  # workgroups: k times the cores at most
+            assert 1 <= r <= cap and r == quant_kernels.ceil_div(rows, wg * cores * k), (rows, cores, r)
+            assert k == 1 or quant_kernels.ceil_div(rows, wg * cores * (k - 1)) > cap, (rows, cores, r)
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu-tree"])

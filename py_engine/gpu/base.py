@@ -6,6 +6,8 @@ it is in the browser (mapAsync); everything else is synchronous and queue-ordere
 """
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,6 +107,8 @@ class GpuBackend:
         text = " ".join(str(v) for v in adapter_info.values()).lower()
         self.is_cpu = adapter_info.get("type") == "CPU" or any(
             name in text for name in ("swiftshader", "llvmpipe", "lavapipe"))
+        # Cores a CPU adapter spreads workgroups over (the browser backend asks navigator).
+        self.cpu_cores = os.cpu_count() or 1
         self._live = {"storage": 0, "uniform": 0, "readback": 0}
         self._counts = {"buffers": 0, "pipelines": 0, "bind_groups": 0}
 

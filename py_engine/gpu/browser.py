@@ -123,6 +123,7 @@ class BrowserBackend(GpuBackend):
             if "subgroups" in features:
                 sg_min = int(getattr(info, "subgroupMinSize", 0) or 0)
         super().__init__(limits, features, adapter_info, sg_min)
+        self.cpu_cores = int(getattr(js.navigator, "hardwareConcurrency", 0) or 1)
         # What the adapter offers beyond what was requested (the bench records it): every feature
         # name, and the subgroup-matrix shapes of 'chromium-experimental-subgroup-matrix'.
         self.adapter_features = frozenset(js.Array.from_(adapter.features).to_py())

@@ -25,7 +25,7 @@ from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
 from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
-                            device_layout, gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
+                            device_layout, fused_gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
                             weight_buffer)
 
 SHADER = "fused_linear"
@@ -85,7 +85,7 @@ class _FusedGgufLinear(Op):
     def build(self, g):
         self.layout = device_layout(g.backend, self.layout)
         fmt = self.layout.fmt
-        self.shape = gemv_shape(g.backend)
+        self.shape = fused_gemv_shape(g.backend, self.n_total)
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))

@@ -45,13 +45,30 @@ class GemvShape:
         return self.wg // self.tpr * self.r
 
 
-# CPU Vulkan (SwiftShader, lavapipe): each thread streams whole rows and loads each x block once
-# for R rows. GPUs: TPR lanes per row read consecutive blocks, so loads coalesce.
-# 8 threads (one 256-bit llvmpipe SIMD row) x 16 rows: lavapipe q4_1 1536x576 1.45 -> 0.9 ms,
-# q8_0 49152x576 51 -> 34 ms against (64, 1, 4) (bench_kernels; R = 32 gained only ~10% more);
-# SmolLM2 decode step (app profile) 268 -> 182 ms.
-CPU_GEMV = GemvShape(8, 1, 16)
-# GPUs, timed on an H100 (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
+# CPU Vulkan (SwiftShader, lavapipe): each thread streams R whole rows and loads each x block
+# once for them, so the larger R, the fewer x loads per weight (SwiftShader, SmolLM2 decode step
+# with R = 8 / 16 / 32 / 48 rows per thread: 96.6 / 77.6 / 66.8 / 64.4 ms). R is capped by the
+# shader's row arrays and chosen so that the workgroups come in multiples of the CPU's cores
+# (SwiftShader runs one workgroup per core at a time): 576 rows on 2 cores are 2 workgroups of
+# 36 rows per thread, not 3 of 32 (the o-proj / down linears 539 -> 458 us each).
+# 8 threads: one 256-bit llvmpipe SIMD row; SwiftShader runs 16 or 4 threads slower.
+CPU_WG = 8
+CPU_MAX_R = 48  # rows per thread: rows_dot_cpu's arrays
+# A fixed CPU shape for tests and checks (16 rows per thread).
+CPU_GEMV = GemvShape(CPU_WG, 1, 16)
+
+
+def cpu_gemv_shape(rows: int, cores: int) -> GemvShape:
+    """The CPU shape for `rows` output rows: the fewest workgroups, in multiples of `cores`,
+    of at most CPU_MAX_R rows per thread."""
+    cores = max(1, cores)
+    groups = cores
+    while ceil_div(max(rows, 1), CPU_WG * groups) > CPU_MAX_R:
+        groups += cores
+    return GemvShape(CPU_WG, 1, ceil_div(max(rows, 1), CPU_WG * groups))
+
+
+# GPUs: TPR lanes per row read consecutive blocks, so loads coalesce. Timed on an H100 (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
 #                   576x576  576x1536  49152x576 (Q8_0 head)
 #   (256, 32, 2)      5.07     7.00      31.7
 #   (32, 32, 1)       4.10     5.31      43.9     one warp per row: best for the layers' matrices
@@ -63,12 +80,18 @@ WIDE_ROWS = 16384  # output rows from which a plain GEMV takes the wide shape
 
 
 def gemv_shape(backend, rows: int = 0) -> GemvShape:
-    """The GEMV shape for this adapter; plain linears pass their output rows (`rows`)."""
+    """The GEMV shape for this adapter and `rows` output rows (0: the fused linears' GPU shape)."""
     if getattr(backend, "is_cpu", False):
-        return CPU_GEMV
+        return cpu_gemv_shape(rows, getattr(backend, "cpu_cores", 1))
     if not rows:
         return GPU_GEMV
     return GPU_GEMV_WIDE if rows >= WIDE_ROWS else GPU_GEMV_NARROW
+
+
+def fused_gemv_shape(backend, rows: int) -> GemvShape:
+    """The fused linears' shape: the CPU one for their `rows` outputs, else GPU_GEMV."""
+    shape = gemv_shape(backend, rows)
+    return shape if shape.tpr == 1 else GPU_GEMV
 
 
 TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x 4 outputs each)
