@@ -435,14 +435,14 @@ fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
   return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
-// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
-fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 48> {
-  var acc: array<f32, 48>;
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
+// to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>) {
   if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
-      acc[r] = row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
+      (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
     }
-    return acc;
+    return;
   }
   var ri: array<u32, 48>;  // each row's first record
   for (var r = 0u; r < R; r++) {
@@ -453,32 +453,23 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 48> {
     for (var b = 0u; b < p.q_stride; b++) {
       let x = x32_cpu(xv + b * 8u);
       for (var r = 0u; r < R; r++) {
-        acc[r] += q8_dot_cpu(wr[ri[r] + b], x);
+        (*acc)[r] += q8_dot_cpu(wr[ri[r] + b], x);
       }
     }
-    return acc;
+    return;
   }
-  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4.
-  let blocks = p.K / 32u;
-  let pairs = blocks / 2u;
-  for (var j = 0u; j < pairs; j++) {
+  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4. With an odd
+  // block count the last record's second block is zeros: it adds 0 * x of the row's last block.
+  let last_x = xv + (p.K / 32u - 1u) * 8u;
+  for (var j = 0u; j < p.q_stride; j++) {
     let x0 = x32_cpu(xv + j * 16u);
-    let x1 = x32_cpu(xv + j * 16u + 8u);
+    let x1 = x32_cpu(min(xv + j * 16u + 8u, last_x));
     for (var r = 0u; r < R; r++) {
       let rec = wr[ri[r] + j];
       let sc = bitcast<vec4<f32>>(rec[2]);
-      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
     }
   }
-  if (pairs < p.q_stride) {  // an odd block count: the last record holds one block
-    let x0 = x32_cpu(xv + pairs * 16u);
-    for (var r = 0u; r < R; r++) {
-      let rec = wr[ri[r] + pairs];
-      let sc = bitcast<vec4<f32>>(rec[2]);
-      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0);
-    }
-  }
-  return acc;
 }
 
 // ---- end of quant_weights.wgsl ----
@@ -517,21 +508,23 @@ struct CpuRows {
   m: u32,       // activation row
   n0: u32,      // the first of the thread's R rows (outputs n0 .. n0 + R - 1 below p.N)
   live: bool,
-  acc: array<f32, 48>,
 }
 
-// Rows n0.. of the thread, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F).
-fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, up: bool) -> CpuRows {
+fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> CpuRows {
   let cols = WG * R;
   let col_blocks = (p.N + cols - 1u) / cols;
   let g = wid.y * nwg.x + wid.x;
-  var c = CpuRows(g / col_blocks, (g % col_blocks) * cols + lid * R, false, array<f32, 48>());
-  c.live = c.m < p.M && c.n0 < p.N;
+  let m = g / col_blocks;
+  let n0 = (g % col_blocks) * cols + lid * R;
+  return CpuRows(m, n0, m < p.M && n0 < p.N);
+}
+
+// The thread's rows, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F), into acc.
+fn cpu_dot(c: CpuRows, up: bool, acc: ptr<function, array<f32, 48>>) {
   if (c.live) {
     let first = select(0u, s.n0, up);
-    c.acc = rows_dot_cpu(c.m * p.K, first + c.n0, first + p.N - 1u);
+    rows_dot_cpu(c.m * p.K, first + c.n0, first + p.N - 1u, acc);
   }
-  return c;
 }
 
 // Every thread of the workgroup must call this (barriers); lane 0 of each TPR group gets the sum.
@@ -634,18 +627,22 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(WG)
 fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows(wid, nwg, lid, false);
+  let c = cpu_rows(wid, nwg, lid);
+  var acc: array<f32, 48>;
+  cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-    store2(c.m, c.n0 + r, c.acc[r]);
+    store2(c.m, c.n0 + r, acc[r]);
   }
 }
 
 @compute @workgroup_size(WG)
 fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows(wid, nwg, lid, false);
+  let c = cpu_rows(wid, nwg, lid);
+  var acc: array<f32, 48>;
+  cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-    store3(c.m, c.n0 + r, c.acc[r]);
+    store3(c.m, c.n0 + r, acc[r]);
   }
 }
 
@@ -653,10 +650,13 @@ fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let gate = cpu_rows(wid, nwg, lid, false);
-  let up = cpu_rows(wid, nwg, lid, true);
-  for (var r = 0u; r < R && gate.live && gate.n0 + r < p.N; r++) {
-    out0[gate.m * p.N + gate.n0 + r] = silu_mul(gate.acc[r], up.acc[r]);
+  let c = cpu_rows(wid, nwg, lid);
+  var gate: array<f32, 48>;
+  var up: array<f32, 48>;
+  cpu_dot(c, false, &gate);
+  cpu_dot(c, true, &up);
+  for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+    out0[c.m * p.N + c.n0 + r] = silu_mul(gate[r], up[r]);
   }
 }
 

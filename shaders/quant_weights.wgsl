@@ -453,14 +453,14 @@ fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
   return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
-// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W.
-fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 48> {
-  var acc: array<f32, 48>;
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
+// to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>) {
   if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
-      acc[r] = row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
+      (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
     }
-    return acc;
+    return;
   }
   var ri: array<u32, 48>;  // each row's first record
   for (var r = 0u; r < R; r++) {
@@ -471,32 +471,23 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32) -> array<f32, 48> {
     for (var b = 0u; b < p.q_stride; b++) {
       let x = x32_cpu(xv + b * 8u);
       for (var r = 0u; r < R; r++) {
-        acc[r] += q8_dot_cpu(wr[ri[r] + b], x);
+        (*acc)[r] += q8_dot_cpu(wr[ri[r] + b], x);
       }
     }
-    return acc;
+    return;
   }
-  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4.
-  let blocks = p.K / 32u;
-  let pairs = blocks / 2u;
-  for (var j = 0u; j < pairs; j++) {
+  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4. With an odd
+  // block count the last record's second block is zeros: it adds 0 * x of the row's last block.
+  let last_x = xv + (p.K / 32u - 1u) * 8u;
+  for (var j = 0u; j < p.q_stride; j++) {
     let x0 = x32_cpu(xv + j * 16u);
-    let x1 = x32_cpu(xv + j * 16u + 8u);
+    let x1 = x32_cpu(min(xv + j * 16u + 8u, last_x));
     for (var r = 0u; r < R; r++) {
       let rec = wr[ri[r] + j];
       let sc = bitcast<vec4<f32>>(rec[2]);
-      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
     }
   }
-  if (pairs < p.q_stride) {  // an odd block count: the last record holds one block
-    let x0 = x32_cpu(xv + pairs * 16u);
-    for (var r = 0u; r < R; r++) {
-      let rec = wr[ri[r] + pairs];
-      let sc = bitcast<vec4<f32>>(rec[2]);
-      acc[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0);
-    }
-  }
-  return acc;
 }
 
 var<workgroup> red: array<vec4<f32>, WG>;
@@ -568,11 +559,12 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   if (m >= p.M || n0 >= p.N) {
     return;
   }
-  let accs = rows_dot_cpu(m * p.K, n0, p.N - 1u);
+  var acc: array<f32, 48>;
+  rows_dot_cpu(m * p.K, n0, p.N - 1u, &acc);
   for (var r = 0u; r < R; r++) {
     let n = n0 + r;
     if (n < p.N) {
-      var v = accs[r];
+      var v = acc[r];
       if (p.has_bias != 0u) {
         v += bias[n];
       }
