@@ -444,16 +444,13 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>)
     }
     return;
   }
-  var ri: array<u32, 48>;  // each row's first record
-  for (var r = 0u; r < R; r++) {
-    ri[r] = min(n0 + r, last) * p.q_stride;
-  }
+  // Row offsets computed in the loops: a private array at a computed index is read lane by lane.
   let xv = xb / 4u;
   if (FMT == 72u) {  // Q8_0: a block per record
     for (var b = 0u; b < p.q_stride; b++) {
       let x = x32_cpu(xv + b * 8u);
       for (var r = 0u; r < R; r++) {
-        (*acc)[r] += q8_dot_cpu(wr[ri[r] + b], x);
+        (*acc)[r] += q8_dot_cpu(wr[min(n0 + r, last) * p.q_stride + b], x);
       }
     }
     return;
@@ -465,7 +462,7 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>)
     let x0 = x32_cpu(xv + j * 16u);
     let x1 = x32_cpu(min(xv + j * 16u + 8u, last_x));
     for (var r = 0u; r < R; r++) {
-      let rec = wr[ri[r] + j];
+      let rec = wr[min(n0 + r, last) * p.q_stride + j];
       let sc = bitcast<vec4<f32>>(rec[2]);
       (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
     }
