@@ -14,7 +14,7 @@ override WG: u32 = 64u;   // gemv workgroup size (a power of two)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override R: u32 = 1u;     // *_cpu entries (CPU adapters): weight rows per thread (1 .. 48)
+override R: u32 = 1u;     // *_cpu entries (CPU adapters): weight rows per thread (1 .. 192)
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -372,7 +372,7 @@ fn row_dot_chunks(xb: u32, n: u32, lane: u32, step: u32) -> f32 {
 
 // ---- end of quant_weights.wgsl ----
 // ---- from quant_weights.wgsl (included) ----
-// ---- CPU path of gemv (gemv_cpu, R <= 48 rows per thread): each thread streams R whole rows.
+// ---- CPU path of gemv (gemv_cpu, R <= 192 rows per thread): each thread streams R whole rows.
 // On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
 // loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
 // hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
@@ -437,7 +437,7 @@ fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
 
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
 // to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
-fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>) {
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>) {
   if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
       (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
@@ -517,7 +517,7 @@ fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> CpuRows {
 }
 
 // The thread's rows, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F), into acc.
-fn cpu_dot(c: CpuRows, up: bool, acc: ptr<function, array<f32, 48>>) {
+fn cpu_dot(c: CpuRows, up: bool, acc: ptr<function, array<f32, 192>>) {
   if (c.live) {
     let first = select(0u, s.n0, up);
     rows_dot_cpu(c.m * p.K, first + c.n0, first + p.N - 1u, acc);
@@ -625,7 +625,7 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
   let c = cpu_rows(wid, nwg, lid);
-  var acc: array<f32, 48>;
+  var acc: array<f32, 192>;
   cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
     store2(c.m, c.n0 + r, acc[r]);
@@ -636,7 +636,7 @@ fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
   let c = cpu_rows(wid, nwg, lid);
-  var acc: array<f32, 48>;
+  var acc: array<f32, 192>;
   cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
     store3(c.m, c.n0 + r, acc[r]);
@@ -648,8 +648,8 @@ fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
   let c = cpu_rows(wid, nwg, lid);
-  var gate: array<f32, 48>;
-  var up: array<f32, 48>;
+  var gate: array<f32, 192>;
+  var up: array<f32, 192>;
   cpu_dot(c, false, &gate);
   cpu_dot(c, true, &up);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {

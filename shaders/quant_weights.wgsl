@@ -19,7 +19,7 @@
 override FMT: u32 = 0u;
 override WG: u32 = 64u;   // gemv / gather workgroup size (a power of two for gemv)
 override TPR: u32 = 16u;  // gemv: threads per output column (a power of two dividing WG)
-override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4); gemv_cpu: rows per thread (1 .. 48)
+override R: u32 = 1u;     // gemv: output columns per thread group (1 .. 4); gemv_cpu: rows per thread (1 .. 192)
 override PF: bool = true; // tiled: load the next K step while multiplying (GPUs; CPU adapters lose by it)
 override SG: u32 = 1u;    // gemv: lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 
@@ -390,7 +390,7 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
   return acc;
 }
 
-// ---- CPU path of gemv (gemv_cpu, R <= 48 rows per thread): each thread streams R whole rows.
+// ---- CPU path of gemv (gemv_cpu, R <= 192 rows per thread): each thread streams R whole rows.
 // On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
 // loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
 // hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
@@ -455,7 +455,7 @@ fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
 
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
 // to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
-fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 48>>) {
+fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>) {
   if (FMT < 64u) {  // not records: row by row, in chunks
     for (var r = 0u; r < R; r++) {
       (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
@@ -556,7 +556,7 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   if (m >= p.M || n0 >= p.N) {
     return;
   }
-  var acc: array<f32, 48>;
+  var acc: array<f32, 192>;
   rows_dot_cpu(m * p.K, n0, p.N - 1u, &acc);
   for (var r = 0u; r < R; r++) {
     let n = n0 + r;

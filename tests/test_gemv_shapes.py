@@ -73,19 +73,21 @@ def test_kernel_choice_by_rows():
 
 
 def test_cpu_shape_by_rows_and_cores():
-    """CPU adapters: up to CPU_MAX_R rows per thread, in workgroups that come in multiples of
-    the cores (SmolLM2's 576 rows on 2 cores: 2 workgroups of 8 threads x 36 rows)."""
-    shape = quant_kernels.cpu_gemv_shape
-    wg, cap = quant_kernels.CPU_WG, quant_kernels.CPU_MAX_R
-    assert shape(576, 2) == quant_kernels.GemvShape(wg, 1, 36)
-    assert shape(1536, 2).r == 48 and shape(960, 2).r == 30
-    assert shape(576, 8).r == 9 and shape(1, 8).r == 1 and shape(0, 2).r == 1
+    """CPU adapters: workgroups of one SIMD row of threads with up to CPU_MAX_R rows each, as
+    few workgroups as that allows in multiples of the cores (SmolLM2's 576 rows on SwiftShader
+    with 2 cores: 2 workgroups of 4 threads x 72 rows)."""
+    shape, cap = quant_kernels.cpu_gemv_shape, quant_kernels.CPU_MAX_R
+    assert shape(576, 2, 4) == quant_kernels.GemvShape(4, 1, 72)
+    assert shape(576, 2, 8) == quant_kernels.GemvShape(8, 1, 36)
+    assert shape(1536, 2, 4).r == 192 and shape(49152, 2, 4).r == 192
+    assert shape(576, 8, 4).r == 18 and shape(1, 8, 4).r == 1 and shape(0, 2, 4).r == 1
     for rows in (1, 70, 576, 960, 1536, 49152):
         for cores in (1, 2, 3, 8, 16):
-            r = shape(rows, cores).r
-            k = quant_kernels.ceil_div(rows, wg * r * cores)  # workgroups: k times the cores at most
-            assert 1 <= r <= cap and r == quant_kernels.ceil_div(rows, wg * cores * k), (rows, cores, r)
-            assert k == 1 or quant_kernels.ceil_div(rows, wg * cores * (k - 1)) > cap, (rows, cores, r)
+            for lanes in (4, 8):
+                r = shape(rows, cores, lanes).r
+                k = quant_kernels.ceil_div(rows, lanes * r * cores)  # workgroups: at most k x cores
+                assert 1 <= r <= cap and r == quant_kernels.ceil_div(rows, lanes * cores * k), (rows, cores, r)
+                assert k == 1 or quant_kernels.ceil_div(rows, lanes * cores * (k - 1)) > cap, (rows, cores, r)
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu-tree"])

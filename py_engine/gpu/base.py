@@ -109,6 +109,9 @@ class GpuBackend:
             name in text for name in ("swiftshader", "llvmpipe", "lavapipe"))
         # Cores a CPU adapter spreads workgroups over (the browser backend asks navigator).
         self.cpu_cores = os.cpu_count() or 1
+        # Threads a CPU adapter runs in one SIMD row: SwiftShader's JIT emits SSE (4 lanes),
+        # lavapipe's LLVM 256-bit vectors (8).
+        self.cpu_simd_lanes = 4 if "swiftshader" in text else 8
         self._live = {"storage": 0, "uniform": 0, "readback": 0}
         self._counts = {"buffers": 0, "pipelines": 0, "bind_groups": 0}
 

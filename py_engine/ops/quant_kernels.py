@@ -49,23 +49,23 @@ class GemvShape:
 # once for them, so the larger R, the fewer x loads per weight (SwiftShader, SmolLM2 decode step
 # with R = 8 / 16 / 32 / 48 rows per thread: 96.6 / 77.6 / 66.8 / 64.4 ms). R is capped by the
 # shader's row arrays and chosen so that the workgroups come in multiples of the CPU's cores
-# (SwiftShader runs one workgroup per core at a time): 576 rows on 2 cores are 2 workgroups of
-# 36 rows per thread, not 3 of 32 (the o-proj / down linears 539 -> 458 us each).
-# 8 threads: one 256-bit llvmpipe SIMD row; SwiftShader runs 16 or 4 threads slower.
-CPU_WG = 8
-CPU_MAX_R = 48  # rows per thread: rows_dot_cpu's arrays
+# (SwiftShader runs one workgroup per core at a time): 576 rows on 2 cores are 2 workgroups, not
+# 3 (the o-proj / down linears 539 -> 458 us each at 8 threads x 36 rows). A workgroup is one
+# SIMD row of threads: 4 on SwiftShader (SSE; 8 threads x 48 rows at most: 55.8-57.4 ms, 4 x 192:
+# 51.7-53.0), 8 on lavapipe (256-bit; 4 threads: 53-56 -> 63-64 ms).
+CPU_MAX_R = 192  # rows per thread: rows_dot_cpu's arrays
 # A fixed CPU shape for tests and checks (16 rows per thread).
-CPU_GEMV = GemvShape(CPU_WG, 1, 16)
+CPU_GEMV = GemvShape(8, 1, 16)
 
 
-def cpu_gemv_shape(rows: int, cores: int) -> GemvShape:
-    """The CPU shape for `rows` output rows: the fewest workgroups, in multiples of `cores`,
-    of at most CPU_MAX_R rows per thread."""
+def cpu_gemv_shape(rows: int, cores: int, lanes: int = 8) -> GemvShape:
+    """The CPU shape for `rows` output rows: workgroups of `lanes` threads, the fewest of them in
+    multiples of `cores` with at most CPU_MAX_R rows per thread."""
     cores = max(1, cores)
     groups = cores
-    while ceil_div(max(rows, 1), CPU_WG * groups) > CPU_MAX_R:
+    while ceil_div(max(rows, 1), lanes * groups) > CPU_MAX_R:
         groups += cores
-    return GemvShape(CPU_WG, 1, ceil_div(max(rows, 1), CPU_WG * groups))
+    return GemvShape(lanes, 1, ceil_div(max(rows, 1), lanes * groups))
 
 
 # GPUs: TPR lanes per row read consecutive blocks, so loads coalesce. Timed on an H100 (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
@@ -82,7 +82,7 @@ WIDE_ROWS = 16384  # output rows from which a plain GEMV takes the wide shape
 def gemv_shape(backend, rows: int = 0) -> GemvShape:
     """The GEMV shape for this adapter and `rows` output rows (0: the fused linears' GPU shape)."""
     if getattr(backend, "is_cpu", False):
-        return cpu_gemv_shape(rows, getattr(backend, "cpu_cores", 1))
+        return cpu_gemv_shape(rows, getattr(backend, "cpu_cores", 1), getattr(backend, "cpu_simd_lanes", 8))
     if not rows:
         return GPU_GEMV
     return GPU_GEMV_WIDE if rows >= WIDE_ROWS else GPU_GEMV_NARROW
