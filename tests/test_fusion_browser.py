@@ -78,24 +78,24 @@ async def test_tiny_llama_fused_fast_decode_in_browser(selenium, tiny_uniform):
 async def test_tiny_llama_gpu_gemv_shapes_with_subgroups_in_browser(selenium, tiny_uniform):
     # As GPUs decode: 32 lanes per row whose sums subgroup shuffles finish (Chrome needs
     # `enable subgroups;`, which wgpu's naga rejects, so only this test compiles that text).
-    from py_engine.ops import fused_linear, quant_kernels, sdpa
+    from py_engine.ops import quant_kernels, sdpa
     from py_engine.testing.fusion_cases import compare_fused_llama
     from py_engine.testing.llama_cases import compare_with_reference
     from py_engine.testing.shared_backend import shared_backend
 
     backend = await shared_backend()
     assert backend.subgroup_min_size >= 2, f"this browser's adapter offers no subgroups ({backend.adapter_info})"
-    saved = (quant_kernels.gemv_shape, fused_linear.gemv_shape, sdpa.FAST_DECODE_ON_CPU)
+    saved = (quant_kernels.gemv_shape, sdpa.FAST_DECODE_ON_CPU)
 
     def gpu_shape(backend, rows=0):
         return quant_kernels.GPU_GEMV_NARROW if rows else quant_kernels.GPU_GEMV
 
-    quant_kernels.gemv_shape = fused_linear.gemv_shape = gpu_shape
+    quant_kernels.gemv_shape = gpu_shape  # the fused linears' shape too
     sdpa.FAST_DECODE_ON_CPU = True
     try:
         r = await compare_fused_llama(backend, tiny_uniform, list(range(3, 14)), n_decode=4)
         ref = await compare_with_reference(backend, tiny_uniform, [1, 40, 41, 42, 43, 44, 45], n_decode=4)
     finally:
-        quant_kernels.gemv_shape, fused_linear.gemv_shape, sdpa.FAST_DECODE_ON_CPU = saved
+        quant_kernels.gemv_shape, sdpa.FAST_DECODE_ON_CPU = saved
     assert r["live_rows"][1] < r["live_rows"][0]
     assert len(ref["ids"]) == 4
