@@ -24,8 +24,9 @@ def pow2_floor(n: int) -> int:
 # Threads of a workgroup-wide tree reduction (norms, argmax) at most on CPU adapters (SwiftShader,
 # lavapipe), which pay for every thread of a workgroup at each barrier. SwiftShader, SmolLM2
 # shapes, per decode step: the 60 add_rms_norms 14.3 ms with 256 lanes, 3.5 with 64, 3.1 with
-# 32; argmax over 49152 logits (its partial pass) 5.9 / 2.6 / 2.3 ms.
-REDUCTION_LANES_CPU = 32
+# 32 (later 2.7-3.3 ms with 32, 2.2-2.6 with 8 or 4); argmax over 49152 logits (its partial
+# pass) 5.9 / 2.6 / 2.3 ms. lavapipe: add_rms_norm 88 -> 81 us with 8 lanes.
+REDUCTION_LANES_CPU = 8
 
 
 def reduction_lanes(g, wanted: int) -> int:
