@@ -53,9 +53,19 @@ def test_one_cache_write_dispatch(native_backend):
 
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
+def test_case_cpu_decode_without_lanes(native_backend, monkeypatch, name):
+    """The same sdpa cases with CPU decode steps on sdpa_decode_cpu.wgsl only (where no subgroups
+    hold head_dim / 16 lanes; test_case runs sdpa_decode_lanes.wgsl where they do)."""
+    monkeypatch.setattr(sdpa, "DECODE_LANES", False)
+    result = asyncio.run(run_case(native_backend, CASES[name](), name))
+    assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
 def test_case_other_decode_kernels(native_backend, monkeypatch, name):
     """The same sdpa cases with decode steps on sdpa_decode.wgsl where the shapes fit (GPUs' path;
-    CPU adapters such as this one decode on sdpa_decode_cpu.wgsl, test_case), and on
+    CPU adapters such as this one decode on sdpa_decode_lanes.wgsl or sdpa_decode_cpu.wgsl,
+    test_case and test_case_cpu_decode_without_lanes), and on
     sdpa_attend.wgsl (the path of G > 4 on CPU adapters and G > 8 on GPUs). The first run also
     uses the GPUs' merge workgroup size."""
     monkeypatch.setattr(sdpa, "FAST_DECODE_ON_CPU", True)
@@ -77,15 +87,18 @@ def cpu_adapter(native_backend, monkeypatch):
 
 
 def test_plan_cpu_decode_one_workgroup_per_kv_head(cpu_adapter):
-    """On a CPU adapter a decode step runs sdpa_decode_cpu.wgsl: one workgroup per kv head at
-    every context (no key splits, no merge dispatch, nothing of sdpa_attend.wgsl built); G > 4
-    (here 32) keeps sdpa_attend.wgsl."""
+    """On a CPU adapter a decode step runs sdpa_decode_lanes.wgsl (with subgroups of head_dim /
+    16 lanes; here 64 / 16 = 4) or sdpa_decode_cpu.wgsl: one workgroup per kv head at every
+    context (no key splits, no merge dispatch, nothing of sdpa_attend.wgsl built); G > 4 (here
+    32) keeps sdpa_attend.wgsl."""
     async def run():
         g = await Graph.build(CASES["sdpa_split_kv_decode_700"]().program, cpu_adapter)
         try:
             op = g.ops[0]
             assert op.cpu_decode and not op.use_fast
-            assert g.dispatch_labels[op.d_decode].endswith(":decode_cpu")
+            lanes = cpu_adapter.subgroup_min_size >= 4
+            assert op.decode_lanes(cpu_adapter) == lanes, cpu_adapter.subgroup_min_size
+            assert g.dispatch_labels[op.d_decode].endswith(":decode_lanes" if lanes else ":decode_cpu")
             for pos in (0, 63, 64, 699):
                 plan = op.plan(1, pos, _err)
                 assert (plan.decode_workgroups, plan.attend_workgroups, plan.merge_workgroups) == (3, 0, 0)
