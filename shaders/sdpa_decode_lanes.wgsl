@@ -100,9 +100,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var m = vec4<f32>(NEG_BIG);  // per row (components past RB unused)
   var l = vec4<f32>(0.0);
   let k_end = p.input_pos + 1u;
-  let stride = p.n_kv * L;  // slices per cache row (all kv heads)
-  var at = (grp * p.n_kv + hk) * L + lane;
-  for (var j = grp; j < k_end; j += KG) {
+  // A loop bound the same for every thread (the shuffles need uniform control flow): in the last
+  // round, groups past the end re-read the last key and weigh it 0.
+  for (var j0 = 0u; j0 < k_end; j0 += KG) {
+    let j = j0 + grp;
+    let at = (min(j, k_end - 1u) * p.n_kv + hk) * L + lane;
     let kc = k_cache[at];
     var s = vec4<f32>(dot16(q0, kc), 0.0, 0.0, 0.0);
     if (RB > 1u) { s.y = dot16(q1, kc); }
@@ -113,9 +115,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       s += subgroupShuffleXor(s, st);  // commutative pairs: every lane gets the same sums
     }
 //#endif
-    let m_new = max(m, s);
-    let alpha = exp(m - m_new);  // 0 at the first key (m = NEG_BIG)
-    let pj = exp(s - m_new);
+    let live = j < k_end;
+    let m_new = select(m, max(m, s), live);
+    let alpha = exp(m - m_new);  // 0 at the first key (m = NEG_BIG), 1 past the end
+    let pj = select(vec4<f32>(0.0), exp(s - m_new), live);
     l = l * alpha + pj;
     m = m_new;
     let vc = v_cache[at];
@@ -123,7 +126,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (RB > 1u) { a1 = blend(a1, alpha.y, pj.y, vc); }
     if (RB > 2u) { a2 = blend(a2, alpha.z, pj.z, vc); }
     if (RB > 3u) { a3 = blend(a3, alpha.w, pj.w, vc); }
-    at += KG * stride;
   }
   m_s[t] = m;
   l_s[t] = l;
