@@ -393,8 +393,9 @@ fn rows_dot(xb: u32, n0: u32, lane: u32) -> vec4<f32> {
 // ---- CPU path of gemv (gemv_cpu, R <= 192 rows per thread): each thread streams R whole rows.
 // On CPU Vulkan a thread is a SIMD lane, so every load is a gather, word by word: the x block is
 // loaded once for R rows, the weights as records (one load per 48 bytes), row offsets are
-// hoisted out of the block loop, products add up as vec4s (one horizontal sum per block) and
-// nibbles convert from i32 (u32 -> f32 has no single x86 op).
+// computed, not kept in a private array (read lane by lane at a computed index), products add
+// up as vec4s (one horizontal sum per block) and nibbles convert from i32 (u32 -> f32 has no
+// single x86 op).
 
 // No shifts: SwiftShader runs a vector shift lane by lane, at several times the cost of a mask.
 // Element k of a word is masked in place (q & mask_k), so it arrives as value * 2^(bits below it)
@@ -462,7 +463,6 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>
     }
     return;
   }
-  // Row offsets computed in the loops: a private array at a computed index is read lane by lane.
   let xv = xb / 4u;
   if (FMT == 72u) {  // Q8_0: a block per record
     for (var b = 0u; b < p.q_stride; b++) {

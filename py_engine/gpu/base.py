@@ -7,7 +7,6 @@ it is in the browser (mapAsync); everything else is synchronous and queue-ordere
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 
 import numpy as np

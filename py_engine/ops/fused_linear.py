@@ -24,8 +24,8 @@ from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
-from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch,
-                            device_layout, fused_gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
+from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch, device_layout,
+                            fused_gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
                             weight_buffer)
 
 SHADER = "fused_linear"

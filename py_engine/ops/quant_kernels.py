@@ -68,7 +68,8 @@ def cpu_gemv_shape(rows: int, cores: int, lanes: int = 8) -> GemvShape:
     return GemvShape(lanes, 1, ceil_div(max(rows, 1), lanes * groups))
 
 
-# GPUs: TPR lanes per row read consecutive blocks, so loads coalesce. Timed on an H100 (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
+# GPUs: TPR lanes per row read consecutive blocks, so loads coalesce. Timed on an H100
+# (bench_kernels, GPU time of back-to-back dispatches in one pass, us):
 #                   576x576  576x1536  49152x576 (Q8_0 head)
 #   (256, 32, 2)      5.07     7.00      31.7
 #   (32, 32, 1)       4.10     5.31      43.9     one warp per row: best for the layers' matrices
