@@ -4,7 +4,8 @@
 //     weights; s.n0 / s.n1 = rows of W_0 / W_1, p.N = all rows (output j gets columns of W_j).
 //   gemv_swiglu, tiled_swiglu (linear_gguf_swiglu): out0[m, n] = silu(x[m] . Wg[n]) * (x[m] . Wu[n]),
 //     up rows start at row s.n0, p.N = F = s.n0 (outputs per row).
-// On CPU adapters gemv2_cpu, gemv3_cpu and gemv_swiglu_cpu stream R whole rows per thread instead.
+// On CPU adapters gemv2_cpu, gemv3_cpu and gemv_swiglu_cpu stream R whole rows per thread instead
+// (record formats; others take the entries above there too).
 // The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
 // so a weight format is decoded by one piece of code; sums run in the same order as its
 // gemv/tiled kernels, so fused and unfused results agree bit for bit.
@@ -51,8 +52,9 @@ struct Split {
 // gemv entry points only: x and the weight as vec4s (see quant_weights.wgsl).
 @group(0) @binding(8) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read> w4: array<vec4<u32>>;
-// *_cpu entry points only: the weight as records (see quant_weights.wgsl).
+// *_cpu entry points only (record formats): the weight as Q4 or Q8_0 records (see quant_weights.wgsl).
 @group(0) @binding(15) var<storage, read> wr: array<array<vec4<u32>, 3>>;
+@group(0) @binding(16) var<storage, read> wr8: array<array<vec4<u32>, 5>>;
 
 // ---- from quant_weights.wgsl (included) ----
 struct W8 {
@@ -423,48 +425,40 @@ fn q4_dot_cpu(q: vec4<u32>, d: f32, m: f32, xc: XC) -> f32 {
   return d * sd + m * x.sum;
 }
 
-// A Q8_0 record (quant words rec[0], rec[1], d in rec[2].x) dotted with x (x32_cpu).
-fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
+// A Q8_0 block (quant words q0, q1, scale d) dotted with x (x32_cpu).
+fn q8_dot_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, xc: XC) -> f32 {
   let x = xc.x;
   let bias = vec4<u32>(0x00808080u);
-  let qa = rec[0] ^ bias;
-  let qb = rec[1] ^ bias;
+  let qa = q0 ^ bias;
+  let qb = q1 ^ bias;
   let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
         + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
         + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
         + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
-  return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
+  return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
-// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
-// to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W (records),
+// added to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+// Blocks 2j and 2j + 1 per record; with an odd block count the last record's second block is
+// zeros: it adds 0 * x of the row's last block.
 fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>) {
-  if (FMT < 64u) {  // not records: row by row, in chunks
-    for (var r = 0u; r < R; r++) {
-      (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
-    }
-    return;
-  }
   let xv = xb / 4u;
-  if (FMT == 72u) {  // Q8_0: a block per record
-    for (var b = 0u; b < p.q_stride; b++) {
-      let x = x32_cpu(xv + b * 8u);
-      for (var r = 0u; r < R; r++) {
-        (*acc)[r] += q8_dot_cpu(wr[min(n0 + r, last) * p.q_stride + b], x);
-      }
-    }
-    return;
-  }
-  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4. With an odd
-  // block count the last record's second block is zeros: it adds 0 * x of the row's last block.
   let last_x = xv + (p.K / 32u - 1u) * 8u;
   for (var j = 0u; j < p.q_stride; j++) {
     let x0 = x32_cpu(xv + j * 16u);
     let x1 = x32_cpu(min(xv + j * 16u + 8u, last_x));
     for (var r = 0u; r < R; r++) {
-      let rec = wr[min(n0 + r, last) * p.q_stride + j];
-      let sc = bitcast<vec4<f32>>(rec[2]);
-      (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      let at = min(n0 + r, last) * p.q_stride + j;
+      if (FMT == 72u) {
+        let rec = wr8[at];
+        let d = bitcast<vec4<f32>>(rec[4]);
+        (*acc)[r] += q8_dot_cpu(rec[0], rec[1], d.x, x0) + q8_dot_cpu(rec[2], rec[3], d.y, x1);
+      } else {
+        let rec = wr[at];
+        let sc = bitcast<vec4<f32>>(rec[2]);
+        (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      }
     }
   }
 }

@@ -5,8 +5,8 @@
 //        quant words [N, K/32, 4 or 8] (16-byte aligned blocks), then d [N, K/32] f32, then
 //        m [N, K/32] f32 (Q4_1); a vec4<u32> of a Q4 block and one shift give 4 consecutive
 //        elements (element e = nibble e/4 of word e%4), likewise a Q8_0 half block (byte e/4).
-//   66 Q4_0, 67 Q4_1, 72 Q8_0                 the same blocks as 48-byte records (CPU adapters):
-//        q_stride records per row, read by gemv_cpu and gather_records through `wr`.
+//   66 Q4_0, 67 Q4_1, 72 Q8_0                 the same blocks two to a record (CPU adapters), q_stride
+//        records per row: Q4 48 bytes (`wr`), Q8_0 80 bytes (`wr8`); read by gemv_cpu, gather_records.
 //   16 4-bit, low nibble = even k             ExecuTorch q4gsw (and embedding_q4gsw is_linear_weight)
 //   17 4-bit, high nibble = even k            ExecuTorch qcs4w (and embedding_q4gsw)
 // Every format can be read in chunks of 8 elements (dq8: chunk c of row n holds k = 8c .. 8c+7);
@@ -48,8 +48,10 @@ struct Params {
 // repacked blocks are 16-byte aligned and GGUF K is a multiple of 32.
 @group(0) @binding(6) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> w4: array<vec4<u32>>;
-// gemv_cpu and gather_records: the weight as records (formats 64 + ggml id, see weight_repack.py).
+// gemv_cpu and gather_records: the weight as records (formats 64 + ggml id, see weight_repack.py):
+// Q4 blocks (quants of two blocks, then d0, m0, d1, m1), Q8_0 blocks (quants of two, then d0, d1).
 @group(0) @binding(8) var<storage, read> wr: array<array<vec4<u32>, 3>>;
+@group(0) @binding(9) var<storage, read> wr8: array<array<vec4<u32>, 5>>;
 
 struct W8 {
   a: vec4<f32>,
@@ -441,48 +443,40 @@ fn q4_dot_cpu(q: vec4<u32>, d: f32, m: f32, xc: XC) -> f32 {
   return d * sd + m * x.sum;
 }
 
-// A Q8_0 record (quant words rec[0], rec[1], d in rec[2].x) dotted with x (x32_cpu).
-fn q8_dot_cpu(rec: array<vec4<u32>, 3>, xc: XC) -> f32 {
+// A Q8_0 block (quant words q0, q1, scale d) dotted with x (x32_cpu).
+fn q8_dot_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, xc: XC) -> f32 {
   let x = xc.x;
   let bias = vec4<u32>(0x00808080u);
-  let qa = rec[0] ^ bias;
-  let qb = rec[1] ^ bias;
+  let qa = q0 ^ bias;
+  let qb = q1 ^ bias;
   let s = i2f(qa & vec4<u32>(0xffu)) * x.v0 + i2f(qa & vec4<u32>(0xff00u)) * x.v1
         + i2f(qa & vec4<u32>(0xff0000u)) * x.v2 + i2f(qa & vec4<u32>(0xff000000u)) * x.v3
         + i2f(qb & vec4<u32>(0xffu)) * x.v4 + i2f(qb & vec4<u32>(0xff00u)) * x.v5
         + i2f(qb & vec4<u32>(0xff0000u)) * x.v6 + i2f(qb & vec4<u32>(0xff000000u)) * x.v7;
-  return bitcast<f32>(rec[2].x) * (dot(s, vec4<f32>(1.0)) + xc.fix);
+  return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
-// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W, added
-// to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+// Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W (records),
+// added to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
+// Blocks 2j and 2j + 1 per record; with an odd block count the last record's second block is
+// zeros: it adds 0 * x of the row's last block.
 fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>) {
-  if (FMT < 64u) {  // not records: row by row, in chunks
-    for (var r = 0u; r < R; r++) {
-      (*acc)[r] += row_dot_chunks(xb, min(n0 + r, last), 0u, 1u);
-    }
-    return;
-  }
   let xv = xb / 4u;
-  if (FMT == 72u) {  // Q8_0: a block per record
-    for (var b = 0u; b < p.q_stride; b++) {
-      let x = x32_cpu(xv + b * 8u);
-      for (var r = 0u; r < R; r++) {
-        (*acc)[r] += q8_dot_cpu(wr[min(n0 + r, last) * p.q_stride + b], x);
-      }
-    }
-    return;
-  }
-  // Q4_x: blocks 2j and 2j + 1 per record, scales (d0, m0, d1, m1) in its last vec4. With an odd
-  // block count the last record's second block is zeros: it adds 0 * x of the row's last block.
   let last_x = xv + (p.K / 32u - 1u) * 8u;
   for (var j = 0u; j < p.q_stride; j++) {
     let x0 = x32_cpu(xv + j * 16u);
     let x1 = x32_cpu(min(xv + j * 16u + 8u, last_x));
     for (var r = 0u; r < R; r++) {
-      let rec = wr[min(n0 + r, last) * p.q_stride + j];
-      let sc = bitcast<vec4<f32>>(rec[2]);
-      (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      let at = min(n0 + r, last) * p.q_stride + j;
+      if (FMT == 72u) {
+        let rec = wr8[at];
+        let d = bitcast<vec4<f32>>(rec[4]);
+        (*acc)[r] += q8_dot_cpu(rec[0], rec[1], d.x, x0) + q8_dot_cpu(rec[2], rec[3], d.y, x1);
+      } else {
+        let rec = wr[at];
+        let sc = bitcast<vec4<f32>>(rec[2]);
+        (*acc)[r] += q4_dot_cpu(rec[0], sc.x, sc.y, x0) + q4_dot_cpu(rec[1], sc.z, sc.w, x1);
+      }
     }
   }
 }
@@ -557,7 +551,13 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     return;
   }
   var acc: array<f32, 192>;
-  rows_dot_cpu(m * p.K, n0, p.N - 1u, &acc);
+  if (FMT >= 64u) {
+    rows_dot_cpu(m * p.K, n0, p.N - 1u, &acc);
+  } else {  // not records: row by row, in chunks
+    for (var r = 0u; r < R; r++) {
+      acc[r] = row_dot_chunks(m * p.K, min(n0 + r, p.N - 1u), 0u, 1u);
+    }
+  }
   for (var r = 0u; r < R; r++) {
     let n = n0 + r;
     if (n < p.N) {
@@ -703,12 +703,13 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 // Q4 block; it decodes as the repacked twin's chunk does (decode8).
 fn dq8_record(n: u32, c: u32) -> W8 {
   let blk = c >> 2u;
-  if (FMT == 72u) {
-    let rec = wr[n * p.q_stride + blk];
-    return decode8(Raw8(rec[(c & 3u) >> 1u], vec4<u32>(rec[2].x, 0u, 0u, 0u)), c);
-  }
-  let rec = wr[n * p.q_stride + blk / 2u];
+  let at = n * p.q_stride + blk / 2u;
   let h = blk & 1u;
+  if (FMT == 72u) {
+    let rec = wr8[at];
+    return decode8(Raw8(rec[2u * h + ((c & 3u) >> 1u)], vec4<u32>(rec[4][h], 0u, 0u, 0u)), c);
+  }
+  let rec = wr[at];
   return decode8(Raw8(rec[h], vec4<u32>(rec[2][2u * h], rec[2][2u * h + 1u], 0u, 0u)), c);
 }
 

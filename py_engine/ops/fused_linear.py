@@ -86,6 +86,8 @@ class _FusedGgufLinear(Op):
         self.layout = device_layout(g.backend, self.layout)
         fmt = self.layout.fmt
         self.shape = fused_gemv_shape(g.backend, self.n_total)
+        if self.shape.tpr == 1 and not self.layout.records:
+            self.shape = GPU_GEMV  # *_cpu entries read records only: other formats take the GPUs' entries
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
         split.write(SPLIT.pack(*self.split, 0, 0))
@@ -96,9 +98,10 @@ class _FusedGgufLinear(Op):
         pad = [None] * (8 - len(buffers))
         self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
         if self.shape.tpr == 1:
-            # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15.
+            # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16.
             gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
-            self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x] + [None] * 6 + [w], f"{self.name}:gemv")
+            self.d_gemv = g.add_dispatch(gemv, [None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w],
+                                         f"{self.name}:gemv")
             return
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))

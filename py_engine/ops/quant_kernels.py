@@ -144,7 +144,7 @@ def device_layout(backend, layout: WeightLayout) -> WeightLayout:
     from .weight_repack import record_count
 
     t = layout.fmt - FMT_REPACKED
-    return replace(layout, fmt=FMT_RECORDS + t, q_stride=record_count(t, layout.width), d_off=0, m_off=0)
+    return replace(layout, fmt=FMT_RECORDS + t, q_stride=record_count(layout.width), d_off=0, m_off=0)
 
 
 def weight_buffer(g, layout: WeightLayout, weight_id: int):
@@ -213,9 +213,9 @@ class QuantMatmul:
                    bias if bias is not None else weight]
         self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
         if self.shape.tpr == 1:
-            # gemv_cpu also binds x as vec4s (binding 6) and the weight as records (binding 8).
+            # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
-            self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight], f"{label}:gemv")
+            self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
         else:
             gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
@@ -240,7 +240,8 @@ class QuantGather:
         self.params = g.uniforms.alloc(PARAMS.size, label)
         if layout.records:
             pipe = g.pipelines.get(SHADER, "gather_records", FMT=layout.fmt, WG=GATHER_WG)
-            self.d = g.add_dispatch(pipe, [indices, None, None, out, self.params, None, None, None, weight], label)
+            self.d = g.add_dispatch(pipe, [indices, None, None, out, self.params, None, None, None, weight, weight],
+                                    label)
             return
         pipe = g.pipelines.get(SHADER, "gather", FMT=layout.fmt, WG=GATHER_WG)
         self.d = g.add_dispatch(pipe, [indices, weight, scales if scales is not None else weight, out,

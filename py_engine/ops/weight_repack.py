@@ -12,12 +12,13 @@ Quants are ordered so that one vec4<u32> load and one shift give four consecutiv
   Q4_x: block element e is nibble e // 4 of word e % 4 (vec4 q: (q >> 4i) & 15 = elements 4i..4i+3).
   Q8_0: element e of half h (e < 16) is byte e // 4 of word 4h + e % 4.
 
-CPU adapters read the same blocks as records of 12 words (`repack_records`), one record per
-load: WebGPU on a CPU (SwiftShader) loads every 32-bit word of a storage read lane by lane, and
-one load of a 48-byte record costs about a third as much per word as a vec4 and two scalars.
-  Q4_x: record j of a row = quants of blocks 2j and 2j + 1 (4 words each), then d0, m0, d1, m1
-        (Q4_0: m = 0); a row of an odd block count ends with a half-empty record (all zeros).
-  Q8_0: record b of a row = the 8 quant words of block b, then d, then 3 zero words.
+CPU adapters read the same blocks as records of two blocks each (`repack_records`), one record
+per load: WebGPU on a CPU (SwiftShader) loads every 32-bit word of a storage read lane by lane,
+and one load of a 48-byte record costs about a third as much per word as a vec4 and two scalars.
+Record j of a row holds blocks 2j and 2j + 1; a row of an odd block count ends with a
+half-empty record (the second block all zeros).
+  Q4_x: 12 words: the two blocks' quants (4 words each), then d0, m0, d1, m1 (Q4_0: m = 0).
+  Q8_0: 20 words: the two blocks' quants (8 words each), then d0, d1 and 2 zero words.
 (Imported with the op modules, it registers nothing.)
 """
 from __future__ import annotations
@@ -28,8 +29,8 @@ from ..loaders.gguf import GGML_BLOCKS, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0
 
 REPACKED = {GGML_Q4_0: 4, GGML_Q4_1: 4, GGML_Q8_0: 8}  # ggml type -> quant words per block
 LAYOUT_KEY = "blocks_v1"  # bump when the layout changes (graph buffers are keyed by it)
-RECORDS_KEY = "records_v1"
-RECORD_WORDS = 12
+RECORDS_KEY = "records_v2"
+RECORD_WORDS = {GGML_Q4_0: 12, GGML_Q4_1: 12, GGML_Q8_0: 20}
 
 
 def repacked_words(type_id: int, rows: int, k: int) -> dict:
@@ -40,33 +41,33 @@ def repacked_words(type_id: int, rows: int, k: int) -> dict:
     return {"q_stride": blocks * qw, "d_off": d_off, "m_off": d_off + rows * blocks}
 
 
-def record_count(type_id: int, k: int) -> int:
-    """Records per row of K elements."""
-    blocks = k // 32
-    return blocks if type_id == GGML_Q8_0 else (blocks + 1) // 2
+def record_count(k: int) -> int:
+    """Records per row of K elements (two blocks each)."""
+    return (k // 32 + 1) // 2
 
 
 def repack_records(type_id: int, raw, rows: int) -> np.ndarray:
-    """GGUF blocks -> the CPU records (uint32 words [rows, record_count, 12])."""
+    """GGUF blocks -> the CPU records (uint32 words [rows, record_count, RECORD_WORDS])."""
     words = repack_gguf(type_id, raw, rows)
     qw = REPACKED[type_id]
     blocks = words.size // (rows * (qw + (2 if type_id == GGML_Q4_1 else 1)))
     n = rows * blocks
     q = words[: n * qw].reshape(rows, blocks, qw)
     d = words[n * qw: n * (qw + 1)].reshape(rows, blocks)
-    out = np.zeros((rows, record_count(type_id, blocks * 32), RECORD_WORDS), np.uint32)
-    if type_id == GGML_Q8_0:
-        out[:, :, :8] = q
-        out[:, :, 8] = d
-        return out.reshape(-1)
     m = words[n * (qw + 1):].reshape(rows, blocks) if type_id == GGML_Q4_1 else None
+    out = np.zeros((rows, record_count(blocks * 32), RECORD_WORDS[type_id]), np.uint32)
+    scales = 2 * qw  # word of the first scale
     for half in (0, 1):  # blocks 2j (half 0) and 2j + 1 (half 1) of record j
         count = (blocks + 1 - half) // 2
-        out[:, :count, 4 * half: 4 * half + 4] = q[:, half::2]
-        out[:, :count, 8 + 2 * half] = d[:, half::2]
+        out[:, :count, qw * half: qw * half + qw] = q[:, half::2]
+        if type_id == GGML_Q8_0:
+            out[:, :count, scales + half] = d[:, half::2]
+            continue
+        out[:, :count, scales + 2 * half] = d[:, half::2]
         if m is not None:
-            out[:, :count, 9 + 2 * half] = m[:, half::2]
-    return out.reshape(-1)
+            out[:, :count, scales + 2 * half + 1] = m[:, half::2]
+    # Kernels bind the buffer as both record types: at least one record of the larger.
+    return np.pad(out.reshape(-1), (0, max(0, max(RECORD_WORDS.values()) - out.size)))
 
 
 def repack_gguf(type_id: int, raw, rows: int) -> np.ndarray:

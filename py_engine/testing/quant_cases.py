@@ -316,9 +316,10 @@ def _make_gguf_embedding_cases():
         dtype = "int64" if i % 2 == 0 else "int32"
         cases[f"embedding_gguf_{name}_{dtype}"] = (lambda name=name, dtype=dtype, i=i: _embedding_gguf(name, dtype, 60 + i))
     cases["embedding_gguf_f16_odd_e"] = lambda: _embedding_gguf("f16", "int32", 70, e=21)
-    # Rows of 3 blocks: on CPU adapters the last Q4 record of a row holds one block.
+    # Rows of 3 blocks: on CPU adapters the last record of a row holds one block.
     cases["embedding_gguf_q4_1_odd_blocks"] = lambda: _embedding_gguf("q4_1", "int32", 71, e=96)
     cases["embedding_gguf_q4_0_odd_blocks"] = lambda: _embedding_gguf("q4_0", "int64", 72, e=96)
+    cases["embedding_gguf_q8_0_odd_blocks"] = lambda: _embedding_gguf("q8_0", "int32", 73, e=96)
     return cases
 
 
