@@ -44,7 +44,7 @@ def test_one_cache_write_dispatch(native_backend):
             stats = g.memory_stats()
             op = g.ops[0]
             n = 2 + 2 * op.blocks_and_splits + op.use_fast + op.use_prefill
-            assert op.blocks_and_splits == (not native_backend.is_cpu or not op.use_prefill)
+            assert op.blocks_and_splits == (not native_backend.is_cpu or not (op.use_prefill or op.lanes))
             assert (stats["pipelines"], stats["dispatches"]) == (n, n), stats
         finally:
             g.destroy()
@@ -54,8 +54,9 @@ def test_one_cache_write_dispatch(native_backend):
 
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("sdpa_")))
 def test_case_cpu_decode_without_lanes(native_backend, monkeypatch, name):
-    """The same sdpa cases with CPU decode steps on sdpa_decode_cpu.wgsl only (where no subgroups
-    hold head_dim / 16 lanes; test_case runs sdpa_decode_lanes.wgsl where they do)."""
+    """The same sdpa cases as CPU adapters without subgroups of head_dim / 16 lanes run them:
+    decode steps on sdpa_decode_cpu.wgsl, prompts on sdpa_prefill.wgsl (test_case runs both on
+    sdpa_decode_lanes.wgsl where the subgroups hold the lanes)."""
     monkeypatch.setattr(sdpa, "DECODE_LANES", False)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
@@ -104,8 +105,12 @@ def test_plan_cpu_decode_one_workgroup_per_kv_head(cpu_adapter):
                 assert (plan.decode_workgroups, plan.attend_workgroups, plan.merge_workgroups) == (3, 0, 0)
             await g.step(_decode_700_inputs(699))
             assert g.table[op.d_decode, 2] == 3
-            # With sdpa_prefill.wgsl for prompts no step needs sdpa_attend's blocks or key splits.
-            assert op.use_prefill and (op.d_attend, op.d_merge, op.scratch) == (None, None, None)
+            # With sdpa_prefill.wgsl for prompts, or sdpa_decode_lanes.wgsl for every step, no step
+            # needs sdpa_attend's blocks or key splits.
+            assert op.use_prefill != lanes and (op.d_attend, op.d_merge, op.scratch) == (None, None, None)
+            if lanes:  # prompts too: a workgroup per (position, kv head)
+                plan = op.plan(5, 40, _err)
+                assert (plan.decode_workgroups, plan.prefill_workgroups, plan.attend_workgroups) == (15, 0, 0)
         finally:
             g.destroy()
         g = await Graph.build(CASES["sdpa_wide_group_decode"]().program, cpu_adapter)
@@ -123,6 +128,7 @@ def test_case_other_prefill_kernels(native_backend, monkeypatch, name):
     lanes per row, merged; this CPU adapter runs one thread per row), then on sdpa_attend.wgsl
     (the path of heads that do not fit sdpa_prefill.wgsl: head_dim over 64 or not a multiple of 4)."""
     monkeypatch.setattr(sdpa, "PREFILL_CPU", sdpa.PREFILL_GPU)
+    monkeypatch.setattr(sdpa, "DECODE_LANES", False)  # else CPU adapters' prompts take sdpa_decode_lanes.wgsl
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
     monkeypatch.setattr(sdpa.SdpaWithKvCache, "prefill_kernel_shape", lambda self, g: None)
@@ -130,9 +136,11 @@ def test_case_other_prefill_kernels(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-def test_plan_prefill_kernel_blocks(native_backend):
+def test_plan_prefill_kernel_blocks(native_backend, monkeypatch):
     """Prefill chunks run sdpa_prefill.wgsl in blocks of its RW rows per kv head (the attend and
     merge dispatches idle); a decode step goes back to the decode path."""
+    monkeypatch.setattr(sdpa, "DECODE_LANES", False)  # CPU adapters' prompts would take the lanes kernel
+
     async def run():
         g = await Graph.build(CASES["sdpa_prefill_blocks_nonzero_pos"]().program, native_backend)
         try:
@@ -221,6 +229,8 @@ def test_step_needing_left_out_kernels_is_refused(cpu_adapter, monkeypatch):
     (here: prefill with the prefill kernel switched off after the build) is an error, not a
     silent skip."""
     from py_engine.graph.errors import StepError
+
+    monkeypatch.setattr(sdpa, "DECODE_LANES", False)  # prompts on sdpa_prefill.wgsl, not the lanes kernel
 
     async def run():
         g = await Graph.build(CASES["sdpa_split_kv_small_prefill"]().program, cpu_adapter)

@@ -63,9 +63,8 @@ CPU_DECODE = True
 CPU_DECODE_ROWS = 4
 # With subgroups, CPU adapters decode on sdpa_decode_lanes.wgsl instead (head_dim 16, 32 or 64 on
 # SwiftShader's 4-lane subgroups): 16-float slices per lane, no barrier in the key loop.
-# SwiftShader, SmolLM2 shapes, us per layer at 16 / 200 keys: 80 / 239-245 against 78 / 329.
+# SwiftShader, SmolLM2 shapes, us per layer at 200 keys: 215-245 against 329.
 DECODE_LANES = True
-LANES_KEY_GROUPS = 4  # key groups per workgroup (each of head_dim / 16 lanes)
 ROPE_FOLD_STORAGE = 9  # storage buffers of sdpa_decode.wgsl's main_rope
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
 # sdpa_prefill.wgsl: (`RW` query rows per workgroup, `KL` threads sharing a row's keys). GPUs need
@@ -169,6 +168,7 @@ class SdpaWithKvCache(Op):
         self.use_prefill = False
         self.use_fast = bool(self.fast_wg)  # until build() knows the adapter
         self.cpu_decode = False  # likewise
+        self.lanes = False  # likewise (sdpa_decode_lanes.wgsl for every step)
         if self.fast_wg:
             self.split_cap = max(self.split_cap, min(MAX_SPLITS, ceil_div(self.cache_dims[1], DECODE_TILE)))
         self.scratch_bytes = self.split_cap * self.n_kv_heads * self.rows_cap * (self.head_dim + 2) * 4
@@ -231,7 +231,7 @@ class SdpaWithKvCache(Op):
     def plan_key(self) -> tuple:
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
-                self.cpu_decode, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
+                self.cpu_decode, self.lanes, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -240,6 +240,12 @@ class SdpaWithKvCache(Op):
         decode = seq == 1 and self.decode_rows is not None
         if decode and self.use_fast:
             return self.plan_fast(write, pos + 1, err)
+        if self.lanes:  # one workgroup per (query position, kv head), decode or prefill
+            wgs = seq * self.n_kv_heads
+            attend = ATTEND_PARAMS.pack(seq, self.group, self.n_kv_heads, 1, 1, 0, pos, self.scale, self.rows_cap,
+                                        wgs, 0, 0)
+            return SdpaPlan(write, attend, 0, wgs, b"\0" * DECODE_PARAMS.size, 0, b"\0" * PREFILL_PARAMS.size, 0,
+                            b"\0" * MERGE_PARAMS.size, 0)
         if seq > 1 and self.use_prefill:
             n_blocks = ceil_div(rows, self.prefill_shape[0])
             wgs = self.n_kv_heads * n_blocks
@@ -304,7 +310,10 @@ class SdpaWithKvCache(Op):
         # rotate and write the cache in sdpa_decode.wgsl's main_rope (9 storage buffers).
         self.rope_folded = (self.use_fast and self.rope_inputs is not None
                             and g.limits.max_storage_buffers_per_stage >= ROPE_FOLD_STORAGE)
-        self.prefill_shape = self.prefill_kernel_shape(g)
+        # With sdpa_decode_lanes.wgsl prompts take it too (a workgroup per query position): no
+        # sdpa_prefill pipeline, which took Chrome 0.6-0.95 s to compile on SwiftShader.
+        self.lanes = self.cpu_decode and self.decode_lanes(g.backend)
+        self.prefill_shape = None if self.lanes else self.prefill_kernel_shape(g)
         self.use_prefill = self.prefill_shape is not None
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
         # Layers with equal shapes get equal params every step: one uniform slot each for all.
@@ -314,9 +323,9 @@ class SdpaWithKvCache(Op):
         if self.writes_cache:
             self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
                                       pair=(g.tensor(self.v), vc), share_key=share)
-        # On CPU adapters with both of their own kernels (decode_cpu, prefill) no step reaches
-        # sdpa_attend's blocks or splits the keys: no scratch, attend or merge to build.
-        self.blocks_and_splits = not (self.cpu_decode and self.use_prefill)
+        # On CPU adapters with their own kernels (decode_cpu and prefill, or decode_lanes) no step
+        # reaches sdpa_attend's blocks or splits the keys: no scratch, attend or merge to build.
+        self.blocks_and_splits = not (self.cpu_decode and (self.use_prefill or self.lanes))
         if self.blocks_and_splits:
             self.scratch = g.backend.create_buffer(self.scratch_bytes, "storage", f"{self.name}:splits")
         out = g.tensor(self.out)
@@ -328,10 +337,9 @@ class SdpaWithKvCache(Op):
             self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
         self.d_decode = None
         if self.decode_rows is not None:
-            if self.cpu_decode and self.decode_lanes(g.backend):
+            if self.lanes:
                 lanes = self.head_dim // 16
-                decode = g.pipelines.get("sdpa_decode_lanes", HD=self.head_dim, RB=self.group, KG=LANES_KEY_GROUPS,
-                                         SG=lanes)
+                decode = g.pipelines.get("sdpa_decode_lanes", HD=self.head_dim, RB=self.group, SG=lanes)
                 self.d_decode = g.add_dispatch(decode, bindings[:4] + [None, self.attend_params],
                                                f"{self.name}:decode_lanes")
             elif self.cpu_decode:
