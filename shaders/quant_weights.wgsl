@@ -673,21 +673,21 @@ fn store4(m: u32, n: u32, v: vec4<f32>) {
 
 // ---- gather: out[i, :] = row indices[i] of the table; one thread per output chunk.
 // An index outside [0, N) yields a zero row (never an out-of-bounds read).
-@compute @workgroup_size(WG)
-fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-          @builtin(local_invocation_index) lid: u32) {
+// Thread t takes chunk t % chunks of index t / chunks; .z: whether t is within the output.
+fn gather_chunk(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec3<u32> {
   let chunks = (p.K + 7u) / 8u;
   let t = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (t >= p.M * chunks) {
-    return;
-  }
-  let i = t / chunks;
-  let c = t % chunks;
+  return vec3<u32>(t / chunks, t % chunks, u32(t < p.M * chunks));
+}
+
+// The table row of index i, or p.N (none) outside [0, N).
+fn gather_row(i: u32) -> u32 {
   let tok = bitcast<i32>(src[i]);
-  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
-  if (tok >= 0 && u32(tok) < p.N) {
-    v = dq8(u32(tok), c);
-  }
+  return select(p.N, u32(tok), tok >= 0 && u32(tok) < p.N);
+}
+
+// out[i, 8c ..] = the chunk's values that lie within the row.
+fn gather_store(i: u32, c: u32, v: W8) {
   let base = i * p.K + c * 8u;
   for (var e = 0u; e < 4u; e++) {
     if (c * 8u + e < p.K) {
@@ -697,6 +697,21 @@ fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
       out[base + e + 4u] = v.b[e];
     }
   }
+}
+
+@compute @workgroup_size(WG)
+fn gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let at = gather_chunk(wid, nwg, lid);
+  if (at.z == 0u) {
+    return;
+  }
+  let row = gather_row(at.x);
+  var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
+  if (row < p.N) {
+    v = dq8(row, at.y);
+  }
+  gather_store(at.x, at.y, v);
 }
 
 // gather over records (CPU adapters): chunk c of row n is half a Q8_0 block or a quarter of a
@@ -716,21 +731,14 @@ fn dq8_record(n: u32, c: u32) -> W8 {
 @compute @workgroup_size(WG)
 fn gather_records(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
-  let chunks = p.K / 8u;  // GGUF rows are whole blocks
-  let t = (wid.y * nwg.x + wid.x) * WG + lid;
-  if (t >= p.M * chunks) {
+  let at = gather_chunk(wid, nwg, lid);
+  if (at.z == 0u) {
     return;
   }
-  let i = t / chunks;
-  let c = t % chunks;
-  let tok = bitcast<i32>(src[i]);
+  let row = gather_row(at.x);
   var v = W8(vec4<f32>(0.0), vec4<f32>(0.0));
-  if (tok >= 0 && u32(tok) < p.N) {
-    v = dq8_record(u32(tok), c);
+  if (row < p.N) {
+    v = dq8_record(row, at.y);
   }
-  let base = i * p.K + c * 8u;
-  for (var e = 0u; e < 4u; e++) {
-    out[base + e] = v.a[e];
-    out[base + e + 4u] = v.b[e];
-  }
+  gather_store(at.x, at.y, v);
 }

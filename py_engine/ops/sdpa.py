@@ -61,9 +61,9 @@ FAST_DECODE_ON_CPU = False  # lavapipe: ~2x slower than sdpa_attend.wgsl (327 ->
 # 83 / 204 / 331 against sdpa_attend.wgsl's 250 / 577-760 (with its split merge) / 1608-1990.
 CPU_DECODE = True
 CPU_DECODE_ROWS = 4
-# With subgroups, CPU adapters decode on sdpa_decode_lanes.wgsl instead (head_dim 16, 32 or 64 on
-# SwiftShader's 4-lane subgroups): 16-float slices per lane, no barrier in the key loop.
-# SwiftShader, SmolLM2 shapes, us per layer at 200 keys: 215-245 against 329.
+# With subgroups, CPU adapters run every step on sdpa_decode_lanes.wgsl instead, prompts too
+# (head_dim 16, 32 or 64 on SwiftShader's 4-lane subgroups): 16-float slices per lane, no
+# barrier. SwiftShader, SmolLM2 shapes, us per layer at 16 / 200 keys: 45 / 174 against 78 / 329.
 DECODE_LANES = True
 ROPE_FOLD_STORAGE = 9  # storage buffers of sdpa_decode.wgsl's main_rope
 DECODE_SOLO_TILES = 2  # up to this many tiles one workgroup per kv head walks them (no merge)
@@ -292,8 +292,8 @@ class SdpaWithKvCache(Op):
                         merge, merge_rows)
 
     def decode_lanes(self, backend) -> bool:
-        """Whether CPU decode steps take sdpa_decode_lanes.wgsl: head_dim 16 L with L a power of
-        two that the adapter's subgroups hold (its shuffles finish the scores)."""
+        """Whether a CPU adapter's steps take sdpa_decode_lanes.wgsl: head_dim 16 L with L a power
+        of two that the adapter's subgroups hold (its shuffles finish the scores)."""
         lanes, rest = divmod(self.head_dim, 16)
         return (DECODE_LANES and not rest and lanes & (lanes - 1) == 0
                 and (lanes == 1 or getattr(backend, "subgroup_min_size", 0) >= lanes))
