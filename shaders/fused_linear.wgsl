@@ -615,6 +615,8 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   }
 }
 
+// (gemv2_cpu and gemv3_cpu stay apart: a shared body would use out2 statically, and gemv2 has
+// no third output to bind there.)
 @compute @workgroup_size(WG)
 fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {

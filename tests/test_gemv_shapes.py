@@ -16,7 +16,8 @@ GEMV_CASES = sorted(n for n in quant_cases.CASES if "gguf" in n or "q4gsw" in n 
 FUSED_CASES = sorted(fusion_cases.CASES)
 
 
-SHAPES = {"cpu": quant_kernels.CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
+CPU_GEMV = quant_kernels.GemvShape(8, 1, 16)  # a CPU shape (TPR = 1) with 16 rows per thread
+SHAPES = {"cpu": CPU_GEMV, "gpu": quant_kernels.GPU_GEMV,
           "gpu_narrow": quant_kernels.GPU_GEMV_NARROW, "gpu_wide": quant_kernels.GPU_GEMV_WIDE}
 # (shape, reduction): the CPU shape has one lane per row, so nothing to reduce. The fused linears
 # take the shape without a row count: CPU_GEMV or GPU_GEMV only.
@@ -62,7 +63,7 @@ def test_reduction_case_with_gpu_lanes(native_backend, monkeypatch, name):
 def test_kernel_choice_by_rows():
     """GPUs run the GEMV for a decode row and the tiled kernel for a prompt; CPU shapes (TPR = 1)
     run the GEMV for every row count, except the GEMVs with a folded norm (one row each)."""
-    cpu, gpu = quant_kernels.CPU_GEMV, quant_kernels.GPU_GEMV_NARROW
+    cpu, gpu = CPU_GEMV, quant_kernels.GPU_GEMV_NARROW
     assert quant_kernels.matmul_workgroups(1, 576, gpu) == (576, 0)
     assert quant_kernels.matmul_workgroups(16, 576, gpu) == (0, 1 * 9)
     assert quant_kernels.matmul_workgroups(1, 576, cpu) == (5, 0)

@@ -54,8 +54,6 @@ class GemvShape:
 # SIMD row of threads: 4 on SwiftShader (SSE; 8 threads x 48 rows at most: 55.8-57.4 ms, 4 x 192:
 # 51.7-53.0), 8 on lavapipe (256-bit; 4 threads: 53-56 -> 63-64 ms).
 CPU_MAX_R = 192  # rows per thread: rows_dot_cpu's arrays
-# A fixed CPU shape for tests and checks (16 rows per thread).
-CPU_GEMV = GemvShape(8, 1, 16)
 
 
 def cpu_gemv_shape(rows: int, cores: int, lanes: int = 8) -> GemvShape:

@@ -50,11 +50,11 @@ def repack_records(type_id: int, raw, rows: int) -> np.ndarray:
     """GGUF blocks -> the CPU records (uint32 words [rows, record_count, RECORD_WORDS])."""
     words = repack_gguf(type_id, raw, rows)
     qw = REPACKED[type_id]
-    blocks = words.size // (rows * (qw + (2 if type_id == GGML_Q4_1 else 1)))
-    n = rows * blocks
-    q = words[: n * qw].reshape(rows, blocks, qw)
-    d = words[n * qw: n * (qw + 1)].reshape(rows, blocks)
-    m = words[n * (qw + 1):].reshape(rows, blocks) if type_id == GGML_Q4_1 else None
+    blocks = len(raw) // (rows * GGML_BLOCKS[type_id][1])
+    at = repacked_words(type_id, rows, blocks * 32)
+    q = words[: at["d_off"]].reshape(rows, blocks, qw)
+    d = words[at["d_off"]: at["m_off"]].reshape(rows, blocks)
+    m = words[at["m_off"]:].reshape(rows, blocks) if type_id == GGML_Q4_1 else None
     out = np.zeros((rows, record_count(blocks * 32), RECORD_WORDS[type_id]), np.uint32)
     scales = 2 * qw  # word of the first scale
     for half in (0, 1):  # blocks 2j (half 0) and 2j + 1 (half 1) of record j
