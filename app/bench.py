@@ -62,7 +62,7 @@ async def _bench(args) -> dict:
     from py_engine.sampling import Sampler, SamplingParams
     from py_engine.token_stream import timed_decode
     from py_engine.loaders.gguf import read_gguf
-    from py_engine.models.llama import build_llama_program
+    from py_engine.models.llama import build_llama_program, kv_dtype_for
     from py_engine.passes import passes_for
     from py_engine.settings import apply_setting
 
@@ -78,7 +78,8 @@ async def _bench(args) -> dict:
     backend = await create_backend()
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=args.context, max_prefill=512, fuse=passes_for(backend),
-                             max_buffer_bytes=backend.limits.max_storage_binding_size)
+                             max_buffer_bytes=backend.limits.max_storage_binding_size,
+                             kv_dtype=kv_dtype_for(backend))
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
     await runner.feed([1])  # first step compiles nothing more, but warms caches
@@ -86,7 +87,7 @@ async def _bench(args) -> dict:
     rng = np.random.default_rng(0)
     vocab = lp.config.vocab
     out = {"device": backend.adapter_info, "backend": backend.name, "model": args.model,
-           "context": runner.context, "dispatches_per_step": int(len(graph.table)),
+           "context": runner.context, "kv_cache": lp.kv_dtype, "dispatches_per_step": int(len(graph.table)),
            "load_seconds": round(load_s, 3), "python": platform.python_version()}
 
     for n in args.prefill:

@@ -18,7 +18,7 @@ from .chat_template import ChatTemplate
 from .generate import ContextFullError, GenerationSettings, GenerationStats, LlamaRunner, generate_tokens
 from .graph import Graph
 from .loaders.gguf import read_gguf
-from .models.llama import build_llama_program
+from .models.llama import build_llama_program, kv_dtype_for
 from .passes import passes_for
 from .tokenizer import Tokenizer
 
@@ -42,9 +42,10 @@ class Engine:
 
     @classmethod
     async def load(cls, source, *, backend=None, context: int | None = None, max_prefill: int = 256,
-                   on_progress=_noop) -> "Engine":
+                   kv_cache: str | None = None, on_progress=_noop) -> "Engine":
         """`source`: GGUF bytes (bytes, bytearray, memoryview), a file path, or in the browser
-        (Pyodide) a URL, fetched with the page's fetch."""
+        (Pyodide) a URL, fetched with the page's fetch. `kv_cache`: "float32", "float16" or
+        "auto" (default: float16 on adapters with shader-f16, see models.llama.kv_dtype_for)."""
         if isinstance(source, str):
             source = await _read_source(source)
         t0 = time.perf_counter()
@@ -57,7 +58,8 @@ class Engine:
 
             backend = await create_backend()
         lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, fuse=passes_for(backend),
-                                 max_buffer_bytes=backend.limits.max_storage_binding_size)
+                                 max_buffer_bytes=backend.limits.max_storage_binding_size,
+                                 kv_dtype=kv_dtype_for(backend, kv_cache))
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)
         on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())

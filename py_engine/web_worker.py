@@ -74,7 +74,7 @@ class WorkerSession:
     async def load(self, data, options_json: str = "{}", on_progress=None) -> str:
         """Open a model from its bytes; on_progress(stage, info_json). Returns JSON info."""
         options = json.loads(options_json or "{}")
-        allowed = {k: options[k] for k in ("context", "max_prefill") if options.get(k) is not None}
+        allowed = {k: options[k] for k in ("context", "max_prefill", "kv_cache") if options.get(k) is not None}
         data = _as_bytes(data)
         fmt = sniff_format(data[:8])
         self.close()
@@ -97,7 +97,7 @@ class WorkerSession:
         cfg = getattr(getattr(self.engine, "lp", None), "config", None)
         adapter = getattr(self.engine.backend, "adapter_info", {}) or {}
         return json.dumps(_plain({
-            "format": fmt, "bytes": len(data), "context": self.engine.context,
+            "format": fmt, "bytes": len(data), "context": self.engine.context, "kv_cache": self.engine.lp.kv_dtype,
             "seconds": time.perf_counter() - t0,
             "layers": getattr(cfg, "n_layers", None), "vocab": getattr(cfg, "vocab", None),
             "adapter": " / ".join(v for v in adapter.values() if v),

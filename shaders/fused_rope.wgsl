@@ -10,7 +10,8 @@
 // position costs the host nothing here (the attention checks input_pos + S <= Cmax; the
 // shader never writes past the cache either way). With POS_ROWS = 1
 // (py_engine.apply_rotary_emb_qk_kv_at) fcos / fsin are whole tables and row s of the step
-// rotates by table row input_pos + s instead of row s of a slice.
+// rotates by table row input_pos + s instead of row s of a slice. KV16 (rope_kv only): the caches
+// are packed f16 pairs (element 2i in the low half of word i), one word per pair.
 override WG: u32 = 256;
 override POS_ROWS: u32 = 0u;
 
@@ -30,7 +31,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> fcos: array<f32>;
 @group(0) @binding(3) var<storage, read> fsin: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out_q: array<f32>;
+//#if KV16
+@group(0) @binding(5) var<storage, read_write> out_k: array<u32>;
+//#else
 @group(0) @binding(5) var<storage, read_write> out_k: array<f32>;
+//#endif
 @group(0) @binding(6) var<uniform> p: Params;
 
 // Row `row0` + s of the freqs for pair `pair` of a [S, heads, D/2 pairs] tensor.
@@ -42,7 +47,11 @@ fn freq_index(pair: u32, heads: u32, row0: u32) -> u32 {
 
 // rope_kv only.
 @group(0) @binding(7) var<storage, read> xv: array<f32>;
+//#if KV16
+@group(0) @binding(8) var<storage, read_write> v_cache: array<u32>;
+//#else
 @group(0) @binding(8) var<storage, read_write> v_cache: array<f32>;
+//#endif
 @group(0) @binding(9) var<uniform> input_pos: vec4<i32>;  // a SymInt slot: the value is .x
 
 // Pair `pair` of x rotated by its frequency: (out[2i], out[2i+1]).
@@ -59,11 +68,25 @@ fn rotate_q(t: u32, row0: u32) {
   out_q[2u * t + 1u] = r.y;
 }
 
-// k pair `pair` rotated into out_k at word `at`.
+// k pair `pair` rotated into out_k at element `at` (even).
 fn rotate_k(pair: u32, at: u32, row0: u32) {
   let r = rotated(xk[2u * pair], xk[2u * pair + 1u], pair, p.k_heads, row0);
+//#if KV16
+  out_k[at / 2u] = pack2x16float(r);
+//#else
   out_k[at] = r.x;
   out_k[at + 1u] = r.y;
+//#endif
+}
+
+// v pair `pair` into v_cache at element `at` (even).
+fn put_v(pair: u32, at: u32) {
+//#if KV16
+  v_cache[at / 2u] = pack2x16float(vec2<f32>(xv[2u * pair], xv[2u * pair + 1u]));
+//#else
+  v_cache[at] = xv[2u * pair];
+  v_cache[at + 1u] = xv[2u * pair + 1u];
+//#endif
 }
 
 @compute @workgroup_size(WG)
@@ -85,8 +108,7 @@ fn rope_kv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let at = dst + 2u * pair;
     rotate_k(pair, at, row0);
-    v_cache[at] = xv[2u * pair];
-    v_cache[at + 1u] = xv[2u * pair + 1u];
+    put_v(pair, at);
   }
 }
 

@@ -29,8 +29,18 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+//#if KV16
+// The caches as packed f16 pairs (element 2i in the low half of word i).
+@group(0) @binding(1) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(2) var<storage, read> v_cache: array<u32>;
+fn k_at(e: u32) -> f32 { return unpack2x16float(k_cache[e / 2u])[e % 2u]; }
+fn v_at(e: u32) -> f32 { return unpack2x16float(v_cache[e / 2u])[e % 2u]; }
+//#else
 @group(0) @binding(1) var<storage, read> k_cache: array<f32>;
 @group(0) @binding(2) var<storage, read> v_cache: array<f32>;
+fn k_at(e: u32) -> f32 { return k_cache[e]; }
+fn v_at(e: u32) -> f32 { return v_cache[e]; }
+//#endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -89,7 +99,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (j < k_end) {
       let kb = j * kv_stride + kv_base;
       for (var d = 0u; d < HD; d++) {
-        let kv = k_cache[kb + d];
+        let kv = k_at(kb + d);
         for (var r = 0u; r < RB; r++) {
           sc[r] += q_s[r * HD + d] * kv;
         }
@@ -135,7 +145,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         var vb = k0 * kv_stride + kv_base + d;
         for (var t = 0u; t < n_tile; t++) {
-          let vv = v_cache[vb];
+          let vv = v_at(vb);
           for (var r = 0u; r < RB; r++) {
             acc[i][r] += p_s[r * WG + t] * vv;
           }

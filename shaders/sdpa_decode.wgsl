@@ -41,8 +41,18 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+//#if KV16
+// The caches as packed f16 pairs (element 2i in the low half of word i); main_rope writes pairs.
+@group(0) @binding(1) var<storage, read_write> k_cache: array<u32>;  // written by main_rope only
+@group(0) @binding(2) var<storage, read_write> v_cache: array<u32>;
+fn k_at(e: u32) -> f32 { return unpack2x16float(k_cache[e / 2u])[e % 2u]; }
+fn v_at(e: u32) -> f32 { return unpack2x16float(v_cache[e / 2u])[e % 2u]; }
+//#else
 @group(0) @binding(1) var<storage, read_write> k_cache: array<f32>;  // written by main_rope only
 @group(0) @binding(2) var<storage, read_write> v_cache: array<f32>;
+fn k_at(e: u32) -> f32 { return k_cache[e]; }
+fn v_at(e: u32) -> f32 { return v_cache[e]; }
+//#endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> part: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
@@ -101,11 +111,20 @@ fn main_rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   }
   if (w / p.n_kv == p.n_splits - 1u) {  // the split holding key n_keys - 1, the new one
     let at = (p.n_keys - 1u) * p.n_kv * HD + hk * HD;
+//#if KV16
+    for (var j = lid; j < HD / 2u; j += WG) {  // pair j: elements 2j, 2j + 1
+      let pair = hk * HD + 2u * j;
+      let k = vec2<f32>(rotated(k_new[pair], k_new[pair + 1u], j, false), rotated(k_new[pair], k_new[pair + 1u], j, true));
+      k_cache[at / 2u + j] = pack2x16float(k);
+      v_cache[at / 2u + j] = pack2x16float(vec2<f32>(v_new[pair], v_new[pair + 1u]));
+    }
+//#else
     for (var d = lid; d < HD; d += WG) {
       let pair = hk * HD + (d & ~1u);
       k_cache[at + d] = rotated(k_new[pair], k_new[pair + 1u], d / 2u, (d & 1u) == 1u);
       v_cache[at + d] = v_new[hk * HD + d];
     }
+//#endif
   }
   storageBarrier();  // the new row is read by other threads of this workgroup below
   workgroupBarrier();
@@ -146,7 +165,7 @@ fn attend(w: u32, lid: u32) {
       for (var i = 0u; i < (HD + LPK - 1u) / LPK; i++) {
         let d = lane + i * LPK;
         if (d < HD) {
-          let kv = k_cache[kb + d];
+          let kv = k_at(kb + d);
           for (var r = 0u; r < RB; r++) {
             sc[r] += q_s[r * HD + d] * kv;
           }
@@ -218,7 +237,7 @@ fn attend(w: u32, lid: u32) {
           for (var u = 0u; u < (TILE + KG - 1u) / KG; u++) {
             let t_raw = u * KG + kg;  // past TILE only when KG does not divide TILE: weight 0
             let t = min(t_raw, TILE - 1u);
-            let vv = v_cache[min(k0 + t, k_end - 1u) * kv_stride + kv_base + d] * select(0.0, 1.0, t_raw < TILE);
+            let vv = v_at(min(k0 + t, k_end - 1u) * kv_stride + kv_base + d) * select(0.0, 1.0, t_raw < TILE);
             for (var r = 0u; r < RB; r++) {
               acc[i][r] += p_s[r * TILE + t] * vv;
             }

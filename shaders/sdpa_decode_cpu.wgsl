@@ -34,8 +34,16 @@ struct Params {  // sdpa_attend.wgsl's; a decode step reads input_pos, scale and
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
+//#if KV16
+// The caches as packed f16 pairs (element 2i in the low half of word i).
+@group(0) @binding(1) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(2) var<storage, read> v_cache: array<u32>;
+fn v_at(e: u32) -> f32 { return unpack2x16float(v_cache[e / 2u])[e % 2u]; }
+//#else
 @group(0) @binding(1) var<storage, read> k_cache: array<f32>;
 @group(0) @binding(2) var<storage, read> v_cache: array<f32>;
+fn v_at(e: u32) -> f32 { return v_cache[e]; }
+//#endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 
@@ -47,12 +55,16 @@ var<workgroup> ps_s: array<f32, R4 * WG>;            // partial sum per (row, th
 const NEG_BIG: f32 = -3.0e38;
 
 fn k4(at: u32) -> vec4<f32> {
+//#if KV16
+  return vec4<f32>(unpack2x16float(k_cache[at / 2u]), unpack2x16float(k_cache[at / 2u + 1u]));  // at: a multiple of 4
+//#else
   return vec4<f32>(k_cache[at], k_cache[at + 1u], k_cache[at + 2u], k_cache[at + 3u]);
+//#endif
 }
 
 // Dims t, t + WG, t + 2 WG, t + 3 WG of the V row at `at` (consecutive threads: consecutive words).
 fn v4(at: u32) -> vec4<f32> {
-  return vec4<f32>(v_cache[at], v_cache[at + WG], v_cache[at + 2u * WG], v_cache[at + 3u * WG]);
+  return vec4<f32>(v_at(at), v_at(at + WG), v_at(at + 2u * WG), v_at(at + 3u * WG));
 }
 
 @compute @workgroup_size(WG)

@@ -43,8 +43,29 @@ struct Slice {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<Slice>;
+//#if KV16
+// The caches as packed f16 pairs: a slice is 8 words (element 2i in the low half of word i).
+struct Half16 {
+  a: vec4<u32>,
+  b: vec4<u32>,
+}
+@group(0) @binding(1) var<storage, read> k_cache: array<Half16>;
+@group(0) @binding(2) var<storage, read> v_cache: array<Half16>;
+
+fn widened(h: Half16) -> Slice {
+  return Slice(vec4<f32>(unpack2x16float(h.a.x), unpack2x16float(h.a.y)),
+               vec4<f32>(unpack2x16float(h.a.z), unpack2x16float(h.a.w)),
+               vec4<f32>(unpack2x16float(h.b.x), unpack2x16float(h.b.y)),
+               vec4<f32>(unpack2x16float(h.b.z), unpack2x16float(h.b.w)));
+}
+fn k_slice(at: u32) -> Slice { return widened(k_cache[at]); }
+fn v_slice(at: u32) -> Slice { return widened(v_cache[at]); }
+//#else
 @group(0) @binding(1) var<storage, read> k_cache: array<Slice>;
 @group(0) @binding(2) var<storage, read> v_cache: array<Slice>;
+fn k_slice(at: u32) -> Slice { return k_cache[at]; }
+fn v_slice(at: u32) -> Slice { return v_cache[at]; }
+//#endif
 @group(0) @binding(3) var<storage, read_write> out: array<Slice>;
 @group(0) @binding(5) var<uniform> p: Params;
 
@@ -101,7 +122,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let stride = p.n_kv * L;  // slices per cache row (all kv heads)
   var at = hk * L + lane;
   for (var j = 0u; j < k_end; j++) {
-    let kc = k_cache[at];
+    let kc = k_slice(at);
     var s = vec4<f32>(dot16(q0, kc), 0.0, 0.0, 0.0);
     if (RB > 1u) { s.y = dot16(q1, kc); }
     if (RB > 2u) { s.z = dot16(q2, kc); }
@@ -116,7 +137,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let pj = exp(s - m_new);
     l = l * alpha + pj;
     m = m_new;
-    let vc = v_cache[at];
+    let vc = v_slice(at);
     a0 = blend(a0, alpha.x, pj.x, vc);
     if (RB > 1u) { a1 = blend(a1, alpha.y, pj.y, vc); }
     if (RB > 2u) { a2 = blend(a2, alpha.z, pj.z, vc); }

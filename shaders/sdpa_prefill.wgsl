@@ -33,8 +33,19 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> q: array<vec4<f32>>;
+//#if KV16
+// The caches as packed f16 pairs: a vec4 of elements is 2 words (element 2i in the low half of word i).
+@group(0) @binding(1) var<storage, read> k_cache: array<vec2<u32>>;
+@group(0) @binding(2) var<storage, read> v_cache: array<vec2<u32>>;
+fn widened(h: vec2<u32>) -> vec4<f32> { return vec4<f32>(unpack2x16float(h.x), unpack2x16float(h.y)); }
+fn k4(at: u32) -> vec4<f32> { return widened(k_cache[at]); }
+fn v4(at: u32) -> vec4<f32> { return widened(v_cache[at]); }
+//#else
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
+fn k4(at: u32) -> vec4<f32> { return k_cache[at]; }
+fn v4(at: u32) -> vec4<f32> { return v_cache[at]; }
+//#endif
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> p: Params;
 
@@ -56,8 +67,8 @@ fn load_tile(kr: ptr<function, array<vec4<f32>, MAXE>>, vr: ptr<function, array<
     (*vr)[i] = vec4<f32>(0.0);
     if (j < k_end) {
       let src = (j * p.n_kv + hk) * HV + e % HV;
-      (*kr)[i] = k_cache[src];
-      (*vr)[i] = v_cache[src];
+      (*kr)[i] = k4(src);
+      (*vr)[i] = v4(src);
     }
   }
 }

@@ -32,6 +32,17 @@ async def test_tiny_llama_in_browser(selenium, tiny_bytes):
 
 
 @run_in_pyodide
+async def test_tiny_llama_float16_kv_in_browser(selenium, tiny_bytes):
+    # float16 caches (the KV16 kernels) against a reference whose caches round to f16 too.
+    from py_engine.testing.llama_cases import compare_with_reference
+    from py_engine.testing.shared_backend import shared_backend
+
+    r = await compare_with_reference(await shared_backend(), tiny_bytes, [1, 40, 41, 42, 43, 44, 45], n_decode=8,
+                                     kv_dtype="float16")
+    assert len(r["ids"]) == 8
+
+
+@run_in_pyodide
 async def test_token_stream_in_browser(selenium, tiny_bytes):
     # The same cases as tests/test_llama_tiny.py: ids exact against step-by-step feeding.
     from py_engine.testing.llama_cases import nan_logits_stream_case, token_stream_cases

@@ -20,6 +20,64 @@ def test_tiny_llama_matches_reference_step_by_step(native_backend, tiny_gguf):
     print("tiny llama max logit error", r["max_err"])
 
 
+@pytest.mark.parametrize("adapter", ["cpu", "gpu"])
+def test_float16_kv_cache_matches_reference(native_backend, monkeypatch, tiny_gguf, adapter):
+    """float16 caches against a reference whose caches round every written key and value to f16
+    (logits within 1e-3, the same greedy ids), on this CPU adapter's kernels and as GPUs run them
+    (the decode attention with the RoPE and cache write inside); a prompt in chunks too."""
+    monkeypatch.setattr(native_backend, "is_cpu", adapter == "cpu")
+    r = asyncio.run(compare_with_reference(native_backend, tiny_gguf, [1, 40, 41, 42, 43, 44, 45], n_decode=8,
+                                           kv_dtype="float16"))
+    assert len(r["ids"]) == 8
+    r = asyncio.run(compare_with_reference(native_backend, tiny_gguf, list(range(3, 23)), n_decode=2, max_prefill=8,
+                                           kv_dtype="float16"))
+    assert len(r["ids"]) == 2
+
+
+def test_float16_kv_cache_halves_cache_memory(native_backend, tiny_gguf):
+    from py_engine.graph import Graph
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+
+    gguf = read_gguf(tiny_gguf)
+    sizes = {}
+    for kv in ("float32", "float16"):
+        lp = build_llama_program(gguf, context=64, max_prefill=8, kv_dtype=kv)
+        g = asyncio.run(Graph.build(lp.program, native_backend))
+        sizes[kv] = g.memory_stats()["tensor_bytes"]
+        g.destroy()
+    c = lp.config
+    cache_bytes = 2 * c.n_layers * 64 * c.n_kv_heads * c.head_dim * 4  # both caches of every layer, f32
+    assert sizes["float32"] - sizes["float16"] == cache_bytes // 2, sizes
+
+
+def test_kv_cache_dtype_choice(native_backend, monkeypatch, tiny_gguf):
+    """"auto" takes float16 where the adapter offers shader-f16, float32 elsewhere; the engine
+    takes an explicit choice and refuses unknown ones."""
+    from py_engine.models import llama
+
+    monkeypatch.setattr(native_backend, "offers_f16", False)
+    assert llama.kv_dtype_for(native_backend) == "float32"
+    assert llama.kv_dtype_for(native_backend, "float16") == "float16"
+    monkeypatch.setattr(native_backend, "offers_f16", True)
+    assert llama.kv_dtype_for(native_backend) == "float16"
+    assert llama.kv_dtype_for(native_backend, "float32") == "float32"
+    with pytest.raises(ValueError, match="kv cache dtype must be auto, float32 or float16; got 'bfloat16'"):
+        llama.kv_dtype_for(native_backend, "bfloat16")
+
+    async def run():
+        engine = await Engine.load(tiny_gguf, backend=native_backend, context=32, max_prefill=8, kv_cache="float16")
+        try:
+            text = "".join([p async for p in engine.chat([{"role": "user", "content": "Hi"}], max_tokens=3,
+                                                         temperature=0)])
+            return engine.lp.kv_dtype, engine.last_stats.generated_tokens, text
+        finally:
+            engine.close()
+
+    kind, n, _ = asyncio.run(run())
+    assert kind == "float16" and n >= 1
+
+
 def test_prompt_longer_than_max_prefill_is_chunked(native_backend, tiny_gguf):
     prompt = list(range(3, 23))  # 20 tokens through chunks of 8
     r = asyncio.run(compare_with_reference(native_backend, tiny_gguf, prompt, n_decode=4, max_prefill=8))

@@ -14,15 +14,35 @@ def test_subgroup_blocks_kept_or_dropped():
     assert browser == "enable subgroups;\n" + sub and not sub.startswith("enable")
 
 
+def test_kv16_blocks_declare_packed_caches():
+    f32, f16 = shader_text("sdpa_decode_lanes"), shader_text("sdpa_decode_lanes", kv16=True)
+    assert "array<Half16>" in f16 and "unpack2x16float" in f16 and "//#" not in f16
+    assert "array<Half16>" not in f32 and "k_cache: array<Slice>" in f32 and "//#" not in f32
+
+
+def test_unknown_switch_is_refused(monkeypatch):
+    from py_engine.graph import pipelines
+
+    shader_text.cache_clear()
+    monkeypatch.setattr(pipelines, "shader_source", lambda name: "//#if FAST\nx\n//#endif\n")
+    try:
+        with pytest.raises(ValueError, match="unknown switch //#if FAST"):
+            shader_text("any")
+    finally:
+        shader_text.cache_clear()
+
+
 class _Backend:
     subgroups_directive = False
 
     def __init__(self, size):
         self.subgroup_min_size = size
         self.made = []
+        self.constants = []
 
     def create_pipeline(self, code, entry, overrides, label):
         self.made.append(code)
+        self.constants.append(overrides)
         return len(self.made)
 
 
@@ -34,6 +54,12 @@ def test_sg_beyond_the_device_is_refused():
     backend = _Backend(4)
     PipelineCache(backend).get("quant_weights", "gemv", SG=4)
     assert "subgroupShuffleDown" in backend.made[0]
+
+
+def test_kv16_is_a_text_switch_not_a_constant():
+    backend = _Backend(4)
+    PipelineCache(backend).get("update_cache", "write_kv", WG=64, KV16=1)
+    assert "pack2x16float" in backend.made[0] and backend.constants[0] == {"WG": 64}
 
 
 @pytest.mark.parametrize("size, lanes, want", [(0, 32, 1), (4, 32, 4), (32, 32, 32), (64, 32, 32), (32, 1, 1)])

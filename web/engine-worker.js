@@ -142,7 +142,7 @@ const handlers = {
     const rt = await runtime(id);
     const bytes = await bytesP;
     const onProgress = (stage, infoJson) => post({ type: "progress", id, stage, info: JSON.parse(infoJson) });
-    const info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill }), onProgress);
+    const info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
     post({ type: "loaded", id, info: JSON.parse(info) });
   },
   async chat(msg) {

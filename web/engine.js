@@ -181,15 +181,17 @@ export class Engine {
 /**
  * Start the worker and load a model. onProgress({stage, loaded, total, info}) stages, in order:
  * runtime (Python starting), download | cache | read (bytes), parse, upload, ready.
+ * Options: context (KV-cache positions), maxPrefill, kvCache ("auto": float16 caches where the
+ * adapter offers shader-f16; "float16"; "float32"), cache (keep the weights in the Cache API).
  * Pass `engine` (a previous Engine) to load another model in the same worker.
  */
-export async function createEngine({ model, onProgress = () => {}, context, maxPrefill, cache = true, engine: reuse } = {}) {
+export async function createEngine({ model, onProgress = () => {}, context, maxPrefill, kvCache, cache = true, engine: reuse } = {}) {
   if (!webgpuAvailable()) throw new EngineError(NO_WEBGPU);
   const { source, name, transfer } = modelSource(model);
   const link = reuse ? reuse.link : new WorkerLink(new URL("engine-worker.js", HERE));
   try {
     if (reuse) await reuse.busy;
-    const msg = await link.request({ type: "load", source, options: { context, maxPrefill, cache } },
+    const msg = await link.request({ type: "load", source, options: { context, maxPrefill, kvCache, cache } },
                                    (m) => m.type === "progress" && onProgress({ stage: m.stage, loaded: m.loaded, total: m.total, info: m.info || {} }),
                                    transfer);
     return new Engine(link, msg.info, name);

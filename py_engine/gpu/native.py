@@ -35,7 +35,9 @@ class NativeBackend(GpuBackend):
         # Subgroups (wgpu calls the feature "subgroup") whenever offered; kernels also run without.
         wanted_features = [f for f in (*features, "subgroup") if f in adapter.features]
         device = adapter.request_device_sync(required_features=wanted_features, required_limits=required)
-        return cls(wgpu, adapter, device)
+        backend = cls(wgpu, adapter, device)
+        backend.offers_f16 = "shader-f16" in adapter.features
+        return backend
 
     def __init__(self, wgpu, adapter, device):
         self._wgpu = wgpu

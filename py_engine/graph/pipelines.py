@@ -5,9 +5,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-# Shaders mark the code that uses subgroup builtins with lines `//#if SUBGROUPS`, optionally
-# `//#else`, and `//#endif`; a pipeline whose override SG is above 1 gets the first branch.
-_SUBGROUP_BLOCK = re.compile(r"^//#if SUBGROUPS\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
+# Text switches: shaders mark code with lines `//#if NAME`, optionally `//#else`, and `//#endif`
+# (not nested); a pipeline with the switch on gets the first branch. SUBGROUPS (subgroup
+# builtins) is on when the override SG is above 1; KV16 (KV caches of packed f16 pairs, whose
+# bindings change type) when the pipeline is asked for with KV16=1, which is not passed on as
+# an override constant.
+_BLOCK = re.compile(r"^//#if (\w+)\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
+SWITCHES = ("SUBGROUPS", "KV16")
 
 # Reductions finish with subgroup shuffles where the device has subgroups (a switch for
 # benchmarks and tests: False keeps every tree level in workgroup memory).
@@ -33,10 +37,17 @@ def shader_source(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def shader_text(name: str, subgroups: bool = False, directive: bool = False) -> str:
-    """The shader with its subgroup branches kept (`subgroups`) or dropped; `directive` adds the
-    `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
-    text = _SUBGROUP_BLOCK.sub(lambda m: m.group(1) if subgroups else (m.group(2) or ""), shader_source(name))
+def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv16: bool = False) -> str:
+    """The shader with its switch blocks resolved: SUBGROUPS by `subgroups`, KV16 by `kv16`;
+    `directive` adds the `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
+    on = {"SUBGROUPS": subgroups, "KV16": kv16}
+
+    def resolve(m):
+        if m.group(1) not in on:
+            raise ValueError(f"shader {name}: unknown switch //#if {m.group(1)} (known: {', '.join(SWITCHES)})")
+        return m.group(2) if on[m.group(1)] else (m.group(3) or "")
+
+    text = _BLOCK.sub(resolve, shader_source(name))
     return "enable subgroups;\n" + text if subgroups and directive else text
 
 
@@ -63,8 +74,10 @@ class PipelineCache:
             if sg > 1 and sg > getattr(self.backend, "subgroup_min_size", 0):
                 raise ValueError(f"{label}: SG={sg} needs subgroups of at least {sg} invocations; "
                                  f"this device has {getattr(self.backend, 'subgroup_min_size', 0) or 'none'}")
-            code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False))
-            p = self.backend.create_pipeline(code, entry, overrides, label)
+            code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False),
+                               bool(overrides.get("KV16", 0)))
+            constants = {k: v for k, v in overrides.items() if k != "KV16"}
+            p = self.backend.create_pipeline(code, entry, constants, label)
             idx = len(self.pipelines)
             self.pipelines.append(p)
             self._index[key] = idx

@@ -37,12 +37,32 @@ class LlamaProgram:
     input_pos_id: int
     logits_id: int
     next_token_id: int  # argmax of the logits, computed on the GPU
+    kv_dtype: str = F32  # the KV caches' dtype
+
+
+KV_DTYPES = {"float32": 4, "float16": 2}  # KV-cache dtype -> bytes per element
+# The KV caches' dtype when the caller does not choose: "auto" (kv_dtype_for), or one of
+# KV_DTYPES (a switch for benchmarks: `--set models.llama.KV_CACHE=float16`).
+KV_CACHE = "auto"
+
+
+def kv_dtype_for(backend, requested: str | None = None) -> str:
+    """The KV caches' dtype: `requested` (or KV_CACHE) if it is one of KV_DTYPES; for "auto",
+    float16 where the adapter offers `shader-f16` (a GPU with fast half precision), else
+    float32. float16 caches are packed pairs that every kernel unpacks to f32, so they run on
+    any adapter; they halve the caches' memory and the attention's reads."""
+    kind = requested or KV_CACHE
+    if kind == "auto":
+        return "float16" if getattr(backend, "offers_f16", False) else F32
+    if kind not in KV_DTYPES:
+        raise ValueError(f"kv cache dtype must be auto, {' or '.join(KV_DTYPES)}; got {kind!r}")
+    return kind
 
 
 def default_context(config: LlamaConfig, requested: int | None, *, kv_budget_bytes: int,
-                    max_buffer_bytes: int) -> int:
+                    max_buffer_bytes: int, kv_dtype: str = F32) -> int:
     """KV cache length: the request, else the model's context capped by the memory budget."""
-    per_pos_layer = config.n_kv_heads * config.head_dim * 4  # one row of one cache, bytes
+    per_pos_layer = config.n_kv_heads * config.head_dim * KV_DTYPES[kv_dtype]  # one row of one cache, bytes
     if requested is not None:
         ctx = int(requested)
         if ctx <= 0:
@@ -73,15 +93,19 @@ def rope_table(config: LlamaConfig, context: int) -> tuple:
 
 def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefill: int = 512,
                         kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30,
-                        fuse: bool | tuple = True) -> LlamaProgram:
+                        fuse: bool | tuple = True, kv_dtype: str = F32) -> LlamaProgram:
     """`fuse`: run py_engine.passes.optimize (fewer dispatches per token), or only the passes
     given as a tuple (see passes.passes_for); False keeps the plain ExecuTorch-style op chain,
-    e.g. to test the fused graph against it."""
+    e.g. to test the fused graph against it. `kv_dtype`: "float32", or "float16" for KV caches
+    holding keys and values rounded to f16 (half the memory, half the attention's reads)."""
+    if kv_dtype not in KV_DTYPES:
+        raise ValueError(f"llama: kv_dtype must be one of {', '.join(KV_DTYPES)}, got {kv_dtype!r}")
     arch = gguf.get("general.architecture", "llama")
     if arch != "llama":
         raise GGUFError(f"gguf: architecture '{arch}' is not supported (only llama)")
     c = config_from_gguf(gguf)
-    ctx = default_context(c, context, kv_budget_bytes=kv_budget_bytes, max_buffer_bytes=max_buffer_bytes)
+    ctx = default_context(c, context, kv_budget_bytes=kv_budget_bytes, max_buffer_bytes=max_buffer_bytes,
+                          kv_dtype=kv_dtype)
     s_max = max(1, min(int(max_prefill), ctx))
     p = Program()
     b = _Builder(p, gguf)
@@ -125,8 +149,8 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
         q_rot = p.tensor(F32, (1, s_max, c.n_heads, c.head_dim))
         k_rot = p.tensor(F32, (1, s_max, c.n_kv_heads, c.head_dim))
         p.call("et_vk.apply_rotary_emb.default", q4, k4, cos, sin, p.add(ValueList((q_rot, k_rot))))
-        k_cache = p.tensor(F32, (1, ctx, c.n_kv_heads, c.head_dim))
-        v_cache = p.tensor(F32, (1, ctx, c.n_kv_heads, c.head_dim))
+        k_cache = p.tensor(kv_dtype, (1, ctx, c.n_kv_heads, c.head_dim))
+        v_cache = p.tensor(kv_dtype, (1, ctx, c.n_kv_heads, c.head_dim))
         attn = p.tensor(F32, (1, s_max, c.n_heads, c.head_dim))
         p.call("sdpa_with_kv_cache.default", q_rot, k_rot, v4, k_cache, v_cache, pos, seq,
                p.add(Null()), p.add(Double(0.0)), p.add(Null()), scale, attn)
@@ -155,7 +179,7 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     p.output_ids = [logits, next_token]
     if fuse:
         p = optimize(p) if fuse is True else optimize(p, fuse)
-    return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token)
+    return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token, kv_dtype)
 
 
 class _Builder:

@@ -12,7 +12,7 @@ from ..graph.dispatch import fold
 from ..graph.registry import register
 from .base import ceil_div
 from .rope import ApplyRotaryEmb
-from .update_cache import check_binding_sizes, check_cache_shapes, cache_write_params
+from .update_cache import CACHE_DTYPES, cache_is_f16, check_binding_sizes, check_cache_shapes, cache_write_params
 
 PARAMS = struct.Struct("<8I")
 assert PARAMS.size == 32  # matches `struct Params` in fused_rope.wgsl
@@ -65,7 +65,8 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
             raise self.error(f"xv {list(xv.dims)} differs from xk {list(xk.dims)}")
         caches = {}
         for what, vid in (("k_cache", self.k_cache), ("v_cache", self.v_cache)):
-            caches[what] = ctx.tensor(self.name, vid, what, dtypes=("float32",), rank=4)
+            caches[what] = ctx.tensor(self.name, vid, what, dtypes=CACHE_DTYPES, rank=4)
+        self.kv16 = cache_is_f16(self.error, *caches.values())
         if tuple(caches["k_cache"].dims) != tuple(caches["v_cache"].dims):
             raise self.error(f"k_cache {list(caches['k_cache'].dims)} and v_cache "
                              f"{list(caches['v_cache'].dims)} differ")
@@ -84,7 +85,8 @@ class ApplyRotaryEmbQkKv(ApplyRotaryEmbQk):
         self.triggers = frozenset([self.xq, self.xk, self.xv, self.cos, self.sin])
 
     def build(self, g):
-        pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg, **({"POS_ROWS": 1} if self.table_rows else {}))
+        pipe = g.pipelines.get("fused_rope", "rope_kv", WG=self.wg, KV16=int(self.kv16),
+                               **({"POS_ROWS": 1} if self.table_rows else {}))
         # Every layer's rotation has equal params: one shared slot.
         self.share_key = ("rope_kv", self.hq, self.hkv, self.half, self.cache_dims, self.pos, self.wg)
         self.params = g.uniforms.shared(self.share_key, PARAMS.size, self.name)

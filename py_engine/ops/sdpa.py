@@ -1,5 +1,6 @@
 """sdpa_with_kv_cache.default(q, k, v, k_cache, v_cache, input_pos, seq_len, attn_mask,
-dropout_p, is_causal, scale, out): write k/v into the caches, then causal GQA attention, fp32.
+dropout_p, is_causal, scale, out): write k/v into the caches, then causal GQA attention, fp32
+(float16 caches hold the keys and values rounded to f16: every kernel's KV16 variant).
 
 One graph serves prefill (S = K) and decode (S = 1): S is q's live dims[1] (the exported
 `seq_len` may be a constant 1 and is ignored), input_pos is an Int or a live SymInt.
@@ -33,8 +34,8 @@ from dataclasses import dataclass
 
 from ..graph.registry import register
 from .base import Op, ceil_div, pow2_floor, workgroup_size
-from .update_cache import (U32_WORDS, CacheWriter, cache_write_params, check_binding_sizes,
-                           check_cache_shapes)
+from .update_cache import (CACHE_DTYPES, U32_WORDS, CacheWriter, cache_is_f16, cache_write_params,
+                           check_binding_sizes, check_cache_shapes)
 
 ATTEND_PARAMS = struct.Struct("<7If4I")
 assert ATTEND_PARAMS.size == 48  # matches `struct Params` in sdpa_attend.wgsl
@@ -111,7 +112,8 @@ class SdpaWithKvCache(Op):
         tensors = {}
         for what, vid in (("q", self.q), ("k", self.k), ("v", self.v), ("k_cache", self.k_cache),
                           ("v_cache", self.v_cache), ("out", self.out)):
-            tensors[what] = ctx.tensor(self.name, vid, what, dtypes=f32, rank=4)
+            tensors[what] = ctx.tensor(self.name, vid, what, dtypes=CACHE_DTYPES if "cache" in what else f32, rank=4)
+        self.kv16 = cache_is_f16(self.error, tensors["k_cache"], tensors["v_cache"])
         dims = {what: tuple(t.dims) for what, t in tensors.items()}
         q = dims["q"]
         if q[0] != 1:
@@ -231,7 +233,8 @@ class SdpaWithKvCache(Op):
     def plan_key(self) -> tuple:
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
-                self.cpu_decode, self.lanes, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale)
+                self.cpu_decode, self.lanes, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale,
+                self.kv16)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -316,13 +319,14 @@ class SdpaWithKvCache(Op):
         self.prefill_shape = None if self.lanes else self.prefill_kernel_shape(g)
         self.use_prefill = self.prefill_shape is not None
         kc, vc = g.tensor(self.k_cache), g.tensor(self.v_cache)
+        kv16 = int(self.kv16)  # every kernel reading the caches takes their KV16 variant
         # Layers with equal shapes get equal params every step: one uniform slot each for all.
         self._plan_key = self.plan_key  # fixed from here on (use_fast is now known)
         share = (self._plan_key, self.pos)
         self.writer = None
         if self.writes_cache:
             self.writer = CacheWriter(g, g.tensor(self.k), kc, f"{self.name}:kv_cache",
-                                      pair=(g.tensor(self.v), vc), share_key=share)
+                                      pair=(g.tensor(self.v), vc), share_key=share, kv16=self.kv16)
         # On CPU adapters with their own kernels (decode_cpu and prefill, or decode_lanes) no step
         # reaches sdpa_attend's blocks or splits the keys: no scratch, attend or merge to build.
         self.blocks_and_splits = not (self.cpu_decode and (self.use_prefill or self.lanes))
@@ -333,21 +337,22 @@ class SdpaWithKvCache(Op):
         bindings = [g.tensor(self.q), kc, vc, out, self.scratch, self.attend_params]
         self.d_attend = None
         if self.blocks_and_splits:
-            attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS)
+            attend = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=BLOCK_ROWS, KV16=kv16)
             self.d_attend = g.add_dispatch(attend, bindings, f"{self.name}:attend")
         self.d_decode = None
         if self.decode_rows is not None:
             if self.lanes:
                 lanes = self.head_dim // 16
-                decode = g.pipelines.get("sdpa_decode_lanes", HD=self.head_dim, RB=self.group, SG=lanes)
+                decode = g.pipelines.get("sdpa_decode_lanes", HD=self.head_dim, RB=self.group, SG=lanes, KV16=kv16)
                 self.d_decode = g.add_dispatch(decode, bindings[:4] + [None, self.attend_params],
                                                f"{self.name}:decode_lanes")
             elif self.cpu_decode:
-                decode = g.pipelines.get("sdpa_decode_cpu", WG=self.head_dim // 4, HD=self.head_dim, RB=self.group)
+                decode = g.pipelines.get("sdpa_decode_cpu", WG=self.head_dim // 4, HD=self.head_dim, RB=self.group,
+                                          KV16=kv16)
                 self.d_decode = g.add_dispatch(decode, bindings[:4] + [None, self.attend_params],
                                                f"{self.name}:decode_cpu")
             else:
-                decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows)
+                decode = g.pipelines.get("sdpa_attend", WG=self.wg, HD=self.head_dim, RB=self.decode_rows, KV16=kv16)
                 self.d_decode = g.add_dispatch(decode, bindings, f"{self.name}:attend_decode")
         self.d_fast = None
         if self.use_fast:
@@ -356,18 +361,18 @@ class SdpaWithKvCache(Op):
             if self.rope_folded:
                 rope = [g.tensor(self.k), g.tensor(self.v)] + [g.tensor(v) for v in self.rope_inputs[1:]]
                 fast = g.pipelines.get("sdpa_decode", "main_rope", WG=self.fast_wg, HD=self.head_dim,
-                                       RB=self.group, **({"POS_ROWS": 1} if self.rope_table_rows else {}))
+                                       RB=self.group, KV16=kv16, **({"POS_ROWS": 1} if self.rope_table_rows else {}))
                 self.d_fast = g.add_dispatch(fast, [g.tensor(self.rope_inputs[0])] + bindings[1:5]
                                              + [self.fast_params] + rope, f"{self.name}:decode_rope")
             else:
-                fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group)
+                fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group, KV16=kv16)
                 self.d_fast = g.add_dispatch(fast, bindings[:5] + [self.fast_params], f"{self.name}:decode")
         self.d_prefill = None
         if self.use_prefill:
             self.prefill_params = g.uniforms.shared(("sdpa_prefill", share), PREFILL_PARAMS.size,
                                                     f"{self.name}:prefill")
             rw, kl, tk, sub = self.prefill_shape
-            prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub)
+            prefill = g.pipelines.get("sdpa_prefill", RW=rw, KL=kl, HD=self.head_dim, TK=tk, SUB=sub, KV16=kv16)
             self.d_prefill = g.add_dispatch(prefill, bindings[:4] + [self.prefill_params], f"{self.name}:prefill")
         self.merge_params = g.uniforms.shared(("sdpa_merge", share), MERGE_PARAMS.size, f"{self.name}:merge")
         self.d_merge = None

@@ -1,6 +1,7 @@
-"""update_cache.default(value, cache, input_pos, out): in-place KV-cache write, fp32.
+"""update_cache.default(value, cache, input_pos, out): in-place KV-cache write.
 
-value [1, S, H, D] is written into cache [1, Cmax, H, D] at rows input_pos .. input_pos+S-1.
+value [1, S, H, D] (fp32) is written into cache [1, Cmax, H, D] at rows input_pos .. input_pos+S-1;
+a float16 cache takes the values rounded to f16 (half the memory and the attention's reads).
 S comes from value's live dims; input_pos is an Int or a live SymInt. `out` is a dummy (the
 cache is the result) and is never written. The kernel (`CacheWriter`) is shared with
 sdpa_with_kv_cache, which writes k and v in one dispatch through the shader's `write_kv` entry.
@@ -16,6 +17,15 @@ PARAMS = struct.Struct("<4I")
 assert PARAMS.size == 16  # matches `struct Params` in update_cache.wgsl
 
 U32_WORDS = 1 << 32  # word offsets and counts travel as u32
+CACHE_DTYPES = ("float32", "float16")  # float16: packed pairs, the shaders' KV16 variants
+
+
+def cache_is_f16(err, *caches) -> bool:
+    """Whether the caches (Tensors) are float16: all or none, as one kernel reads them."""
+    kinds = {t.dtype for t in caches}
+    if len(kinds) != 1:
+        raise err(f"the caches must share one dtype, got {sorted(kinds)}")
+    return kinds == {"float16"}
 
 
 def check_cache_shapes(err, value_dims, cache_dims, value_what="value", cache_what="cache") -> None:
@@ -60,18 +70,20 @@ class CacheWriter:
     """One dispatch of update_cache.wgsl from `value` into `cache`, or, given `pair` = (v, v_cache),
     of its `write_kv` entry writing both caches at once (pipelines shared via the cache)."""
 
-    def __init__(self, g, value, cache, label, pair=None, share_key=None):
-        """`share_key`: writers with equal keys get equal params every step (one shared slot)."""
+    def __init__(self, g, value, cache, label, pair=None, share_key=None, kv16=False):
+        """`share_key`: writers with equal keys get equal params every step (one shared slot).
+        `kv16`: float16 caches, one thread per pair of elements."""
         self.wg = workgroup_size(g.limits)
+        self.per_thread = 2 if kv16 else 1
         if share_key is None:
             self.params = g.uniforms.alloc(PARAMS.size, label)
         else:
             self.params = g.uniforms.shared(("cache_write", share_key), PARAMS.size, label)
         if pair is None:
-            pipe = g.pipelines.get("update_cache", WG=self.wg)
+            pipe = g.pipelines.get("update_cache", WG=self.wg, KV16=int(kv16))
             buffers = [value, cache, self.params]
         else:
-            pipe = g.pipelines.get("update_cache", "write_kv", WG=self.wg)
+            pipe = g.pipelines.get("update_cache", "write_kv", WG=self.wg, KV16=int(kv16))
             buffers = [value, cache, self.params, *pair]
         self.d = g.add_dispatch(pipe, buffers, label)
 
@@ -84,7 +96,8 @@ class CacheWriter:
         """`set` for writers made with one share_key (one params slot)."""
         n, dst, cache_len = write
         writers[0].params.write(PARAMS.pack(n, dst, cache_len, 0))
-        g.set_workgroups_rows([w.d for w in writers], ceil_div(n, writers[0].wg))
+        w = writers[0]
+        g.set_workgroups_rows([x.d for x in writers], ceil_div(n, w.wg * w.per_thread))
 
 
 @register("update_cache.default", "llama.update_cache.default")
@@ -93,7 +106,8 @@ class UpdateCache(Op):
         self.expect_args(4)
         self.value, self.cache, pos_id, self.out = self.args
         v = ctx.tensor(self.name, self.value, "value", dtypes=("float32",), rank=4)
-        c = ctx.tensor(self.name, self.cache, "cache", dtypes=("float32",), rank=4)
+        c = ctx.tensor(self.name, self.cache, "cache", dtypes=CACHE_DTYPES, rank=4)
+        self.kv16 = cache_is_f16(self.error, c)
         ctx.tensor(self.name, self.out, "out")
         check_cache_shapes(self.error, v.dims, c.dims)
         check_binding_sizes(self.error, ctx.limits, (("value", v), ("cache", c)))
@@ -105,7 +119,7 @@ class UpdateCache(Op):
         self.triggers = frozenset([self.value] + ([pos_id] if self.pos[0] == "symint" else []))
 
     def build(self, g):
-        self.writer = CacheWriter(g, g.tensor(self.value), g.tensor(self.cache), self.name)
+        self.writer = CacheWriter(g, g.tensor(self.value), g.tensor(self.cache), self.name, kv16=self.kv16)
 
     def configure(self, g):
         dims = g.tensor(self.value).dims

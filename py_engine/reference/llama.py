@@ -48,8 +48,11 @@ OPTIONAL_WEIGHTS = ("output.weight",)
 class LlamaReference:
     """A llama with its own KV cache; forward(tokens) runs at the current position."""
 
-    def __init__(self, config: LlamaConfig, weights: dict):
+    def __init__(self, config: LlamaConfig, weights: dict, kv_dtype: str = "float32"):
+        """`kv_dtype`: the caches' dtype; "float16" rounds every key and value written (as the
+        engine's float16 caches do)."""
         self.config = config
+        self.kv_dtype = np.dtype(kv_dtype)
         self.weights = {}
         for name, shape in weight_shapes(config).items():
             if name not in weights:
@@ -70,8 +73,8 @@ class LlamaReference:
         """Empty the KV caches and go back to position 0."""
         c = self.config
         shape = (1, c.context, c.n_kv_heads, c.head_dim)
-        self.k_caches = [np.zeros(shape, np.float32) for _ in range(c.n_layers)]
-        self.v_caches = [np.zeros(shape, np.float32) for _ in range(c.n_layers)]
+        self.k_caches = [np.zeros(shape, self.kv_dtype) for _ in range(c.n_layers)]
+        self.v_caches = [np.zeros(shape, self.kv_dtype) for _ in range(c.n_layers)]
         self.pos = 0
 
     def forward(self, tokens) -> np.ndarray:
@@ -116,7 +119,7 @@ class LlamaReference:
     # ---- GGUF ------------------------------------------------------------------------
 
     @classmethod
-    def from_gguf(cls, gguf_file, context: int | None = None) -> "LlamaReference":
+    def from_gguf(cls, gguf_file, context: int | None = None, kv_dtype: str = "float32") -> "LlamaReference":
         """Config from `{arch}.*` metadata, weights dequantized to float32 with
         py_engine.reference.gguf_quant.dequantize. `context` caps the KV cache length
         (default: the model's context_length)."""
@@ -137,4 +140,4 @@ class LlamaReference:
                 )
             data = dequantize(info.ggml_type, info.data, info.shape)
             weights[name] = np.asarray(data, dtype=np.float32).reshape(shape)
-        return cls(config, weights)
+        return cls(config, weights, kv_dtype)

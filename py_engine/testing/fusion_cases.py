@@ -15,6 +15,8 @@ RoPE of q and k 1e-6 (as rope_symint_cases); RoPE + KV-cache write then attentio
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..graph import Graph, OpError, StepError
@@ -25,6 +27,7 @@ from ..reference import gguf_quant as gq
 from ..reference.norm import rms_norm
 from ..reference.quant_linear import linear
 from ..reference.rope import apply_rotary_emb, rope_freqs
+from .attention_cases import SDPA16_ATOL, SDPA16_RTOL
 from .harness import CaseSpec, ErrorSpec, Step
 
 F32 = "float32"
@@ -323,7 +326,7 @@ ROPE_SDPA = "py_engine.rope_sdpa_kv.default"  # the two above as one op (fuse_ro
 ROPE_SDPA_AT = "py_engine.rope_sdpa_kv_at.default"  # ... reading cos/sin rows from whole tables
 
 
-def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
+def rope_sdpa_chain(s_max, hq, hkv, d, cmax, kv=F32):
     """(unfused Program, (cos, sin)): RoPE of q/k then sdpa_with_kv_cache at a SymInt input_pos
     (as the llama builder emits them); the caches are outputs too, so the fused cache write is
     checked directly."""
@@ -335,7 +338,7 @@ def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
     cos, sin = p.tensor(F32, cos_t.shape, cos_t), p.tensor(F32, sin_t.shape, sin_t)
     q_rot, k_rot = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
     p.call("et_vk.apply_rotary_emb.default", xq, xk, cos, sin, p.add(ValueList((q_rot, k_rot))))
-    kc, vc = p.tensor(F32, (1, cmax, hkv, d)), p.tensor(F32, (1, cmax, hkv, d))
+    kc, vc = p.tensor(kv, (1, cmax, hkv, d)), p.tensor(kv, (1, cmax, hkv, d))
     pos = p.add(SymInt(0))
     out = p.tensor(F32, (1, s_max, hq, d))
     p.call("sdpa_with_kv_cache.default", q_rot, k_rot, xv, kc, vc, pos, p.add(Int(1)), p.add(Null()),
@@ -344,7 +347,7 @@ def rope_sdpa_chain(s_max, hq, hkv, d, cmax):
     return p, (cos_t, sin_t)
 
 
-def rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, table_rows=None):
+def rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, table_rows=None, kv=F32):
     """rope_sdpa_chain's pattern as the llama builder emits it: the RoPE reads rows input_pos ..
     input_pos + S of constant cos/sin tables of `table_rows` (default cmax) positions, sliced by
     SymInts (S = sym_size(xq, 1), end = input_pos + S). (unfused Program, (cos, sin) tables)."""
@@ -365,7 +368,7 @@ def rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, table_rows=None):
         freqs.append(rows)
     q_rot, k_rot = p.tensor(F32, (1, s_max, hq, d)), p.tensor(F32, (1, s_max, hkv, d))
     p.call("et_vk.apply_rotary_emb.default", xq, xk, *freqs, p.add(ValueList((q_rot, k_rot))))
-    kc, vc = p.tensor(F32, (1, cmax, hkv, d)), p.tensor(F32, (1, cmax, hkv, d))
+    kc, vc = p.tensor(kv, (1, cmax, hkv, d)), p.tensor(kv, (1, cmax, hkv, d))
     out = p.tensor(F32, (1, s_max, hq, d))
     p.call("sdpa_with_kv_cache.default", q_rot, k_rot, xv, kc, vc, pos, p.add(Int(1)), p.add(Null()),
            p.add(Double(0.0)), p.add(Null()), p.add(Double(1.0 / np.sqrt(d))), out)
@@ -373,23 +376,24 @@ def rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, table_rows=None):
     return p, (cos_t, sin_t)
 
 
-def _rope_kv_program(s_max, hq, hkv, d, cmax, tables: bool = False):
+def _rope_kv_program(s_max, hq, hkv, d, cmax, tables: bool = False, kv=F32):
     if tables:
-        p, freqs = rope_sdpa_table_chain(s_max, hq, hkv, d, cmax)
+        p, freqs = rope_sdpa_table_chain(s_max, hq, hkv, d, cmax, kv=kv)
         return fused(p, ROPE_SDPA_AT, 1), freqs
-    p, freqs = rope_sdpa_chain(s_max, hq, hkv, d, cmax)
+    p, freqs = rope_sdpa_chain(s_max, hq, hkv, d, cmax, kv=kv)
     return fused(p, ROPE_SDPA, 1), freqs
 
 
-def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed, tables: bool = False):
+def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed, tables: bool = False, kv=F32):
     """The fused RoPE + attention program and its steps of `sizes` rows from position 0; with
     `tables`, the program slices its cos/sin rows by input_pos (rope_sdpa_table_chain), which the
-    fused op reads from the whole tables."""
+    fused op reads from the whole tables. Caches of dtype `kv` (float16: tolerances as
+    attention_cases' _kv16 cases)."""
     from ..reference.attention import sdpa_with_kv_cache
 
-    prog, (cos_t, sin_t) = _rope_kv_program(max(sizes), hq, hkv, d, cmax, tables)
+    prog, (cos_t, sin_t) = _rope_kv_program(max(sizes), hq, hkv, d, cmax, tables, kv)
     r = _rng(seed)
-    kc = np.zeros((1, cmax, hkv, d), np.float32)
+    kc = np.zeros((1, cmax, hkv, d), kv)
     vc = kc.copy()
     steps, pos = [], 0
     for s in sizes:
@@ -399,29 +403,31 @@ def _rope_kv_steps(hq, hkv, d, cmax, sizes, seed, tables: bool = False):
         out, kc, vc = sdpa_with_kv_cache(qr, kr, v, kc, vc, pos)
         steps.append(Step([q, k, v, pos], [out, kc, vc]))
         pos += s
-    return CaseSpec(prog, steps, 2e-5, 1e-5)  # as the sdpa cases (attention_cases)
+    if kv == F32:
+        return CaseSpec(prog, steps, 2e-5, 1e-5)  # as the sdpa cases (attention_cases)
+    return CaseSpec(prog, steps, SDPA16_ATOL, SDPA16_RTOL)
 
 
-def rope_kv_long_decode_splits():
+def rope_kv_long_decode_splits(kv=F32):
     """SmolLM2's heads (9:3, D 64): 66 rows, then decode steps at 66..68, whose 67-69 keys run in
     3 splits of one tile on sdpa_decode.wgsl (the last split writes the new key), then 2 rows."""
-    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=62)
+    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=62, kv=kv)
 
 
-def rope_kv_prefill_then_decode():
+def rope_kv_prefill_then_decode(kv=F32):
     """Prefill 5 rows at 0, then single rows at 5, 6 and a 3-row chunk at 7 (GQA 4:2, D 16)."""
-    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=60)
+    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=60, kv=kv)
 
 
-def rope_kv_table_prefill_then_decode():
+def rope_kv_table_prefill_then_decode(kv=F32):
     """As rope_kv_prefill_then_decode, with each step's cos/sin rows sliced from tables by
     input_pos, the slices folded away (py_engine.rope_sdpa_kv_at: rows read on the GPU)."""
-    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=63, tables=True)
+    return _rope_kv_steps(4, 2, 16, 12, (5, 1, 1, 3), seed=63, tables=True, kv=kv)
 
 
-def rope_kv_table_long_decode_splits():
+def rope_kv_table_long_decode_splits(kv=F32):
     """SmolLM2's heads from tables: 66 rows, decode steps at 66..68 (split attention), 2 rows."""
-    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=64, tables=True)
+    return _rope_kv_steps(9, 3, 64, 80, (66, 1, 1, 1, 2), seed=64, tables=True, kv=kv)
 
 
 async def run_rope_folded_case(backend, name: str) -> list:
@@ -462,6 +468,7 @@ CASES = {f.__name__: f for f in (
     rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode, rope_kv_long_decode_splits,
     rope_kv_table_prefill_then_decode, rope_kv_table_long_decode_splits,
     norm_multi3_q4_1_dynamic_s, norm_swiglu_q8_0_width_96)}
+CASES.update({f"{n}_kv16": functools.partial(CASES[n], kv="float16") for n in list(CASES) if n.startswith("rope_kv")})
 
 
 # ------------------------------------------------------------ bad input

@@ -12,15 +12,17 @@ from ..sampling import Sampler, SamplingError, SamplingParams
 
 
 async def compare_with_reference(backend, gguf_bytes, prompt_ids, *, n_decode: int = 16, atol: float = 1e-3,
-                                 context: int = 128, max_prefill: int = 32, reference=None) -> dict:
-    """Prefill `prompt_ids`, then `n_decode` greedy steps, on the GPU and in numpy.
+                                 context: int = 128, max_prefill: int = 32, reference=None,
+                                 kv_dtype: str = "float32") -> dict:
+    """Prefill `prompt_ids`, then `n_decode` greedy steps, on the GPU and in numpy (both with
+    KV caches of `kv_dtype`).
 
     After every step the last-row logits must agree within `atol` and both sides must pick
     the same greedy id. Returns {'max_err', 'ids', 'prefill_err'}.
     """
     gguf = read_gguf(gguf_bytes)
-    lp = build_llama_program(gguf, context=context, max_prefill=max_prefill)
-    ref = reference or LlamaReference.from_gguf(gguf, context=context)
+    lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, kv_dtype=kv_dtype)
+    ref = reference or LlamaReference.from_gguf(gguf, context=context, kv_dtype=kv_dtype)
     ref.reset()
     graph = await Graph.build(lp.program, backend)
     try:

@@ -211,7 +211,7 @@ async def _load(get_model, url, mode, cfg, log):
     from py_engine.gpu import create_backend
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
-    from py_engine.models.llama import build_llama_program
+    from py_engine.models.llama import build_llama_program, kv_dtype_for
     from py_engine.passes import passes_for
 
     t0 = _now()
@@ -222,7 +222,8 @@ async def _load(get_model, url, mode, cfg, log):
     t_device = _now()
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
-                             fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size)
+                             fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size,
+                             kv_dtype=kv_dtype_for(backend))
     t_program = _now()
     graph = await Graph.build(lp.program, backend)
     t_graph = _now()
@@ -282,6 +283,7 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["subgroup_min_size"] = backend.subgroup_min_size  # 0: no subgroups (reductions in workgroup memory)
     out["context"] = runner.context
     out["dispatches_per_step"] = int(len(graph.table))
+    out["kv_cache"] = lp.kv_dtype
     rng = np.random.default_rng(0)
     vocab = lp.config.vocab
 
