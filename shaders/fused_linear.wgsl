@@ -5,7 +5,8 @@
 //   gemv_swiglu, tiled_swiglu (linear_gguf_swiglu): out0[m, n] = silu(x[m] . Wg[n]) * (x[m] . Wu[n]),
 //     up rows start at row s.n0, p.N = F = s.n0 (outputs per row).
 // On CPU adapters gemv2_cpu, gemv3_cpu and gemv_swiglu_cpu stream R whole rows per thread instead
-// (record formats; others take the entries above there too).
+// (record formats; others take the entries above there too), and for prompts gemm2_cpu, gemm3_cpu
+// and gemm_swiglu_cpu the same for four activation rows at once.
 // The dequantization helpers and Params come from quant_weights.wgsl (include lines below),
 // so a weight format is decoded by one piece of code; sums run in the same order as its
 // gemv/tiled kernels, so fused and unfused results agree bit for bit.
@@ -463,6 +464,101 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>
   }
 }
 
+// ---- CPU path of prompts (gemm_cpu; fused_linear.wgsl's gemm*_cpu): each thread streams its R
+// rows for four activation rows m0 .. m0 + 3 at once, so every record is loaded and its quants
+// converted once for four rows of x (SwiftShader, Q4_1 1536 x 576 at 64 rows: 14.3 -> 8.4-8.8
+// ms; two rows at once 9.4). Each row's sum runs in rows_dot_cpu's order: the same bits as the
+// GEMV. Rows past p.M repeat row p.M - 1 and are not stored.
+const GEMM_R: u32 = 96u;  // rows per thread of the gemm*_cpu entries at most (quant_kernels.CPU_GEMM_MAX_R)
+
+struct XC4 {
+  a: XC,
+  b: XC,
+  c: XC,
+  d: XC,
+}
+
+// The x blocks at vec4 xi of rows m0 .. m0 + 3 (x32_cpu of each).
+fn x4_cpu(m0: u32, xi: u32) -> XC4 {
+  let row = p.K / 4u;
+  let last = p.M - 1u;
+  return XC4(x32_cpu(m0 * row + xi), x32_cpu(min(m0 + 1u, last) * row + xi),
+             x32_cpu(min(m0 + 2u, last) * row + xi), x32_cpu(min(m0 + 3u, last) * row + xi));
+}
+
+// q4_dot_cpu for the four rows: the block's quants converted once.
+fn q4_dot4_cpu(q: vec4<u32>, d: f32, m: f32, x: XC4) -> vec4<f32> {
+  let w0 = i2f(q & vec4<u32>(0xfu));
+  let w1 = i2f(q & vec4<u32>(0xf0u));
+  let w2 = i2f(q & vec4<u32>(0xf00u));
+  let w3 = i2f(q & vec4<u32>(0xf000u));
+  let w4 = i2f(q & vec4<u32>(0xf0000u));
+  let w5 = i2f(q & vec4<u32>(0xf00000u));
+  let w6 = i2f(q & vec4<u32>(0xf000000u));
+  let w7 = i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u));
+  let a = x.a.x;
+  let b = x.b.x;
+  let c = x.c.x;
+  let e = x.d.x;
+  let sa = w0 * a.v0 + w1 * a.v1 + w2 * a.v2 + w3 * a.v3 + w4 * a.v4 + w5 * a.v5 + w6 * a.v6 + w7 * a.v7;
+  let sb = w0 * b.v0 + w1 * b.v1 + w2 * b.v2 + w3 * b.v3 + w4 * b.v4 + w5 * b.v5 + w6 * b.v6 + w7 * b.v7;
+  let sc = w0 * c.v0 + w1 * c.v1 + w2 * c.v2 + w3 * c.v3 + w4 * c.v4 + w5 * c.v5 + w6 * c.v6 + w7 * c.v7;
+  let se = w0 * e.v0 + w1 * e.v1 + w2 * e.v2 + w3 * e.v3 + w4 * e.v4 + w5 * e.v5 + w6 * e.v6 + w7 * e.v7;
+  let one = vec4<f32>(1.0);
+  let sd = vec4<f32>(dot(sa, one) + x.a.fix, dot(sb, one) + x.b.fix, dot(sc, one) + x.c.fix, dot(se, one) + x.d.fix);
+  let sums = vec4<f32>(a.sum, b.sum, c.sum, e.sum);
+  if (FMT == 66u) {
+    return d * (sd - 8.0 * sums);
+  }
+  return d * sd + m * sums;
+}
+
+// q8_dot_cpu for the four rows.
+fn q8_dot4_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, x: XC4) -> vec4<f32> {
+  let bias = vec4<u32>(0x00808080u);
+  let qa = q0 ^ bias;
+  let qb = q1 ^ bias;
+  let w0 = i2f(qa & vec4<u32>(0xffu));
+  let w1 = i2f(qa & vec4<u32>(0xff00u));
+  let w2 = i2f(qa & vec4<u32>(0xff0000u));
+  let w3 = i2f(qa & vec4<u32>(0xff000000u));
+  let w4 = i2f(qb & vec4<u32>(0xffu));
+  let w5 = i2f(qb & vec4<u32>(0xff00u));
+  let w6 = i2f(qb & vec4<u32>(0xff0000u));
+  let w7 = i2f(qb & vec4<u32>(0xff000000u));
+  let a = x.a.x;
+  let b = x.b.x;
+  let c = x.c.x;
+  let e = x.d.x;
+  let sa = w0 * a.v0 + w1 * a.v1 + w2 * a.v2 + w3 * a.v3 + w4 * a.v4 + w5 * a.v5 + w6 * a.v6 + w7 * a.v7;
+  let sb = w0 * b.v0 + w1 * b.v1 + w2 * b.v2 + w3 * b.v3 + w4 * b.v4 + w5 * b.v5 + w6 * b.v6 + w7 * b.v7;
+  let sc = w0 * c.v0 + w1 * c.v1 + w2 * c.v2 + w3 * c.v3 + w4 * c.v4 + w5 * c.v5 + w6 * c.v6 + w7 * c.v7;
+  let se = w0 * e.v0 + w1 * e.v1 + w2 * e.v2 + w3 * e.v3 + w4 * e.v4 + w5 * e.v5 + w6 * e.v6 + w7 * e.v7;
+  let one = vec4<f32>(1.0);
+  return d * vec4<f32>(dot(sa, one) + x.a.fix, dot(sb, one) + x.b.fix, dot(sc, one) + x.c.fix, dot(se, one) + x.d.fix);
+}
+
+// rows_dot_cpu for activation rows m0 .. m0 + 3: acc[r] holds row n0 + r's four sums.
+fn rows_dot4_cpu(m0: u32, n0: u32, last: u32, acc: ptr<function, array<vec4<f32>, GEMM_R>>) {
+  let last_x = (p.K / 32u - 1u) * 8u;
+  for (var j = 0u; j < p.q_stride; j++) {
+    let x0 = x4_cpu(m0, j * 16u);
+    let x1 = x4_cpu(m0, min(j * 16u + 8u, last_x));
+    for (var r = 0u; r < R; r++) {
+      let at = min(n0 + r, last) * p.q_stride + j;
+      if (FMT == 72u) {
+        let rec = wr8[at];
+        let d = bitcast<vec4<f32>>(rec[4]);
+        (*acc)[r] += q8_dot4_cpu(rec[0], rec[1], d.x, x0) + q8_dot4_cpu(rec[2], rec[3], d.y, x1);
+      } else {
+        let rec = wr[at];
+        let sc = bitcast<vec4<f32>>(rec[2]);
+        (*acc)[r] += q4_dot4_cpu(rec[0], sc.x, sc.y, x0) + q4_dot4_cpu(rec[1], sc.z, sc.w, x1);
+      }
+    }
+  }
+}
+
 // ---- end of quant_weights.wgsl ----
 
 fn silu_mul(g: f32, u: f32) -> f32 {
@@ -639,17 +735,93 @@ fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
   }
 }
 
-// R gate rows and their up rows per thread.
+// R gate rows and their up rows per thread. The gate sums wait in out0 (the thread's own
+// elements: no barrier) while the up rows run, so the rows' loop is compiled once.
 @compute @workgroup_size(WG)
 fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
   let c = cpu_rows(wid, nwg, lid);
-  var gate: array<f32, 192>;
-  var up: array<f32, 192>;
-  cpu_dot(c, false, &gate);
-  cpu_dot(c, true, &up);
+  for (var half = 0u; half < 2u; half++) {
+    var acc: array<f32, 192>;
+    for (var r = 0u; r < R; r++) {
+      acc[r] = 0.0;  // explicit: some compilers hoist the declaration out of the loop
+    }
+    cpu_dot(c, half == 1u, &acc);
+    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+      let at = c.m * p.N + c.n0 + r;
+      out0[at] = select(acc[r], silu_mul(out0[at], acc[r]), half == 1u);
+    }
+  }
+}
+
+// Prompts on CPU adapters (M > 1): the *_cpu entries for four activation rows m0 .. m0 + 3 per
+// thread (rows_dot4_cpu: the same sums, each record converted once for the four rows).
+struct CpuRows4 {
+  m0: u32,
+  n0: u32,
+  live: bool,
+}
+
+fn cpu_rows4(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> CpuRows4 {
+  let cols = WG * R;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  let m0 = (g / col_blocks) * 4u;
+  let n0 = (g % col_blocks) * cols + lid * R;
+  return CpuRows4(m0, n0, m0 < p.M && n0 < p.N);
+}
+
+fn cpu_dot4(c: CpuRows4, up: bool, acc: ptr<function, array<vec4<f32>, GEMM_R>>) {
+  if (c.live) {
+    let first = select(0u, s.n0, up);
+    rows_dot4_cpu(c.m0, first + c.n0, first + p.N - 1u, acc);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemm2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let c = cpu_rows4(wid, nwg, lid);
+  var acc: array<vec4<f32>, GEMM_R>;
+  cpu_dot4(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-    out0[c.m * p.N + c.n0 + r] = silu_mul(gate[r], up[r]);
+    for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
+      store2(c.m0 + k, c.n0 + r, acc[r][k]);
+    }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn gemm3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let c = cpu_rows4(wid, nwg, lid);
+  var acc: array<vec4<f32>, GEMM_R>;
+  cpu_dot4(c, false, &acc);
+  for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+    for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
+      store3(c.m0 + k, c.n0 + r, acc[r][k]);
+    }
+  }
+}
+
+// As gemv_swiglu_cpu, the gate sums waiting in out0 (the loop inlined twice took SwiftShader's
+// JIT 0.45 s to compile, once 0.2).
+@compute @workgroup_size(WG)
+fn gemm_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let c = cpu_rows4(wid, nwg, lid);
+  for (var half = 0u; half < 2u; half++) {
+    var acc: array<vec4<f32>, GEMM_R>;
+    for (var r = 0u; r < R; r++) {
+      acc[r] = vec4<f32>(0.0);  // as above
+    }
+    cpu_dot4(c, half == 1u, &acc);
+    for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
+      for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
+        let at = (c.m0 + k) * p.N + c.n0 + r;
+        out0[at] = select(acc[r][k], silu_mul(out0[at], acc[r][k]), half == 1u);
+      }
+    }
   }
 }
 

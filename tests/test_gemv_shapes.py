@@ -5,6 +5,7 @@ subgroup shuffles (as on GPUs with subgroups) and all in workgroup memory; with 
 the norm and argmax cases below, reductions run over a GPU's lane count."""
 import asyncio
 
+import numpy as np
 import pytest
 
 from py_engine.graph import pipelines
@@ -112,6 +113,42 @@ def test_tiled_dispatches_only_for_gpu_shapes(native_backend, monkeypatch, varia
     tiled = [x for x in labels if x.endswith(":tiled")]
     assert any(x.endswith(":gemv") for x in labels), labels
     assert (not tiled) if variant == "cpu" else len(tiled) == 2, labels
+
+
+def test_cpu_prompts_take_the_four_row_kernels(native_backend, monkeypatch):
+    """CPU shapes run a prompt (M > 1) on gemm*_cpu, four activation rows per thread (the GEMV
+    idles), and a decode row on the GEMV: a plain linear at M = 17, 1 and a fused SwiGLU at
+    S = 17, 1, 3, 17, with the workgroup counts each should get (the prompt kernels' shape has
+    at most CPU_GEMM_MAX_R rows per thread)."""
+    from py_engine.graph import Graph
+
+    _use(native_backend, monkeypatch, "cpu")
+
+    async def run():
+        seen = []
+        for case in (quant_cases.CASES["linear_gguf_q4_1"], fusion_cases.CASES["swiglu_q4_0_dynamic_s"]):
+            spec = case()
+            g = await Graph.build(spec.program, native_backend)
+            try:
+                op = g.ops[-1]
+                kernel = getattr(op, "mm", op)  # the plain linear's QuantMatmul, or the fused op
+                assert kernel.gemm_shape.r <= quant_kernels.CPU_GEMM_MAX_R, kernel.gemm_shape
+                n = spec.steps[0].expected[0].shape[-1]
+                for st in spec.steps:
+                    await g.step(st.inputs, read=[])
+                    m = int(np.prod(st.inputs[0].shape[:-1]))
+                    seen.append((m, quant_kernels.ceil_div(n, kernel.gemm_shape.cols),
+                                 quant_kernels.ceil_div(n, kernel.shape.cols),
+                                 int(g.table[kernel.d_gemm, 2]), int(g.table[kernel.d_gemv, 2])))
+            finally:
+                g.destroy()
+        return seen
+
+    seen = asyncio.run(run())
+    assert sorted({m for m, *_ in seen}) == [1, 3, 17], seen
+    for m, gemm_cols, gemv_cols, gemm, gemv in seen:
+        want = (quant_kernels.ceil_div(m, 4) * gemm_cols, 0) if m > 1 else (0, gemv_cols)
+        assert (gemm, gemv) == want, (m, gemm, gemv, want)
 
 
 @pytest.mark.parametrize("cpu", [True, False])

@@ -24,9 +24,9 @@ from ..loaders.gguf import ggml_type_name
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
-from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch, device_layout,
-                            fused_gemv_shape, matmul_workgroups, params_bytes, tiled_prefetch, uses_gemv,
-                            weight_buffer)
+from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch, cpu_gemm_shape,
+                            cpu_gemm_workgroups, device_layout, fused_gemv_shape, matmul_workgroups, params_bytes,
+                            tiled_prefetch, uses_gemv, weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
@@ -96,12 +96,18 @@ class _FusedGgufLinear(Op):
         x = g.tensor(self.x)
         buffers = [x, w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
         pad = [None] * (8 - len(buffers))
-        self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
+        self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
+        self.d_gemm = None
         if self.shape.tpr == 1:
-            # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16.
+            # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16;
+            # gemm*_cpu take prompts, four activation rows per thread.
+            cpu_buffers = [None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w]
             gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
-            self.d_gemv = g.add_dispatch(gemv, [None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w],
-                                         f"{self.name}:gemv")
+            self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
+            self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
+            gemm = g.pipelines.get(SHADER, self.gemv_entry.replace("gemv", "gemm") + "_cpu", FMT=fmt,
+                                   WG=self.gemm_shape.wg, R=self.gemm_shape.r)
+            self.d_gemm = g.add_dispatch(gemm, cpu_buffers, f"{self.name}:gemm")
             return
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
@@ -117,6 +123,10 @@ class _FusedGgufLinear(Op):
         m = numel(dims[:-1])
         self.params.write(params_bytes(self.layout, m, self.n_total, False))
         gemv, tiled = self.workgroups(m, self.shape)
+        if self.d_gemm is not None:
+            gemm = cpu_gemm_workgroups(m, self.n_total, self.gemm_shape)  # SwiGLU: n_total = F, R gate + R up rows
+            g.set_workgroups(self.d_gemm, gemm)
+            gemv = 0 if gemm else gemv
         g.set_workgroups(self.d_gemv, gemv)
         if self.d_tiled is not None:
             g.set_workgroups(self.d_tiled, tiled)

@@ -56,12 +56,12 @@ class GemvShape:
 CPU_MAX_R = 192  # rows per thread: rows_dot_cpu's arrays
 
 
-def cpu_gemv_shape(rows: int, cores: int, lanes: int = 8) -> GemvShape:
+def cpu_gemv_shape(rows: int, cores: int, lanes: int = 8, cap: int = CPU_MAX_R) -> GemvShape:
     """The CPU shape for `rows` output rows: workgroups of `lanes` threads, the fewest of them in
-    multiples of `cores` with at most CPU_MAX_R rows per thread."""
+    multiples of `cores` with at most `cap` rows per thread."""
     cores = max(1, cores)
     groups = cores
-    while ceil_div(max(rows, 1), lanes * groups) > CPU_MAX_R:
+    while ceil_div(max(rows, 1), lanes * groups) > cap:
         groups += cores
     return GemvShape(lanes, 1, ceil_div(max(rows, 1), lanes * groups))
 
@@ -184,6 +184,25 @@ def uses_gemv(m: int, shape: GemvShape, norm: bool = False) -> bool:
     return m <= GEMV_MAX_ROWS or (shape.tpr == 1 and not norm)
 
 
+# CPU shapes run prompts (M > 1) on the gemm*_cpu entries where the weight is records: four
+# activation rows per thread, each record converted once for the four (SwiftShader, Q4_1
+# 1536 x 576 at 64 rows: 14.3 -> 8.4-8.8 ms), at most CPU_GEMM_MAX_R rows per thread (their
+# arrays, `GEMM_R` in quant_weights.wgsl: lavapipe took 8 s to compile one at 192 rows, 1.2 at 48).
+GEMM_ROWS = 4
+CPU_GEMM_MAX_R = 96
+
+
+def cpu_gemm_shape(backend, rows: int) -> GemvShape:
+    """The gemm*_cpu shape for `rows` output rows (as the CPU GEMV's, with fewer rows per thread)."""
+    return cpu_gemv_shape(rows, getattr(backend, "cpu_cores", 1), getattr(backend, "cpu_simd_lanes", 8),
+                          CPU_GEMM_MAX_R)
+
+
+def cpu_gemm_workgroups(m: int, n: int, shape: GemvShape) -> int:
+    """Workgroups of a gemm*_cpu dispatch for m activation rows (0 for a decode row: the GEMV)."""
+    return ceil_div(m, GEMM_ROWS) * ceil_div(n, shape.cols) if m > 1 and n else 0
+
+
 def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0.
     The default shape is the one with the most GEMV workgroups (for validation)."""
@@ -209,11 +228,18 @@ class QuantMatmul:
         # Unused bindings get a read-only buffer already bound (read-only aliasing is allowed).
         buffers = [x, weight, scales if scales is not None else weight, out, self.params,
                    bias if bias is not None else weight]
-        self.d_tiled = None  # CPU shapes run every M on the GEMV (uses_gemv): no tiled pipeline to compile
+        self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
+        self.d_gemm = None
         if self.shape.tpr == 1:
             # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
+            if layout.records:  # prompts: four activation rows per thread
+                self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
+                gemm = g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=self.gemm_shape.wg,
+                                       R=self.gemm_shape.r)
+                self.d_gemm = g.add_dispatch(gemm, [None, None, None] + buffers[3:] + [x, None, weight, weight],
+                                             f"{label}:gemm")
         else:
             gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
@@ -225,6 +251,10 @@ class QuantMatmul:
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
         gemv, tiled = matmul_workgroups(m, self.layout.rows, self.shape)
+        if self.d_gemm is not None:
+            gemm = cpu_gemm_workgroups(m, self.layout.rows, self.gemm_shape)
+            g.set_workgroups(self.d_gemm, gemm)
+            gemv = 0 if gemm else gemv
         g.set_workgroups(self.d_gemv, gemv)
         if self.d_tiled is not None:
             g.set_workgroups(self.d_tiled, tiled)

@@ -198,7 +198,8 @@ def _make_gguf_linear_cases():
     cases["linear_gguf_f32_odd_k"] = lambda: _linear_gguf("f32", (70, 1), 45, 13, False, 31)
     # CPU adapters read Q4 blocks two to a record (weight_repack.repack_records): rows of whole
     # records only, and of one block (the half-empty record alone); K = 96 above ends in one.
-    cases["linear_gguf_q4_1_whole_records"] = lambda: _linear_gguf("q4_1", (5, 1), 128, 37, True, 33)
+    # Their prompt kernels take activation rows four at a time: M = 5 and 2 end in partial groups.
+    cases["linear_gguf_q4_1_whole_records"] = lambda: _linear_gguf("q4_1", (5, 2, 1), 128, 37, True, 33)
     cases["linear_gguf_q4_0_one_block"] = lambda: _linear_gguf("q4_0", (4, 1), 32, 19, False, 34)
     return cases
 
