@@ -21,6 +21,7 @@ import struct
 from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
+from . import quant_kernels
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
@@ -105,9 +106,10 @@ class _FusedGgufLinear(Op):
             gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
             self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
-            gemm = g.pipelines.get(SHADER, self.gemv_entry.replace("gemv", "gemm") + "_cpu", FMT=fmt,
-                                   WG=self.gemm_shape.wg, R=self.gemm_shape.r)
-            self.d_gemm = g.add_dispatch(gemm, cpu_buffers, f"{self.name}:gemm")
+            if quant_kernels.CPU_GEMM:
+                gemm = g.pipelines.get(SHADER, self.gemv_entry.replace("gemv", "gemm") + "_cpu", FMT=fmt,
+                                       WG=self.gemm_shape.wg, R=self.gemm_shape.r)
+                self.d_gemm = g.add_dispatch(gemm, cpu_buffers, f"{self.name}:gemm")
             return
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))

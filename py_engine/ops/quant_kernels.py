@@ -190,6 +190,7 @@ def uses_gemv(m: int, shape: GemvShape, norm: bool = False) -> bool:
 # arrays, `GEMM_R` in quant_weights.wgsl: lavapipe took 8 s to compile one at 192 rows, 1.2 at 48).
 GEMM_ROWS = 4
 CPU_GEMM_MAX_R = 96
+CPU_GEMM = True  # a switch for benchmarks: False builds no prompt kernels (prompts take the GEMV)
 
 
 def cpu_gemm_shape(backend, rows: int) -> GemvShape:
@@ -234,7 +235,7 @@ class QuantMatmul:
             # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
-            if layout.records:  # prompts: four activation rows per thread
+            if layout.records and CPU_GEMM:  # prompts: four activation rows per thread
                 self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
                 gemm = g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=self.gemm_shape.wg,
                                        R=self.gemm_shape.r)
