@@ -63,6 +63,7 @@ class Engine:
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)
         on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())
+        graph.warm()  # the kernels left out of the load compile while the page waits for the user
         return cls(backend, gguf, tokenizer, template, lp, graph)
 
     @property

@@ -151,6 +151,33 @@ def test_cpu_prompts_take_the_four_row_kernels(native_backend, monkeypatch):
         assert (gemm, gemv) == want, (m, gemm, gemv, want)
 
 
+def test_cpu_prompt_kernels_compile_after_the_load(native_backend, monkeypatch):
+    """The prompt kernels are left out of Graph.build (no gemm pipeline in the cache), made by
+    the first submit that needs one, and then also used by a shape configured before that (its
+    snapshot): steps M = 1, 3, 1, 3, 17 of one graph, each against numpy."""
+    from py_engine.graph import Graph
+    from py_engine.testing.harness import compare
+
+    _use(native_backend, monkeypatch, "cpu")
+    spec = quant_cases._linear_gguf("q4_1", (1, 3, 1, 3, 17), 96, 70, True, 21)
+
+    async def run():
+        g = await Graph.build(spec.program, native_backend)
+        try:
+            made = lambda: {key[1] for key in g.pipelines._index}  # noqa: E731
+            assert "gemm_cpu" not in made(), made()
+            for i, st in enumerate(spec.steps):
+                (got,) = await g.step(st.inputs)
+                compare(f"step {i}", got, st.expected[0], spec.atol, spec.rtol)
+                assert ("gemm_cpu" in made()) == (i >= 1), (i, made())
+            mm = g.ops[-1].mm
+            assert g.table[mm.d_gemm, 0] != g.table[mm.d_gemv, 0]
+        finally:
+            g.destroy()
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize("cpu", [True, False])
 def test_argmax_chunks_per_adapter(native_backend, monkeypatch, cpu):
     """A 49152-logit row: CPU adapters scan it in CPU_CHUNKS long chunks, GPUs in chunks of 8

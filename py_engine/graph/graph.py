@@ -94,6 +94,7 @@ class Graph:
         self._shape_key = None      # live dims of the tensor inputs at the last prepare
         self._snapshots: dict = {}  # shape key -> _Snapshot (most recent last)
         self._input_fast: dict = {}  # input id -> (dtype, shape) last accepted: checked again cheaply
+        self._deferred: list = []  # (row, make pipeline, buffers, label): see defer_dispatch
         self._twins = None  # LayerTwins: ops whose full configure copies an earlier op's
         self._rec_dims = None  # while a twin leader configures: the value ids it sets dims of
         self._rec_rows = None  # ... and the dispatch rows it sets
@@ -225,6 +226,29 @@ class Graph:
         self._wg_total.append(None)
         self.dispatch_labels.append(label)
         return len(self.table) - 1
+
+    def defer_dispatch(self, make_pipeline, buffers, label: str, like: int) -> int:
+        """A dispatch whose pipeline is compiled later, by `warm`: kernels only some steps use
+        (CPU adapters' prompt kernels) stay out of the load. Until then its row holds dispatch
+        `like`'s pipeline and bind group and must get no workgroups before a warm; `submit`
+        warms first when one has some. `make_pipeline()` returns the pipeline index."""
+        self.table = np.concatenate([self.table, self.table[like:like + 1]])
+        self.table[-1, 2:5] = (0, 1, 1)
+        self._wg_total.append(None)
+        self.dispatch_labels.append(label)
+        self._deferred.append((len(self.table) - 1, make_pipeline, buffers, label))
+        return len(self.table) - 1
+
+    def warm(self) -> None:
+        """Create the deferred dispatches' pipelines and bind groups (browsers compile them in the
+        GPU process meanwhile: call it when the page waits for the user, e.g. after a load).
+        Their errors come back from the next GPU call."""
+        deferred, self._deferred = self._deferred, []
+        for row, make_pipeline, buffers, label in deferred:
+            pb = self.side_dispatch(make_pipeline(), buffers, label, (0, 1, 1))[0, :2]
+            self.table[row, :2] = pb
+            for snap in self._snapshots.values():  # a shape configured before now restores it too
+                snap.table[row, :2] = pb
 
     def side_dispatch(self, pipeline: int, buffers, label: str, workgroups) -> np.ndarray:
         """A dispatch table row (shape [1, 5]) outside the step's table, for helpers that run
@@ -427,6 +451,8 @@ class Graph:
         them on the GPU (their staged arrays only gave the live dims). `before` / `after`:
         buffer copies around the pass, see GpuBackend.run. `tail`: rows of `side_dispatch`
         run after the table, in the same pass."""
+        if self._deferred and any(self.table[row, 2] for row, *_ in self._deferred):
+            self.warm()
         for vid, a in zip(self.program.input_ids, staged):
             if vid in self.tensors and a.size and vid not in gpu_inputs:
                 self.backend.write_buffer(self.tensors[vid].buffer, 0, a)

@@ -107,9 +107,10 @@ class _FusedGgufLinear(Op):
             self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
             self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
             if quant_kernels.CPU_GEMM:
-                gemm = g.pipelines.get(SHADER, self.gemv_entry.replace("gemv", "gemm") + "_cpu", FMT=fmt,
-                                       WG=self.gemm_shape.wg, R=self.gemm_shape.r)
-                self.d_gemm = g.add_dispatch(gemm, cpu_buffers, f"{self.name}:gemm")
+                entry, shape = self.gemv_entry.replace("gemv", "gemm") + "_cpu", self.gemm_shape
+                self.d_gemm = g.defer_dispatch(
+                    lambda: g.pipelines.get(SHADER, entry, FMT=fmt, WG=shape.wg, R=shape.r),
+                    cpu_buffers, f"{self.name}:gemm", self.d_gemv)
             return
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))

@@ -236,11 +236,10 @@ class QuantMatmul:
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
             if layout.records and CPU_GEMM:  # prompts: four activation rows per thread
-                self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
-                gemm = g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=self.gemm_shape.wg,
-                                       R=self.gemm_shape.r)
-                self.d_gemm = g.add_dispatch(gemm, [None, None, None] + buffers[3:] + [x, None, weight, weight],
-                                             f"{label}:gemm")
+                shape = self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
+                self.d_gemm = g.defer_dispatch(
+                    lambda: g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=shape.wg, R=shape.r),
+                    [None, None, None] + buffers[3:] + [x, None, weight, weight], f"{label}:gemm", self.d_gemv)
         else:
             gemv = g.pipelines.get(SHADER, "gemv", FMT=layout.fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
