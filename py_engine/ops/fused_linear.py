@@ -106,7 +106,7 @@ class _FusedGgufLinear(Op):
             gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
             self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
-            if quant_kernels.CPU_GEMM:
+            if quant_kernels.CPU_GEMM and numel(self.x_dims[:-1]) > 1:  # prompts can come
                 entry, shape = self.gemv_entry.replace("gemv", "gemm") + "_cpu", self.gemm_shape
                 self.d_gemm = g.defer_dispatch(
                     lambda: g.pipelines.get(SHADER, entry, FMT=fmt, WG=shape.wg, R=shape.r),

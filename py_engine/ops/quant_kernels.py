@@ -221,7 +221,8 @@ def _params(layout: WeightLayout, m: int, has_bias: bool) -> bytes:
 class QuantMatmul:
     """out[M, N] = x[M, K] @ dequant(W)[N, K].T (+ bias)."""
 
-    def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str):
+    def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str, max_rows: int = 2):
+        """`max_rows`: the most activation rows a step may bring (1: no prompt kernel to make)."""
         self.layout = layout
         self.has_bias = bias is not None
         self.shape = gemv_shape(g.backend, layout.rows)
@@ -235,7 +236,7 @@ class QuantMatmul:
             # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
-            if layout.records and CPU_GEMM:  # prompts: four activation rows per thread
+            if layout.records and CPU_GEMM and max_rows > 1:  # prompts: four activation rows per thread
                 shape = self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
                 self.d_gemm = g.defer_dispatch(
                     lambda: g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=shape.wg, R=shape.r),
@@ -322,7 +323,8 @@ class QuantLinearOp(Op):
         self.layout = device_layout(g.backend, self.layout)
         self.mm = QuantMatmul(g, self.layout, t(self.x), weight_buffer(g, self.layout, self.weight),
                               t(self.scales) if self.scales is not None else None,
-                              t(self.bias) if self.bias is not None else None, t(self.out), self.name)
+                              t(self.bias) if self.bias is not None else None, t(self.out), self.name,
+                              numel(self.x_dims[:-1]))
 
     def configure(self, g):
         dims = g.tensor(self.x).dims
