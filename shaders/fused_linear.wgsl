@@ -466,9 +466,9 @@ fn rows_dot_cpu(xb: u32, n0: u32, last: u32, acc: ptr<function, array<f32, 192>>
 
 // ---- CPU path of prompts (gemm_cpu; fused_linear.wgsl's gemm*_cpu): each thread streams its R
 // rows for four activation rows m0 .. m0 + 3 at once, so every record is loaded and its quants
-// converted once for four rows of x (SwiftShader, Q4_1 1536 x 576 at 64 rows: 14.3 -> 8.4-8.8
-// ms; two rows at once 9.4). Each row's sum runs in rows_dot_cpu's order: the same bits as the
-// GEMV. Rows past p.M repeat row p.M - 1 and are not stored.
+// converted once for four rows of x (SwiftShader, Q4_1 1536 x 576 at 16 / 64 rows: 3.86-3.93 ->
+// 2.51-3.03 / 15.2-15.4 -> 9.7-10.0 ms). Each row's sum runs in rows_dot_cpu's order: the same
+// bits as the GEMV. Rows past p.M repeat row p.M - 1 and are not stored.
 const GEMM_R: u32 = 96u;  // rows per thread of the gemm*_cpu entries at most (quant_kernels.CPU_GEMM_MAX_R)
 
 struct XC4 {
@@ -486,27 +486,32 @@ fn x4_cpu(m0: u32, xi: u32) -> XC4 {
              x32_cpu(min(m0 + 2u, last) * row + xi), x32_cpu(min(m0 + 3u, last) * row + xi));
 }
 
-// q4_dot_cpu for the four rows: the block's quants converted once.
-fn q4_dot4_cpu(q: vec4<u32>, d: f32, m: f32, x: XC4) -> vec4<f32> {
-  let w0 = i2f(q & vec4<u32>(0xfu));
-  let w1 = i2f(q & vec4<u32>(0xf0u));
-  let w2 = i2f(q & vec4<u32>(0xf00u));
-  let w3 = i2f(q & vec4<u32>(0xf000u));
-  let w4 = i2f(q & vec4<u32>(0xf0000u));
-  let w5 = i2f(q & vec4<u32>(0xf00000u));
-  let w6 = i2f(q & vec4<u32>(0xf000000u));
-  let w7 = i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u));
+// A block's 32 converted quants (element k of each word scaled as x32_cpu expects).
+struct W32 {
+  w0: vec4<f32>, w1: vec4<f32>, w2: vec4<f32>, w3: vec4<f32>,
+  w4: vec4<f32>, w5: vec4<f32>, w6: vec4<f32>, w7: vec4<f32>,
+}
+
+// Each of the four rows' dot with the block, `fix` added (q4_dot_cpu's and q8_dot_cpu's order).
+fn dots4(w: W32, x: XC4) -> vec4<f32> {
   let a = x.a.x;
   let b = x.b.x;
   let c = x.c.x;
   let e = x.d.x;
-  let sa = w0 * a.v0 + w1 * a.v1 + w2 * a.v2 + w3 * a.v3 + w4 * a.v4 + w5 * a.v5 + w6 * a.v6 + w7 * a.v7;
-  let sb = w0 * b.v0 + w1 * b.v1 + w2 * b.v2 + w3 * b.v3 + w4 * b.v4 + w5 * b.v5 + w6 * b.v6 + w7 * b.v7;
-  let sc = w0 * c.v0 + w1 * c.v1 + w2 * c.v2 + w3 * c.v3 + w4 * c.v4 + w5 * c.v5 + w6 * c.v6 + w7 * c.v7;
-  let se = w0 * e.v0 + w1 * e.v1 + w2 * e.v2 + w3 * e.v3 + w4 * e.v4 + w5 * e.v5 + w6 * e.v6 + w7 * e.v7;
+  let sa = w.w0 * a.v0 + w.w1 * a.v1 + w.w2 * a.v2 + w.w3 * a.v3 + w.w4 * a.v4 + w.w5 * a.v5 + w.w6 * a.v6 + w.w7 * a.v7;
+  let sb = w.w0 * b.v0 + w.w1 * b.v1 + w.w2 * b.v2 + w.w3 * b.v3 + w.w4 * b.v4 + w.w5 * b.v5 + w.w6 * b.v6 + w.w7 * b.v7;
+  let sc = w.w0 * c.v0 + w.w1 * c.v1 + w.w2 * c.v2 + w.w3 * c.v3 + w.w4 * c.v4 + w.w5 * c.v5 + w.w6 * c.v6 + w.w7 * c.v7;
+  let se = w.w0 * e.v0 + w.w1 * e.v1 + w.w2 * e.v2 + w.w3 * e.v3 + w.w4 * e.v4 + w.w5 * e.v5 + w.w6 * e.v6 + w.w7 * e.v7;
   let one = vec4<f32>(1.0);
-  let sd = vec4<f32>(dot(sa, one) + x.a.fix, dot(sb, one) + x.b.fix, dot(sc, one) + x.c.fix, dot(se, one) + x.d.fix);
-  let sums = vec4<f32>(a.sum, b.sum, c.sum, e.sum);
+  return vec4<f32>(dot(sa, one) + x.a.fix, dot(sb, one) + x.b.fix, dot(sc, one) + x.c.fix, dot(se, one) + x.d.fix);
+}
+
+// q4_dot_cpu for the four rows: the block's quants converted once.
+fn q4_dot4_cpu(q: vec4<u32>, d: f32, m: f32, x: XC4) -> vec4<f32> {
+  let sd = dots4(W32(i2f(q & vec4<u32>(0xfu)), i2f(q & vec4<u32>(0xf0u)), i2f(q & vec4<u32>(0xf00u)),
+                     i2f(q & vec4<u32>(0xf000u)), i2f(q & vec4<u32>(0xf0000u)), i2f(q & vec4<u32>(0xf00000u)),
+                     i2f(q & vec4<u32>(0xf000000u)), i2f((q ^ vec4<u32>(0x80000000u)) & vec4<u32>(0xf0000000u))), x);
+  let sums = vec4<f32>(x.a.x.sum, x.b.x.sum, x.c.x.sum, x.d.x.sum);
   if (FMT == 66u) {
     return d * (sd - 8.0 * sums);
   }
@@ -518,24 +523,9 @@ fn q8_dot4_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, x: XC4) -> vec4<f32> {
   let bias = vec4<u32>(0x00808080u);
   let qa = q0 ^ bias;
   let qb = q1 ^ bias;
-  let w0 = i2f(qa & vec4<u32>(0xffu));
-  let w1 = i2f(qa & vec4<u32>(0xff00u));
-  let w2 = i2f(qa & vec4<u32>(0xff0000u));
-  let w3 = i2f(qa & vec4<u32>(0xff000000u));
-  let w4 = i2f(qb & vec4<u32>(0xffu));
-  let w5 = i2f(qb & vec4<u32>(0xff00u));
-  let w6 = i2f(qb & vec4<u32>(0xff0000u));
-  let w7 = i2f(qb & vec4<u32>(0xff000000u));
-  let a = x.a.x;
-  let b = x.b.x;
-  let c = x.c.x;
-  let e = x.d.x;
-  let sa = w0 * a.v0 + w1 * a.v1 + w2 * a.v2 + w3 * a.v3 + w4 * a.v4 + w5 * a.v5 + w6 * a.v6 + w7 * a.v7;
-  let sb = w0 * b.v0 + w1 * b.v1 + w2 * b.v2 + w3 * b.v3 + w4 * b.v4 + w5 * b.v5 + w6 * b.v6 + w7 * b.v7;
-  let sc = w0 * c.v0 + w1 * c.v1 + w2 * c.v2 + w3 * c.v3 + w4 * c.v4 + w5 * c.v5 + w6 * c.v6 + w7 * c.v7;
-  let se = w0 * e.v0 + w1 * e.v1 + w2 * e.v2 + w3 * e.v3 + w4 * e.v4 + w5 * e.v5 + w6 * e.v6 + w7 * e.v7;
-  let one = vec4<f32>(1.0);
-  return d * vec4<f32>(dot(sa, one) + x.a.fix, dot(sb, one) + x.b.fix, dot(sc, one) + x.c.fix, dot(se, one) + x.d.fix);
+  return d * dots4(W32(i2f(qa & vec4<u32>(0xffu)), i2f(qa & vec4<u32>(0xff00u)), i2f(qa & vec4<u32>(0xff0000u)),
+                       i2f(qa & vec4<u32>(0xff000000u)), i2f(qb & vec4<u32>(0xffu)), i2f(qb & vec4<u32>(0xff00u)),
+                       i2f(qb & vec4<u32>(0xff0000u)), i2f(qb & vec4<u32>(0xff000000u))), x);
 }
 
 // rows_dot_cpu for activation rows m0 .. m0 + 3: acc[r] holds row n0 + r's four sums.

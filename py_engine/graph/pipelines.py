@@ -11,7 +11,6 @@ from pathlib import Path
 # bindings change type) when the pipeline is asked for with KV16=1, which is not passed on as
 # an override constant.
 _BLOCK = re.compile(r"^//#if (\w+)\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
-SWITCHES = ("SUBGROUPS", "KV16")
 
 # Reductions finish with subgroup shuffles where the device has subgroups (a switch for
 # benchmarks and tests: False keeps every tree level in workgroup memory).
@@ -44,7 +43,7 @@ def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv1
 
     def resolve(m):
         if m.group(1) not in on:
-            raise ValueError(f"shader {name}: unknown switch //#if {m.group(1)} (known: {', '.join(SWITCHES)})")
+            raise ValueError(f"shader {name}: unknown switch //#if {m.group(1)} (known: {', '.join(on)})")
         return m.group(2) if on[m.group(1)] else (m.group(3) or "")
 
     text = _BLOCK.sub(resolve, shader_source(name))

@@ -186,8 +186,9 @@ def uses_gemv(m: int, shape: GemvShape, norm: bool = False) -> bool:
 
 # CPU shapes run prompts (M > 1) on the gemm*_cpu entries where the weight is records: four
 # activation rows per thread, each record converted once for the four (SwiftShader, Q4_1
-# 1536 x 576 at 64 rows: 14.3 -> 8.4-8.8 ms), at most CPU_GEMM_MAX_R rows per thread (their
-# arrays, `GEMM_R` in quant_weights.wgsl: lavapipe took 8 s to compile one at 192 rows, 1.2 at 48).
+# 1536 x 576 at 16 / 64 rows: 3.86-3.93 -> 2.51-3.03 ms / 15.2-15.4 -> 9.7-10.0), at most
+# CPU_GEMM_MAX_R rows per thread (their arrays, `GEMM_R` in quant_weights.wgsl: lavapipe took
+# 8 s to compile one at 192 rows, 2.2 at 96; at 16 rows 192 ran 2.3 ms, 32 2.9).
 GEMM_ROWS = 4
 CPU_GEMM_MAX_R = 96
 CPU_GEMM = True  # a switch for benchmarks: False builds no prompt kernels (prompts take the GEMV)
@@ -221,7 +222,7 @@ def _params(layout: WeightLayout, m: int, has_bias: bool) -> bytes:
 class QuantMatmul:
     """out[M, N] = x[M, K] @ dequant(W)[N, K].T (+ bias)."""
 
-    def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str, max_rows: int = 2):
+    def __init__(self, g, layout: WeightLayout, x, weight, scales, bias, out, label: str, max_rows: int):
         """`max_rows`: the most activation rows a step may bring (1: no prompt kernel to make)."""
         self.layout = layout
         self.has_bias = bias is not None
@@ -236,8 +237,8 @@ class QuantMatmul:
             # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, None, weight, weight], f"{label}:gemv")
+            shape = self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
             if layout.records and CPU_GEMM and max_rows > 1:  # prompts: four activation rows per thread
-                shape = self.gemm_shape = cpu_gemm_shape(g.backend, layout.rows)
                 self.d_gemm = g.defer_dispatch(
                     lambda: g.pipelines.get(SHADER, "gemm_cpu", FMT=layout.fmt, WG=shape.wg, R=shape.r),
                     [None, None, None] + buffers[3:] + [x, None, weight, weight], f"{label}:gemm", self.d_gemv)
