@@ -768,6 +768,7 @@ fn cpu_dot4(c: CpuRows4, up: bool, acc: ptr<function, array<vec4<f32>, GEMM_R>>)
   }
 }
 
+// (gemm2_cpu and gemm3_cpu stay apart for the reason gemv2_cpu and gemv3_cpu do.)
 @compute @workgroup_size(WG)
 fn gemm2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
