@@ -21,10 +21,15 @@ CACHE_DTYPES = ("float32", "float16")  # float16: packed pairs, the shaders' KV1
 
 
 def cache_is_f16(err, *caches) -> bool:
-    """Whether the caches (Tensors) are float16: all or none, as one kernel reads them."""
+    """Whether the caches (Tensors) are float16: all or none, as one kernel reads them. float16
+    caches hold pairs of elements per word, so a position (heads x head_dim) must be even."""
     kinds = {t.dtype for t in caches}
     if len(kinds) != 1:
         raise err(f"the caches must share one dtype, got {sorted(kinds)}")
+    for t in caches:
+        if kinds == {"float16"} and len(t.dims) == 4 and (t.dims[2] * t.dims[3]) % 2:
+            raise err(f"a float16 cache needs an even number of elements per position (heads x head_dim), "
+                      f"got {list(t.dims)}")
     return kinds == {"float16"}
 
 

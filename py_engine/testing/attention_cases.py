@@ -289,6 +289,13 @@ def uc_fp16():
                      f"{UC}: value has dtype float16; supported: float32")
 
 
+def uc_f16_cache_odd_position():
+    """A float16 cache packs two elements per word: positions of 1 head x 5 dims are refused."""
+    return ErrorSpec(_uc_program(2, 1, 5, 8, kv=F16)[0], OpError,
+                     f"{UC}: a float16 cache needs an even number of elements per position (heads x head_dim), "
+                     f"got [1, 8, 1, 5]")
+
+
 def uc_cache_past_u32_offsets():
     """A cache of 2^32 words: its offsets cannot travel as u32, refused before any allocation."""
     return ErrorSpec(_uc_program(1, 32, 32, 1 << 22)[0], OpError,
@@ -386,7 +393,7 @@ def sdpa_symint_pos_past_capacity():
 
 ERROR_CASES = {f.__name__: f for f in (
     uc_negative_int_pos, uc_int_pos_past_capacity, uc_batch_2, uc_heads_mismatch, uc_head_dim_mismatch,
-    uc_fp16, uc_cache_past_u32_offsets, uc_negative_symint_pos, uc_symint_pos_past_capacity,
+    uc_fp16, uc_f16_cache_odd_position, uc_cache_past_u32_offsets, uc_negative_symint_pos, uc_symint_pos_past_capacity,
     sdpa_batch_2, sdpa_fp16, sdpa_mixed_cache_dtypes, sdpa_int_cache, sdpa_heads_not_multiple, sdpa_cache_heads_mismatch, sdpa_head_dim_mismatch,
     sdpa_cache_head_dim_mismatch, sdpa_negative_int_pos, sdpa_int_pos_past_capacity, sdpa_attn_mask,
     sdpa_not_causal, sdpa_negative_symint_pos, sdpa_symint_pos_past_capacity)}
