@@ -139,7 +139,8 @@ async function loadModel(model, label) {
     state.engine = engine;
     state.modelLabel = label;
     state.loadInfo = engine.info;
-    $("model-name").textContent = `${label} (${engine.info.context} tokens of context)`;
+    const kv = engine.info.kv_cache === "float16" ? ", f16 KV cache" : "";
+    $("model-name").textContent = `${label} (${engine.info.context} tokens of context${kv})`;
     $("loader").hidden = true;
     newChat(false);
     setStatus("ready", `ready: ${label}, ${engine.info.seconds.toFixed(1)} s to build`);
