@@ -439,6 +439,15 @@ fn q8_dot_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, xc: XC) -> f32 {
   return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
+// Where a thread of the CPU entries works (WG * R weight rows per workgroup, R per thread):
+// (its first activation row, `rows` per workgroup; its first weight row n0).
+fn cpu_place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, rows: u32) -> vec2<u32> {
+  let cols = WG * R;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  return vec2<u32>((g / col_blocks) * rows, (g % col_blocks) * cols + lid * R);
+}
+
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W (records),
 // added to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
 // Blocks 2j and 2j + 1 per record; with an odd block count the last record's second block is
@@ -582,18 +591,15 @@ var<workgroup> red: array<f32, WG>;
 // CPU adapters (*_cpu entries): each thread streams R whole weight rows of the fused weight, as
 // quant_weights.wgsl's gemv_cpu does (the same sums, so fused equals unfused there too).
 struct CpuRows {
-  m: u32,       // activation row
+  m: u32,       // the first activation row (gemm*_cpu: of four)
   n0: u32,      // the first of the thread's R rows (outputs n0 .. n0 + R - 1 below p.N)
   live: bool,
 }
 
-fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> CpuRows {
-  let cols = WG * R;
-  let col_blocks = (p.N + cols - 1u) / cols;
-  let g = wid.y * nwg.x + wid.x;
-  let m = g / col_blocks;
-  let n0 = (g % col_blocks) * cols + lid * R;
-  return CpuRows(m, n0, m < p.M && n0 < p.N);
+// `rows` activation rows per workgroup: 1 (*_cpu), 4 (gemm*_cpu).
+fn cpu_rows(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, rows: u32) -> CpuRows {
+  let at = cpu_place(wid, nwg, lid, rows);
+  return CpuRows(at.x, at.y, at.x < p.M && at.y < p.N);
 }
 
 // The thread's rows, or with `up` the up rows s.n0 + n0.. of a SwiGLU weight (p.N = F), into acc.
@@ -706,7 +712,7 @@ fn gemv_swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(WG)
 fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 1u);
   var acc: array<f32, 192>;
   cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
@@ -717,7 +723,7 @@ fn gemv2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 1u);
   var acc: array<f32, 192>;
   cpu_dot(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
@@ -730,7 +736,7 @@ fn gemv3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 1u);
   for (var half = 0u; half < 2u; half++) {
     var acc: array<f32, 192>;
     for (var r = 0u; r < R; r++) {
@@ -746,25 +752,10 @@ fn gemv_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 
 // Prompts on CPU adapters (M > 1): the *_cpu entries for four activation rows m0 .. m0 + 3 per
 // thread (rows_dot4_cpu: the same sums, each record converted once for the four rows).
-struct CpuRows4 {
-  m0: u32,
-  n0: u32,
-  live: bool,
-}
-
-fn cpu_rows4(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> CpuRows4 {
-  let cols = WG * R;
-  let col_blocks = (p.N + cols - 1u) / cols;
-  let g = wid.y * nwg.x + wid.x;
-  let m0 = (g / col_blocks) * 4u;
-  let n0 = (g % col_blocks) * cols + lid * R;
-  return CpuRows4(m0, n0, m0 < p.M && n0 < p.N);
-}
-
-fn cpu_dot4(c: CpuRows4, up: bool, acc: ptr<function, array<vec4<f32>, GEMM_R>>) {
+fn cpu_dot4(c: CpuRows, up: bool, acc: ptr<function, array<vec4<f32>, GEMM_R>>) {
   if (c.live) {
     let first = select(0u, s.n0, up);
-    rows_dot4_cpu(c.m0, first + c.n0, first + p.N - 1u, acc);
+    rows_dot4_cpu(c.m, first + c.n0, first + p.N - 1u, acc);
   }
 }
 
@@ -772,12 +763,12 @@ fn cpu_dot4(c: CpuRows4, up: bool, acc: ptr<function, array<vec4<f32>, GEMM_R>>)
 @compute @workgroup_size(WG)
 fn gemm2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows4(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 4u);
   var acc: array<vec4<f32>, GEMM_R>;
   cpu_dot4(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-    for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
-      store2(c.m0 + k, c.n0 + r, acc[r][k]);
+    for (var k = 0u; k < 4u && c.m + k < p.M; k++) {
+      store2(c.m + k, c.n0 + r, acc[r][k]);
     }
   }
 }
@@ -785,12 +776,12 @@ fn gemm2_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn gemm3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows4(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 4u);
   var acc: array<vec4<f32>, GEMM_R>;
   cpu_dot4(c, false, &acc);
   for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-    for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
-      store3(c.m0 + k, c.n0 + r, acc[r][k]);
+    for (var k = 0u; k < 4u && c.m + k < p.M; k++) {
+      store3(c.m + k, c.n0 + r, acc[r][k]);
     }
   }
 }
@@ -800,7 +791,7 @@ fn gemm3_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
 @compute @workgroup_size(WG)
 fn gemm_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let c = cpu_rows4(wid, nwg, lid);
+  let c = cpu_rows(wid, nwg, lid, 4u);
   for (var half = 0u; half < 2u; half++) {
     var acc: array<vec4<f32>, GEMM_R>;
     for (var r = 0u; r < R; r++) {
@@ -808,8 +799,8 @@ fn gemm_swiglu_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     }
     cpu_dot4(c, half == 1u, &acc);
     for (var r = 0u; r < R && c.live && c.n0 + r < p.N; r++) {
-      for (var k = 0u; k < 4u && c.m0 + k < p.M; k++) {
-        let at = (c.m0 + k) * p.N + c.n0 + r;
+      for (var k = 0u; k < 4u && c.m + k < p.M; k++) {
+        let at = (c.m + k) * p.N + c.n0 + r;
         out0[at] = select(acc[r][k], silu_mul(out0[at], acc[r][k]), half == 1u);
       }
     }

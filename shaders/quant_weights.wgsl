@@ -456,6 +456,15 @@ fn q8_dot_cpu(q0: vec4<u32>, q1: vec4<u32>, d: f32, xc: XC) -> f32 {
   return d * (dot(s, vec4<f32>(1.0)) + xc.fix);
 }
 
+// Where a thread of the CPU entries works (WG * R weight rows per workgroup, R per thread):
+// (its first activation row, `rows` per workgroup; its first weight row n0).
+fn cpu_place(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, rows: u32) -> vec2<u32> {
+  let cols = WG * R;
+  let col_blocks = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  return vec2<u32>((g / col_blocks) * rows, (g % col_blocks) * cols + lid * R);
+}
+
 // Rows n0 .. n0 + R - 1 (past `last`: row `last`, dropped by the caller) of x[xb ..] . W (records),
 // added to acc[0 .. R - 1] (in place: returning the array would copy it, and compile slower).
 // Blocks 2j and 2j + 1 per record; with an odd block count the last record's second block is
@@ -623,15 +632,22 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
+// out[m, n] = v + bias[n] (CPU entries).
+fn store_cpu(m: u32, n: u32, v: f32) {
+  var o = v;
+  if (p.has_bias != 0u) {
+    o += bias[n];
+  }
+  out[m * p.N + n] = o;
+}
+
 // CPU adapters: WG * R output columns per workgroup, R whole rows per thread (no barriers).
 @compute @workgroup_size(WG)
 fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let cols = WG * R;
-  let col_blocks = (p.N + cols - 1u) / cols;
-  let g = wid.y * nwg.x + wid.x;
-  let m = g / col_blocks;
-  let n0 = (g % col_blocks) * cols + lid * R;
+  let at = cpu_place(wid, nwg, lid, 1u);
+  let m = at.x;
+  let n0 = at.y;
   if (m >= p.M || n0 >= p.N) {
     return;
   }
@@ -643,15 +659,8 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
       acc[r] = row_dot_chunks(m * p.K, min(n0 + r, p.N - 1u), 0u, 1u);
     }
   }
-  for (var r = 0u; r < R; r++) {
-    let n = n0 + r;
-    if (n < p.N) {
-      var v = acc[r];
-      if (p.has_bias != 0u) {
-        v += bias[n];
-      }
-      out[m * p.N + n] = v;
-    }
+  for (var r = 0u; r < R && n0 + r < p.N; r++) {
+    store_cpu(m, n0 + r, acc[r]);
   }
 }
 
@@ -659,24 +668,17 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG)
 fn gemm_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let cols = WG * R;
-  let col_blocks = (p.N + cols - 1u) / cols;
-  let g = wid.y * nwg.x + wid.x;
-  let m0 = (g / col_blocks) * 4u;
-  let n0 = (g % col_blocks) * cols + lid * R;
+  let at = cpu_place(wid, nwg, lid, 4u);
+  let m0 = at.x;
+  let n0 = at.y;
   if (m0 >= p.M || n0 >= p.N) {
     return;
   }
   var acc: array<vec4<f32>, GEMM_R>;
   rows_dot4_cpu(m0, n0, p.N - 1u, &acc);
   for (var r = 0u; r < R && n0 + r < p.N; r++) {
-    let n = n0 + r;
     for (var k = 0u; k < 4u && m0 + k < p.M; k++) {
-      var v = acc[r][k];
-      if (p.has_bias != 0u) {
-        v += bias[n];
-      }
-      out[(m0 + k) * p.N + n] = v;
+      store_cpu(m0 + k, n0 + r, acc[r][k]);
     }
   }
 }

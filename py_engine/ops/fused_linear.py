@@ -21,7 +21,7 @@ import struct
 from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from ..loaders.gguf import ggml_type_name
-from . import quant_kernels
+from . import quant_kernels  # CPU_GEMM read at build, so `--set ops.quant_kernels.CPU_GEMM=0` reaches it
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout

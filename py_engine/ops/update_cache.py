@@ -26,11 +26,12 @@ def cache_is_f16(err, *caches) -> bool:
     kinds = {t.dtype for t in caches}
     if len(kinds) != 1:
         raise err(f"the caches must share one dtype, got {sorted(kinds)}")
-    for t in caches:
-        if kinds == {"float16"} and len(t.dims) == 4 and (t.dims[2] * t.dims[3]) % 2:
+    f16 = kinds == {"float16"}
+    for t in caches if f16 else ():
+        if len(t.dims) == 4 and (t.dims[2] * t.dims[3]) % 2:
             raise err(f"a float16 cache needs an even number of elements per position (heads x head_dim), "
                       f"got {list(t.dims)}")
-    return kinds == {"float16"}
+    return f16
 
 
 def check_cache_shapes(err, value_dims, cache_dims, value_what="value", cache_what="cache") -> None:
