@@ -79,7 +79,7 @@ async def _bench(args) -> dict:
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=args.context, max_prefill=512, fuse=passes_for(backend),
                              max_buffer_bytes=backend.limits.max_storage_binding_size,
-                             kv_dtype=kv_dtype_for(backend))
+                             kv_dtype=kv_dtype_for())
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
     await runner.feed([1])  # first step compiles nothing more, but warms caches

@@ -33,7 +33,7 @@ async def _profile(args) -> dict:
     data = synthetic_gguf(**SMOLLM2_135M) if args.synthetic else open(args.model, "rb").read()
     backend = await create_backend(features=("timestamp-query", "timestamp-query-inside-passes"))
     lp = build_llama_program(read_gguf(memoryview(data)), context=args.context, max_prefill=512,
-                             fuse=passes_for(backend), kv_dtype=kv_dtype_for(backend))
+                             fuse=passes_for(backend), kv_dtype=kv_dtype_for())
     graph = await Graph.build(lp.program, backend)
     runner = LlamaRunner(graph, lp)
     if args.position:

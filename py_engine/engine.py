@@ -45,7 +45,8 @@ class Engine:
                    kv_cache: str | None = None, on_progress=_noop) -> "Engine":
         """`source`: GGUF bytes (bytes, bytearray, memoryview), a file path, or in the browser
         (Pyodide) a URL, fetched with the page's fetch. `kv_cache`: "float32", "float16" or
-        "auto" (default: float16 on adapters with shader-f16, see models.llama.kv_dtype_for)."""
+        "auto" (default: float32, or float16 where the memory budget would cut the model's
+        context; see models.llama.kv_dtype_for)."""
         if isinstance(source, str):
             source = await _read_source(source)
         t0 = time.perf_counter()
@@ -59,7 +60,7 @@ class Engine:
             backend = await create_backend()
         lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, fuse=passes_for(backend),
                                  max_buffer_bytes=backend.limits.max_storage_binding_size,
-                                 kv_dtype=kv_dtype_for(backend, kv_cache))
+                                 kv_dtype=kv_dtype_for(kv_cache))
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)
         on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())

@@ -3,9 +3,10 @@
 # the real GPU (Vulkan), without Playwright: Chromium is started as a plain process and the bench
 # page POSTs its JSON to the bench's own server. Needs, in the repo copy: .gpubundle/ (made by
 # scripts/gpu_browser_bundle.sh), web/vendor/pyodide/ and (for the comparison) web/vendor/wllama/.
-# Extra arguments go to the bench (e.g. --decode 64 --no-wllama). The model is the synthetic one
-# (SmolLM2-135M's shapes, SmolLM2's tokenizer, random weights) unless BENCH_MODEL names a GGUF
-# file that is there.
+# Extra arguments go to the bench (e.g. --decode 64 --no-wllama); CHROME_EXTRA_FLAGS adds Chromium
+# flags (e.g. --enable-webgpu-developer-features, which exposes subgroup matrix configs). The model
+# is the synthetic one (SmolLM2-135M's shapes, SmolLM2's tokenizer, random weights) unless
+# BENCH_MODEL names a GGUF file that is there.
 # Writes the JSON to stdout and, when $OUT is set, to $OUT/bench_browser.json (+ .log).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,7 +35,7 @@ export XDG_RUNTIME_DIR=/tmp
 export BENCH_COMMIT="$(cat "$B/COMMIT")"
 FLAGS="--headless --no-sandbox --disable-gpu-sandbox --enable-unsafe-webgpu --enable-features=Vulkan \
 --use-vulkan=native --use-angle=vulkan --ignore-gpu-blocklist --disable-vulkan-surface \
---enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"
+--enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia ${CHROME_EXTRA_FLAGS:-}"
 
 model_args=(--synthetic --tokenizer-from "$B/smollm2-tokenizer.gguf")
 [[ -f "$B/smollm2-tokenizer.gguf" ]] || model_args=(--synthetic)

@@ -51,19 +51,25 @@ def test_float16_kv_cache_halves_cache_memory(native_backend, tiny_gguf):
     assert sizes["float32"] - sizes["float16"] == cache_bytes // 2, sizes
 
 
-def test_kv_cache_dtype_choice(native_backend, monkeypatch, tiny_gguf):
-    """"auto" takes float16 where the adapter offers shader-f16, float32 elsewhere; the engine
-    takes an explicit choice and refuses unknown ones."""
+def test_kv_cache_dtype_choice(native_backend, tiny_gguf):
+    """"auto" takes float32 caches (the faster ones, measured), float16 only where the memory
+    budget would cut the model's context and no context was asked for; the engine takes an
+    explicit choice and refuses unknown ones."""
+    from py_engine.loaders.gguf import read_gguf
     from py_engine.models import llama
 
-    monkeypatch.setattr(native_backend, "offers_f16", False)
-    assert llama.kv_dtype_for(native_backend) == "float32"
-    assert llama.kv_dtype_for(native_backend, "float16") == "float16"
-    monkeypatch.setattr(native_backend, "offers_f16", True)
-    assert llama.kv_dtype_for(native_backend) == "float16"
-    assert llama.kv_dtype_for(native_backend, "float32") == "float32"
+    assert llama.kv_dtype_for() == "auto"
+    assert llama.kv_dtype_for("float16") == "float16"
     with pytest.raises(ValueError, match="kv cache dtype must be auto, float32 or float16; got 'bfloat16'"):
-        llama.kv_dtype_for(native_backend, "bfloat16")
+        llama.kv_dtype_for("bfloat16")
+    gguf = read_gguf(tiny_gguf)
+    c = llama.config_from_gguf(gguf)
+    full = 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4 * c.context  # float32 caches of the whole context
+    for budget, context, want in ((full, None, "float32"), (full - 1, None, "float16"), (full - 1, 16, "float32")):
+        lp = llama.build_llama_program(gguf, context=context, max_prefill=8, kv_budget_bytes=budget, kv_dtype="auto")
+        assert lp.kv_dtype == want, (budget, context, lp.kv_dtype)
+    assert llama.build_llama_program(gguf, max_prefill=8, kv_budget_bytes=full - 1, kv_dtype="float32").kv_dtype \
+        == "float32"
 
     async def run():
         engine = await Engine.load(tiny_gguf, backend=native_backend, context=32, max_prefill=8, kv_cache="float16")

@@ -181,8 +181,9 @@ export class Engine {
 /**
  * Start the worker and load a model. onProgress({stage, loaded, total, info}) stages, in order:
  * runtime (Python starting), download | cache | read (bytes), parse, upload, ready.
- * Options: context (KV-cache positions), maxPrefill, kvCache ("auto": float16 caches where the
- * adapter offers shader-f16; "float16"; "float32"), cache (keep the weights in the Cache API).
+ * Options: context (KV-cache positions), maxPrefill, kvCache ("auto": float32 caches, float16
+ * where the memory budget would cut the model's context; "float16"; "float32"), cache (keep the
+ * weights in the Cache API).
  * Pass `engine` (a previous Engine) to load another model in the same worker.
  */
 export async function createEngine({ model, onProgress = () => {}, context, maxPrefill, kvCache, cache = true, engine: reuse } = {}) {

@@ -111,9 +111,6 @@ class GpuBackend:
         # Threads a CPU adapter runs in one SIMD row: SwiftShader's JIT emits SSE (4 lanes),
         # lavapipe's LLVM 256-bit vectors (8).
         self.cpu_simd_lanes = 4 if "swiftshader" in text else 8
-        # Whether the adapter offers `shader-f16` (GPUs with fast half precision): the engine's
-        # "auto" KV caches are float16 there (see models.llama.kv_dtype_for).
-        self.offers_f16 = False
         self._live = {"storage": 0, "uniform": 0, "readback": 0}
         self._counts = {"buffers": 0, "pipelines": 0, "bind_groups": 0}
 

@@ -127,7 +127,6 @@ class BrowserBackend(GpuBackend):
         # What the adapter offers beyond what was requested (the bench records it): every feature
         # name, and the subgroup-matrix shapes of 'chromium-experimental-subgroup-matrix'.
         self.adapter_features = frozenset(js.Array.from_(adapter.features).to_py())
-        self.offers_f16 = "shader-f16" in self.adapter_features
         configs = getattr(info, "subgroupMatrixConfigs", None) if not _is_null(info) else None
         self.subgroup_matrix_configs = [] if _is_null(configs) else [
             {k: (str(getattr(c, k)) if k.endswith("Type") else int(getattr(c, k)))

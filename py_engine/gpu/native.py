@@ -36,7 +36,6 @@ class NativeBackend(GpuBackend):
         wanted_features = [f for f in (*features, "subgroup") if f in adapter.features]
         device = adapter.request_device_sync(required_features=wanted_features, required_limits=required)
         backend = cls(wgpu, adapter, device)
-        backend.offers_f16 = "shader-f16" in adapter.features
         return backend
 
     def __init__(self, wgpu, adapter, device):
