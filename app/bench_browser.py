@@ -57,6 +57,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-prefill", type=int, default=512)
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the page's result")
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--cases", default="",
+                   help="comma-separated case modules of py_engine.testing (e.g. quant,fusion) to run first "
+                        "on the page's GPU against their numpy references (`cases` in the JSON)")
     p.add_argument("--submit-groups-steps", type=int, default=None,
                    help="decode steps per setting of the submit-grouping replay (0: skip it; default 64 on "
                         "GPUs, skipped on CPU adapters)")
@@ -135,7 +138,8 @@ def page_settings(args, model_url: str) -> dict:
     return {"model": model_url, "context": args.context, "max_prefill": args.max_prefill,
             "prefill": list(args.prefill), "decode": args.decode, "long_context": args.long_context,
             "depth": args.depth, "group": args.group, "submit_groups_steps": args.submit_groups_steps,
-            "wllama": not args.no_wllama, "post": True, "set": list(getattr(args, "set", []))}
+            "wllama": not args.no_wllama, "post": True, "set": list(getattr(args, "set", [])),
+            "cases": [c for c in getattr(args, "cases", "").split(",") if c]}
 
 
 class _Sink:

@@ -784,6 +784,115 @@ fn store4(m: u32, n: u32, v: vec4<f32>) {
   }
 }
 
+//#if MMA
+// ---- tiled_mma core (fused_linear.wgsl includes this block): an MT x NT tile of x[m, :] . W[n, :]
+// on the GPU's matrix units (chromium-experimental-subgroup-matrix, f16 x f16 -> f32 in 16 x 16 x 16
+// pieces). 128 threads = 4 subgroups of 32 (checked by the host), each a 32 x 32 quarter of the
+// tile in four accumulators. Per K step of TK the x rows and the dequantized weight rows go to
+// workgroup memory as f16 (the inputs' only rounding: sums are f32), k-contiguous in rows of KS.
+const MT: u32 = 64u;
+const NT: u32 = 64u;
+const KS: u32 = 40u;                     // f16 row stride of the tiles: TK + 8 spreads the rows' banks
+var<workgroup> xh: array<f16, 2560>;     // MT * KS: x rows
+var<workgroup> wh: array<f16, 2560>;     // NT * KS: weight rows
+var<workgroup> cs: array<f32, 4096>;     // MT * NT: the finished tile, row-major
+
+// Fills cs with the tile at activation row m0, weight rows mma_row(n0, 0 .. NT-1, swiglu).
+fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
+  let sm = (lid / 64u) * 32u;        // this subgroup's rows of the tile
+  let sn = ((lid / 32u) % 2u) * 32u;  // and columns
+  var c00 = subgroup_matrix_result<f32, 16, 16>();
+  var c01 = subgroup_matrix_result<f32, 16, 16>();
+  var c10 = subgroup_matrix_result<f32, 16, 16>();
+  var c11 = subgroup_matrix_result<f32, 16, 16>();
+  // Loaders: thread lid fills tile row lid / 2, its half (lid % 2) of the TK values.
+  let r = lid / 2u;
+  let kh = (lid % 2u) * (TK / 2u);
+  let m = m0 + r;
+  let wrow = mma_row(n0, r, swiglu);
+  let k_steps = (p.K + TK - 1u) / TK;
+  for (var ks = 0u; ks < k_steps; ks++) {
+    let k0 = ks * TK + kh;
+    for (var j = 0u; j < TK / 2u; j++) {
+      var v = 0.0;
+      if (m < p.M) {
+        v = x_at(m * p.K, k0 + j);
+      }
+      xh[r * KS + kh + j] = f16(v);
+    }
+    for (var h = 0u; h < TK / 16u; h++) {
+      let wv = tile_w_read(wrow.x, wrow.y != 0u, k0 / 8u + h);
+      let at = r * KS + kh + h * 8u;
+      wh[at] = f16(wv.a.x);
+      wh[at + 1u] = f16(wv.a.y);
+      wh[at + 2u] = f16(wv.a.z);
+      wh[at + 3u] = f16(wv.a.w);
+      wh[at + 4u] = f16(wv.b.x);
+      wh[at + 5u] = f16(wv.b.y);
+      wh[at + 6u] = f16(wv.b.z);
+      wh[at + 7u] = f16(wv.b.w);
+    }
+    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk += 16u) {
+      // left = x rows (row-major), right = W^T: element (k, n) is weight row n's k (column-major)
+      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xh, sm * KS + kk, false, KS);
+      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xh, (sm + 16u) * KS + kk, false, KS);
+      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wh, sn * KS + kk, true, KS);
+      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wh, (sn + 16u) * KS + kk, true, KS);
+      c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
+      c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
+      c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
+      c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
+    }
+    workgroupBarrier();
+  }
+  subgroupMatrixStore(&cs, sm * NT + sn, c00, false, NT);
+  subgroupMatrixStore(&cs, sm * NT + sn + 16u, c01, false, NT);
+  subgroupMatrixStore(&cs, (sm + 16u) * NT + sn, c10, false, NT);
+  subgroupMatrixStore(&cs, (sm + 16u) * NT + sn + 16u, c11, false, NT);
+  workgroupBarrier();
+}
+
+// Tile origin (m0, n0) of workgroup g for `cols` outputs per tile; m0 = p.M past the end.
+fn mma_origin(wid: vec3<u32>, nwg: vec3<u32>, cols: u32) -> vec2<u32> {
+  let n_tiles = (p.N + cols - 1u) / cols;
+  let g = wid.y * nwg.x + wid.x;
+  if (g >= ((p.M + MT - 1u) / MT) * n_tiles) {
+    return vec2<u32>(p.M, 0u);
+  }
+  return vec2<u32>((g / n_tiles) * MT, (g % n_tiles) * cols);
+}
+//#endif
+
+// Weight row of tile column nl of tiled_mma, and whether it exists.
+fn mma_row(n0: u32, nl: u32, swiglu: bool) -> vec2<u32> {
+  return vec2<u32>(n0 + nl, u32(n0 + nl < p.N));
+}
+
+//#if MMA
+@compute @workgroup_size(128)
+fn tiled_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let o = mma_origin(wid, nwg, NT);
+  if (o.x >= p.M) {
+    return;  // uniform per workgroup
+  }
+  mma_tile(o.x, o.y, lid, false);
+  for (var t = 0u; t < MT * NT / 128u; t++) {
+    let j = lid + t * 128u;
+    let m = o.x + j / NT;
+    let n = o.y + j % NT;
+    if (m < p.M && n < p.N) {
+      var v = cs[j];
+      if (p.has_bias != 0u) {
+        v += bias[n];
+      }
+      out[m * p.N + n] = v;
+    }
+  }
+}
+//#endif
+
 // ---- gather: out[i, :] = row indices[i] of the table; one thread per output chunk.
 // An index outside [0, N) yields a zero row (never an out-of-bounds read).
 // Thread t takes chunk t % chunks of index t / chunks; .z: whether t is within the output.

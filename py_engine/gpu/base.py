@@ -111,6 +111,9 @@ class GpuBackend:
         # Threads a CPU adapter runs in one SIMD row: SwiftShader's JIT emits SSE (4 lanes),
         # lavapipe's LLVM 256-bit vectors (8).
         self.cpu_simd_lanes = 4 if "swiftshader" in text else 8
+        # Whether prompts' tiled linears may run on the matrix units (ops.quant_kernels.uses_mma):
+        # f16 x f16 -> f32 subgroup matrices of 16 x 16 x 16 in subgroups of exactly 32.
+        self.mma_f16 = False
         self._live = {"storage": 0, "uniform": 0, "readback": 0}
         self._counts = {"buffers": 0, "pipelines": 0, "bind_groups": 0}
 

@@ -74,6 +74,23 @@ _WRITE_VIEW_JS = """
 """
 
 
+MMA_FEATURE = "chromium-experimental-subgroup-matrix"
+
+
+def _mma_shape_offered(adapter) -> bool:
+    """The adapter multiplies f16 16 x 16 x 16 subgroup matrices into f32 (tiled_mma's pieces),
+    in subgroups of exactly 32 invocations (its 128 threads are 4 subgroups)."""
+    info = getattr(adapter, "info", None)
+    if _is_null(info) or not {"shader-f16", MMA_FEATURE, "subgroups"} <= set(js.Array.from_(adapter.features).to_py()):
+        return False
+    if int(getattr(info, "subgroupMinSize", 0) or 0) != 32 or int(getattr(info, "subgroupMaxSize", 0) or 0) != 32:
+        return False
+    configs = getattr(info, "subgroupMatrixConfigs", None)
+    return not _is_null(configs) and any(
+        str(c.componentType) == "f16" and str(c.resultComponentType) == "f32" and int(c.M) == int(c.N) == int(c.K) == 16
+        for c in js.Array.from_(configs))
+
+
 def _obj(d: dict):
     return to_js(d, dict_converter=js.Object.fromEntries)
 
@@ -104,7 +121,9 @@ class BrowserBackend(GpuBackend):
                 required[name] = v
         have = set(js.Array.from_(adapter.features).to_py())
         # Subgroups (reductions by shuffles) whenever offered; the kernels also run without.
-        wanted = [f for f in (*features, "subgroups") if f in have]
+        # Subgroup matrices (and f16, their inputs' type) where the tiled kernels can use them.
+        extra = ("shader-f16", MMA_FEATURE) if _mma_shape_offered(adapter) else ()
+        wanted = [f for f in (*features, "subgroups", *extra) if f in have]
         device = await adapter.requestDevice(_obj({"requiredLimits": required, "requiredFeatures": wanted}))
         return cls(adapter, device)
 
@@ -132,6 +151,7 @@ class BrowserBackend(GpuBackend):
             {k: (str(getattr(c, k)) if k.endswith("Type") else int(getattr(c, k)))
              for k in ("componentType", "resultComponentType", "M", "N", "K")}
             for c in js.Array.from_(configs)]
+        self.mma_f16 = {"shader-f16", MMA_FEATURE, "subgroups"} <= features and _mma_shape_offered(adapter)
         self._lost = None
         self._errors: list = []
         self._staging: dict = {}

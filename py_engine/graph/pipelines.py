@@ -8,9 +8,27 @@ from pathlib import Path
 # Text switches: shaders mark code with lines `//#if NAME`, optionally `//#else`, and `//#endif`
 # (not nested); a pipeline with the switch on gets the first branch. SUBGROUPS (subgroup
 # builtins) is on when the override SG is above 1; KV16 (KV caches of packed f16 pairs, whose
-# bindings change type) when the pipeline is asked for with KV16=1, which is not passed on as
-# an override constant.
+# bindings change type) when the pipeline is asked for with KV16=1, and MMA (the tiled kernels on
+# the matrix units: chromium-experimental-subgroup-matrix with f16) with MMA=1; neither is passed
+# on as an override constant.
 _BLOCK = re.compile(r"^//#if (\w+)\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
+
+# Subgroup-matrix loads and stores name their layout as a bool argument (`col_major`), as in
+# Chromium 156; True rewrites them to the later form with a template argument
+# (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`).
+MMA_LAYOUT_TEMPLATE = False
+_MMA_LOAD = re.compile(r"subgroupMatrixLoad<(subgroup_matrix_\w+<[^>]*>)>\(([^,]+), ([^,]+), (true|false), ([^)]+)\)")
+_MMA_STORE = re.compile(r"subgroupMatrixStore\(([^,]+), ([^,]+), ([^,]+), (true|false), ([^)]+)\)")
+
+
+def _layout(flag: str) -> str:
+    return "col_major" if flag == "true" else "row_major"
+
+
+def mma_layout_template(text: str) -> str:
+    text = _MMA_LOAD.sub(lambda m: f"subgroupMatrixLoad<{m[1]}, {_layout(m[4])}>({m[2]}, {m[3]}, {m[5]})", text)
+    return _MMA_STORE.sub(lambda m: f"subgroupMatrixStore<{_layout(m[4])}>({m[1]}, {m[2]}, {m[3]}, {m[5]})", text)
+
 
 # Reductions finish with subgroup shuffles where the device has subgroups (a switch for
 # benchmarks and tests: False keeps every tree level in workgroup memory).
@@ -36,10 +54,12 @@ def shader_source(name: str) -> str:
 
 
 @lru_cache(maxsize=None)
-def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv16: bool = False) -> str:
-    """The shader with its switch blocks resolved: SUBGROUPS by `subgroups`, KV16 by `kv16`;
-    `directive` adds the `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
-    on = {"SUBGROUPS": subgroups, "KV16": kv16}
+def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv16: bool = False,
+                mma: bool = False) -> str:
+    """The shader with its switch blocks resolved: SUBGROUPS by `subgroups`, KV16 by `kv16`, MMA
+    by `mma` (which also enables f16 and the subgroup matrices); `directive` adds the
+    `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
+    on = {"SUBGROUPS": subgroups, "KV16": kv16, "MMA": mma}
 
     def resolve(m):
         if m.group(1) not in on:
@@ -47,6 +67,10 @@ def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv1
         return m.group(2) if on[m.group(1)] else (m.group(3) or "")
 
     text = _BLOCK.sub(resolve, shader_source(name))
+    if mma:
+        text = "enable f16;\nenable chromium_experimental_subgroup_matrix;\n" + text
+        if MMA_LAYOUT_TEMPLATE:
+            text = mma_layout_template(text)
     return "enable subgroups;\n" + text if subgroups and directive else text
 
 
@@ -74,8 +98,8 @@ class PipelineCache:
                 raise ValueError(f"{label}: SG={sg} needs subgroups of at least {sg} invocations; "
                                  f"this device has {getattr(self.backend, 'subgroup_min_size', 0) or 'none'}")
             code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False),
-                               bool(overrides.get("KV16", 0)))
-            constants = {k: v for k, v in overrides.items() if k != "KV16"}
+                               bool(overrides.get("KV16", 0)), bool(overrides.get("MMA", 0)))
+            constants = {k: v for k, v in overrides.items() if k not in ("KV16", "MMA")}
             p = self.backend.create_pipeline(code, entry, constants, label)
             idx = len(self.pipelines)
             self.pipelines.append(p)

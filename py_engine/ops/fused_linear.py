@@ -38,7 +38,7 @@ def gemv_cols(shape, norm: bool = False) -> int:
     return shape.wg * shape.r if shape.tpr == 1 and not norm else shape.wg // shape.tpr
 
 
-def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
+def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False, mma: bool = False) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and f outputs; one of them is 0.
     A GEMV workgroup covers gemv_cols outputs with TPR = 1 (each thread its gate and up rows),
     else half as many (gate and up rows in separate thread groups)."""
@@ -47,7 +47,8 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False) -> tup
     if uses_gemv(m, shape, norm):
         per_wg = gemv_cols(shape, norm) // (1 if shape.tpr == 1 and not norm else 2)
         return m * ceil_div(f, per_wg), 0
-    return 0, ceil_div(m, TILE_M) * ceil_div(f, TILE_N // 2)
+    tm, tn = quant_kernels.MMA_TILE if mma else (TILE_M, TILE_N)
+    return 0, ceil_div(m, tm) * ceil_div(f, tn // 2)
 
 
 class _FusedGgufLinear(Op):
@@ -99,6 +100,7 @@ class _FusedGgufLinear(Op):
         pad = [None] * (8 - len(buffers))
         self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
         self.d_gemm = None
+        self.mma = False
         if self.shape.tpr == 1:
             # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16;
             # gemm*_cpu take prompts, four activation rows per thread.
@@ -116,7 +118,11 @@ class _FusedGgufLinear(Op):
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
         self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
-        tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
+        self.mma = quant_kernels.uses_mma(g.backend)
+        if self.mma:
+            tiled = g.pipelines.get(SHADER, f"{self.tiled_entry}_mma", FMT=fmt, MMA=1)
+        else:
+            tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
         self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
 
     def configure(self, g):
@@ -125,7 +131,7 @@ class _FusedGgufLinear(Op):
             raise self.step_error(f"live input K {dims[-1]} differs from the weight's K {self.layout.width}")
         m = numel(dims[:-1])
         self.params.write(params_bytes(self.layout, m, self.n_total, False))
-        gemv, tiled = self.workgroups(m, self.shape)
+        gemv, tiled = self.workgroups(m, self.shape, mma=self.mma)
         if self.d_gemm is not None:
             gemm = cpu_gemm_workgroups(m, self.n_total, self.gemm_shape)  # SwiGLU: n_total = F, R gate + R up rows
             g.set_workgroups(self.d_gemm, gemm)
@@ -154,12 +160,12 @@ class LinearGgufMulti(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = f"gemv{len(splits)}", f"tiled{len(splits)}"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
+    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False, mma: bool = False) -> tuple:
         if m == 0 or self.n_total == 0:
             return 0, 0
         if uses_gemv(m, shape, norm):
             return m * ceil_div(self.n_total, gemv_cols(shape, norm)), 0
-        return matmul_workgroups(m, self.n_total)
+        return matmul_workgroups(m, self.n_total, mma=mma)
 
 
 @register("py_engine.linear_gguf_swiglu.default")
@@ -176,8 +182,8 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         self.gemv_entry, self.tiled_entry = "gemv_swiglu", "tiled_swiglu"
         self.check_outs(ctx)
 
-    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False) -> tuple:
-        return swiglu_workgroups(m, self.n_total, shape, norm)
+    def workgroups(self, m: int, shape=GPU_GEMV, norm: bool = False, mma: bool = False) -> tuple:
+        return swiglu_workgroups(m, self.n_total, shape, norm, mma)
 
 
 NORM_PARAMS = struct.Struct("<ff2I")

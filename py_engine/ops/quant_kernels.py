@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from ..graph.context import BuildContext
 from ..graph.pipelines import subgroup_lanes
-from .base import Op, ceil_div, numel
+from .base import Op, ceil_div, numel, workgroup_size
 
 SHADER = "quant_weights"
 PARAMS = struct.Struct("<12I")
@@ -98,6 +98,21 @@ TILE_M, TILE_N = 16, 64         # must match TM / TN of `tiled` (64 threads, 4 x
 # us per o-proj/down linear; SwiftShader: prefill at 16 / 32 tokens 4.74 / 5.06 -> 4.10 / 4.21
 # tokens/s, so CPU adapters keep loading each step just before it.
 TILED_PREFETCH_ON_CPU = False
+
+
+# Prompts' tiled linears on the matrix units where the adapter has them (backend.mma_f16): the
+# `*_mma` entries, MMA_TILE outputs per workgroup of 128 threads, x and the dequantized weights
+# rounded to f16, sums in f32. A switch for benchmarks and checks (False: the f32 tiled kernels).
+MMA = True
+MMA_TILE = (64, 64)        # MT x NT of quant_weights.wgsl's mma_tile
+MMA_SHARED_BYTES = 26624   # its workgroup memory: two 64 x 40 f16 tiles and the 64 x 64 f32 result
+
+
+def uses_mma(backend) -> bool:
+    """Whether the tiled linears run their `*_mma` entries on this device."""
+    return (MMA and getattr(backend, "mma_f16", False)
+            and backend.limits.max_workgroup_storage_size >= MMA_SHARED_BYTES
+            and workgroup_size(backend.limits, 128) == 128)
 
 
 def tiled_prefetch(backend) -> int:
@@ -205,14 +220,16 @@ def cpu_gemm_workgroups(m: int, n: int, shape: GemvShape) -> int:
     return ceil_div(m, GEMM_ROWS) * ceil_div(n, shape.cols) if m > 1 and n else 0
 
 
-def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV) -> tuple:
+def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV, mma: bool = False) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0.
-    The default shape is the one with the most GEMV workgroups (for validation)."""
+    The default shape is the one with the most GEMV workgroups (for validation); `mma`: the
+    tiled dispatch is tiled_mma's (MMA_TILE per workgroup)."""
     if m == 0 or n == 0:
         return 0, 0
     if uses_gemv(m, shape):
         return m * ceil_div(n, shape.cols), 0
-    return 0, ceil_div(m, TILE_M) * ceil_div(n, TILE_N)
+    tm, tn = MMA_TILE if mma else (TILE_M, TILE_N)
+    return 0, ceil_div(m, tm) * ceil_div(n, tn)
 
 
 def _params(layout: WeightLayout, m: int, has_bias: bool) -> bytes:
@@ -233,6 +250,7 @@ class QuantMatmul:
                    bias if bias is not None else weight]
         self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
         self.d_gemm = None
+        self.mma = False
         if self.shape.tpr == 1:
             # gemv_cpu also binds x as vec4s (binding 6) and the weight as Q4 and Q8_0 records (8, 9).
             gemv = g.pipelines.get(SHADER, "gemv_cpu", FMT=layout.fmt, WG=self.shape.wg, R=self.shape.r)
@@ -247,12 +265,16 @@ class QuantMatmul:
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
             # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
-            tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
+            self.mma = uses_mma(g.backend)
+            if self.mma:
+                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1)
+            else:
+                tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
             self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
 
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
-        gemv, tiled = matmul_workgroups(m, self.layout.rows, self.shape)
+        gemv, tiled = matmul_workgroups(m, self.layout.rows, self.shape, self.mma)
         if self.d_gemm is not None:
             gemm = cpu_gemm_workgroups(m, self.layout.rows, self.gemm_shape)
             g.set_workgroups(self.d_gemm, gemm)

@@ -223,7 +223,7 @@ async def _load(get_model, url, mode, cfg, log):
     gguf = read_gguf(memoryview(data))
     lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
                              fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size,
-                             kv_dtype=kv_dtype_for(backend))
+                             kv_dtype=kv_dtype_for())
     t_program = _now()
     graph = await Graph.build(lp.program, backend)
     t_graph = _now()
@@ -254,6 +254,32 @@ async def _decode(lp, runner, start, n, rng, depth, group, ts=None, sampler=None
     return dt, stream, gpu
 
 
+async def _run_cases(modules, log) -> dict:
+    """The test cases of py_engine.testing.<module>_cases on this page's GPU (the GPU machine has
+    no pytest): per module the names that passed with their max error, and the failures."""
+    import importlib
+
+    from py_engine.gpu import create_backend
+    from py_engine.testing.harness import run_case
+
+    backend = await create_backend()
+    res = {"mma_f16": backend.mma_f16}
+    try:
+        for mod in modules:
+            cases = importlib.import_module(f"py_engine.testing.{mod}_cases").CASES
+            passed, failed = {}, {}
+            for name in sorted(cases):
+                try:
+                    passed[name] = (await run_case(backend, cases[name](), name))["max_err"]
+                except Exception as e:  # noqa: BLE001 (every failure is reported, none stops the run)
+                    failed[name] = f"{type(e).__name__}: {e}"[:400]
+            log(f"cases: {mod}: {len(passed)} passed, {len(failed)} failed")
+            res[mod] = {"passed": passed, "failed": failed}
+    finally:
+        backend.destroy()
+    return res
+
+
 async def run_engine_bench(cfg_json, get_model, log):
     cfg = json.loads(cfg_json)
     log = (lambda f: (lambda msg: f(str(msg))))(log)
@@ -264,6 +290,8 @@ async def run_engine_bench(cfg_json, get_model, log):
         log(f"engine: switch {setting}")
     url = cfg["model"]
     out = {}
+    if cfg.get("cases"):
+        out["cases"] = await _run_cases(cfg["cases"], log)
     # Cold: from the network (the page cleared the cache entry); the bytes are then cached.
     backend, graph, lp, runner, cold = await _load(get_model, url, "network", cfg, log)
     graph.destroy()
