@@ -563,70 +563,90 @@ fn rows_dot4_cpu(m0: u32, n0: u32, last: u32, acc: ptr<function, array<vec4<f32>
 //#if MMA
 // ---- tiled_mma core (fused_linear.wgsl includes this block): an MT x NT tile of x[m, :] . W[n, :]
 // on the GPU's matrix units (chromium-experimental-subgroup-matrix, f16 x f16 -> f32 in 16 x 16 x 16
-// pieces). 128 threads = 4 subgroups of 32 (checked by the host), each a 32 x 32 quarter of the
-// tile in four accumulators. Per K step of TK the x rows and the dequantized weight rows go to
-// workgroup memory as f16 (the inputs' only rounding: sums are f32), k-contiguous in rows of KS.
-const MT: u32 = 64u;
+// pieces), per workgroup of one subgroup of 32 (checked by the host): subgroup matrix offsets must
+// be uniform, and with one subgroup they derive from the workgroup id alone. Per K step of TK the
+// x rows and the dequantized weight rows go to workgroup memory as f16 (the inputs' only rounding:
+// sums are f32), k-contiguous in rows of KS; eight accumulators hold the 2 x 4 pieces.
+const MT: u32 = 32u;
 const NT: u32 = 64u;
 const KS: u32 = 40u;                     // f16 row stride of the tiles: TK + 8 spreads the rows' banks
-var<workgroup> xh: array<f16, 2560>;     // MT * KS: x rows
+var<workgroup> xh: array<f16, 1280>;     // MT * KS: x rows
 var<workgroup> wh: array<f16, 2560>;     // NT * KS: weight rows
-var<workgroup> cs: array<f32, 4096>;     // MT * NT: the finished tile, row-major
+var<workgroup> cs: array<f32, 2048>;     // MT * NT: the finished tile, row-major
+
+alias Left = subgroup_matrix_left<f16, 16, 16>;
+alias Right = subgroup_matrix_right<f16, 16, 16>;
+alias Res = subgroup_matrix_result<f32, 16, 16>;
 
 // Fills cs with the tile at activation row m0, weight rows mma_row(n0, 0 .. NT-1, swiglu).
 fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
-  let sm = (lid / 64u) * 32u;        // this subgroup's rows of the tile
-  let sn = ((lid / 32u) % 2u) * 32u;  // and columns
-  var c00 = subgroup_matrix_result<f32, 16, 16>();
-  var c01 = subgroup_matrix_result<f32, 16, 16>();
-  var c10 = subgroup_matrix_result<f32, 16, 16>();
-  var c11 = subgroup_matrix_result<f32, 16, 16>();
-  // Loaders: thread lid fills tile row lid / 2, its half (lid % 2) of the TK values.
-  let r = lid / 2u;
-  let kh = (lid % 2u) * (TK / 2u);
-  let m = m0 + r;
-  let wrow = mma_row(n0, r, swiglu);
+  var c00 = Res();
+  var c01 = Res();
+  var c02 = Res();
+  var c03 = Res();
+  var c10 = Res();
+  var c11 = Res();
+  var c12 = Res();
+  var c13 = Res();
+  // Loaders: thread lid fills x row lid and weight rows lid and lid + 32 (TK values each).
+  let m = m0 + lid;
+  let w0 = mma_row(n0, lid, swiglu);
+  let w1 = mma_row(n0, lid + 32u, swiglu);
   let k_steps = (p.K + TK - 1u) / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
-    let k0 = ks * TK + kh;
-    for (var j = 0u; j < TK / 2u; j++) {
+    let k0 = ks * TK;
+    for (var j = 0u; j < TK; j++) {
       var v = 0.0;
       if (m < p.M) {
         v = x_at(m * p.K, k0 + j);
       }
-      xh[r * KS + kh + j] = f16(v);
+      xh[lid * KS + j] = f16(v);
     }
-    for (var h = 0u; h < TK / 16u; h++) {
-      let wv = tile_w_read(wrow.x, wrow.y != 0u, k0 / 8u + h);
-      let at = r * KS + kh + h * 8u;
-      wh[at] = f16(wv.a.x);
-      wh[at + 1u] = f16(wv.a.y);
-      wh[at + 2u] = f16(wv.a.z);
-      wh[at + 3u] = f16(wv.a.w);
-      wh[at + 4u] = f16(wv.b.x);
-      wh[at + 5u] = f16(wv.b.y);
-      wh[at + 6u] = f16(wv.b.z);
-      wh[at + 7u] = f16(wv.b.w);
+    for (var h = 0u; h < TK / 8u; h++) {
+      mma_put_w(tile_w_read(w0.x, w0.y != 0u, k0 / 8u + h), lid * KS + h * 8u);
+      mma_put_w(tile_w_read(w1.x, w1.y != 0u, k0 / 8u + h), (lid + 32u) * KS + h * 8u);
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk += 16u) {
       // left = x rows (row-major), right = W^T: element (k, n) is weight row n's k (column-major)
-      let a0 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xh, sm * KS + kk, false, KS);
-      let a1 = subgroupMatrixLoad<subgroup_matrix_left<f16, 16, 16>>(&xh, (sm + 16u) * KS + kk, false, KS);
-      let b0 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wh, sn * KS + kk, true, KS);
-      let b1 = subgroupMatrixLoad<subgroup_matrix_right<f16, 16, 16>>(&wh, (sn + 16u) * KS + kk, true, KS);
+      let a0 = subgroupMatrixLoad<Left, row_major>(&xh, kk, KS);
+      let a1 = subgroupMatrixLoad<Left, row_major>(&xh, 16u * KS + kk, KS);
+      let b0 = subgroupMatrixLoad<Right, col_major>(&wh, kk, KS);
+      let b1 = subgroupMatrixLoad<Right, col_major>(&wh, 16u * KS + kk, KS);
+      let b2 = subgroupMatrixLoad<Right, col_major>(&wh, 32u * KS + kk, KS);
+      let b3 = subgroupMatrixLoad<Right, col_major>(&wh, 48u * KS + kk, KS);
       c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
       c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
+      c02 = subgroupMatrixMultiplyAccumulate(a0, b2, c02);
+      c03 = subgroupMatrixMultiplyAccumulate(a0, b3, c03);
       c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
       c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
+      c12 = subgroupMatrixMultiplyAccumulate(a1, b2, c12);
+      c13 = subgroupMatrixMultiplyAccumulate(a1, b3, c13);
     }
     workgroupBarrier();
   }
-  subgroupMatrixStore(&cs, sm * NT + sn, c00, false, NT);
-  subgroupMatrixStore(&cs, sm * NT + sn + 16u, c01, false, NT);
-  subgroupMatrixStore(&cs, (sm + 16u) * NT + sn, c10, false, NT);
-  subgroupMatrixStore(&cs, (sm + 16u) * NT + sn + 16u, c11, false, NT);
+  subgroupMatrixStore<row_major>(&cs, 0u, c00, NT);
+  subgroupMatrixStore<row_major>(&cs, 16u, c01, NT);
+  subgroupMatrixStore<row_major>(&cs, 32u, c02, NT);
+  subgroupMatrixStore<row_major>(&cs, 48u, c03, NT);
+  subgroupMatrixStore<row_major>(&cs, 16u * NT, c10, NT);
+  subgroupMatrixStore<row_major>(&cs, 16u * NT + 16u, c11, NT);
+  subgroupMatrixStore<row_major>(&cs, 16u * NT + 32u, c12, NT);
+  subgroupMatrixStore<row_major>(&cs, 16u * NT + 48u, c13, NT);
   workgroupBarrier();
+}
+
+// Eight dequantized weights into wh at `at`, as f16.
+fn mma_put_w(v: W8, at: u32) {
+  wh[at] = f16(v.a.x);
+  wh[at + 1u] = f16(v.a.y);
+  wh[at + 2u] = f16(v.a.z);
+  wh[at + 3u] = f16(v.a.w);
+  wh[at + 4u] = f16(v.b.x);
+  wh[at + 5u] = f16(v.b.y);
+  wh[at + 6u] = f16(v.b.z);
+  wh[at + 7u] = f16(v.b.w);
 }
 
 // Tile origin (m0, n0) of workgroup g for `cols` outputs per tile; m0 = p.M past the end.
@@ -1190,7 +1210,7 @@ fn mma_row(n0: u32, nl: u32, swiglu: bool) -> vec2<u32> {
 
 //#if MMA
 // ---- *_mma: the tiled entries on the matrix units (quant_weights.wgsl's mma_tile), same stores.
-@compute @workgroup_size(128)
+@compute @workgroup_size(32)
 fn tiled2_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
   let o = mma_origin(wid, nwg, NT);
@@ -1198,8 +1218,8 @@ fn tiled2_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     return;  // uniform per workgroup
   }
   mma_tile(o.x, o.y, lid, false);
-  for (var t = 0u; t < MT * NT / 128u; t++) {
-    let j = lid + t * 128u;
+  for (var t = 0u; t < MT * NT / 32u; t++) {
+    let j = lid + t * 32u;
     let m = o.x + j / NT;
     let n = o.y + j % NT;
     if (m < p.M && n < p.N) {
@@ -1208,7 +1228,7 @@ fn tiled2_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   }
 }
 
-@compute @workgroup_size(128)
+@compute @workgroup_size(32)
 fn tiled3_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
   let o = mma_origin(wid, nwg, NT);
@@ -1216,8 +1236,8 @@ fn tiled3_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     return;  // uniform per workgroup
   }
   mma_tile(o.x, o.y, lid, false);
-  for (var t = 0u; t < MT * NT / 128u; t++) {
-    let j = lid + t * 128u;
+  for (var t = 0u; t < MT * NT / 32u; t++) {
+    let j = lid + t * 32u;
     let m = o.x + j / NT;
     let n = o.y + j % NT;
     if (m < p.M && n < p.N) {
@@ -1227,7 +1247,7 @@ fn tiled3_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 }
 
 // NT / 2 outputs per tile: tile column c holds gate row n, column NT / 2 + c its up row.
-@compute @workgroup_size(128)
+@compute @workgroup_size(32)
 fn tiled_swiglu_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
   let half = NT / 2u;
@@ -1236,8 +1256,8 @@ fn tiled_swiglu_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     return;  // uniform per workgroup
   }
   mma_tile(o.x, o.y, lid, true);
-  for (var t = 0u; t < MT * half / 128u; t++) {
-    let j = lid + t * 128u;
+  for (var t = 0u; t < MT * half / 32u; t++) {
+    let j = lid + t * 32u;
     let ml = j / half;
     let c = j % half;
     let m = o.x + ml;

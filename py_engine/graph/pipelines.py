@@ -13,23 +13,6 @@ from pathlib import Path
 # on as an override constant.
 _BLOCK = re.compile(r"^//#if (\w+)\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
 
-# Subgroup-matrix loads and stores name their layout as a bool argument (`col_major`), as in
-# Chromium 156; True rewrites them to the later form with a template argument
-# (`subgroupMatrixLoad<T, col_major>(p, offset, stride)`).
-MMA_LAYOUT_TEMPLATE = False
-_MMA_LOAD = re.compile(r"subgroupMatrixLoad<(subgroup_matrix_\w+<[^>]*>)>\(([^,]+), ([^,]+), (true|false), ([^)]+)\)")
-_MMA_STORE = re.compile(r"subgroupMatrixStore\(([^,]+), ([^,]+), ([^,]+), (true|false), ([^)]+)\)")
-
-
-def _layout(flag: str) -> str:
-    return "col_major" if flag == "true" else "row_major"
-
-
-def mma_layout_template(text: str) -> str:
-    text = _MMA_LOAD.sub(lambda m: f"subgroupMatrixLoad<{m[1]}, {_layout(m[4])}>({m[2]}, {m[3]}, {m[5]})", text)
-    return _MMA_STORE.sub(lambda m: f"subgroupMatrixStore<{_layout(m[4])}>({m[1]}, {m[2]}, {m[3]}, {m[5]})", text)
-
-
 # Reductions finish with subgroup shuffles where the device has subgroups (a switch for
 # benchmarks and tests: False keeps every tree level in workgroup memory).
 SUBGROUP_REDUCE = True
@@ -69,8 +52,6 @@ def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv1
     text = _BLOCK.sub(resolve, shader_source(name))
     if mma:
         text = "enable f16;\nenable chromium_experimental_subgroup_matrix;\n" + text
-        if MMA_LAYOUT_TEMPLATE:
-            text = mma_layout_template(text)
     return "enable subgroups;\n" + text if subgroups and directive else text
 
 

@@ -101,18 +101,18 @@ TILED_PREFETCH_ON_CPU = False
 
 
 # Prompts' tiled linears on the matrix units where the adapter has them (backend.mma_f16): the
-# `*_mma` entries, MMA_TILE outputs per workgroup of 128 threads, x and the dequantized weights
-# rounded to f16, sums in f32. A switch for benchmarks and checks (False: the f32 tiled kernels).
+# `*_mma` entries, MMA_TILE outputs per workgroup of one subgroup of 32, x and the dequantized
+# weights rounded to f16, sums in f32. A switch for benchmarks and checks (0: the f32 tiled kernels).
 MMA = True
-MMA_TILE = (64, 64)        # MT x NT of quant_weights.wgsl's mma_tile
-MMA_SHARED_BYTES = 26624   # its workgroup memory: two 64 x 40 f16 tiles and the 64 x 64 f32 result
+MMA_TILE = (32, 64)        # MT x NT of quant_weights.wgsl's mma_tile
+MMA_SHARED_BYTES = 15872   # its workgroup memory: 32 x 40 and 64 x 40 f16 tiles, the 32 x 64 f32 result
 
 
 def uses_mma(backend) -> bool:
     """Whether the tiled linears run their `*_mma` entries on this device."""
     return (MMA and getattr(backend, "mma_f16", False)
             and backend.limits.max_workgroup_storage_size >= MMA_SHARED_BYTES
-            and workgroup_size(backend.limits, 128) == 128)
+            and workgroup_size(backend.limits, 32) == 32)
 
 
 def tiled_prefetch(backend) -> int:
