@@ -790,13 +790,16 @@ fn store4(m: u32, n: u32, v: vec4<f32>) {
 // pieces), per workgroup of one subgroup of 32 (checked by the host): subgroup matrix offsets must
 // be uniform, and with one subgroup they derive from the workgroup id alone. Per K step of TK the
 // x rows and the dequantized weight rows go to workgroup memory as f16 (the inputs' only rounding:
-// sums are f32), k-contiguous in rows of KS; eight accumulators hold the 2 x 4 pieces.
-const MT: u32 = 32u;
-const NT: u32 = 64u;
+// sums are f32), k-contiguous in rows of KS; up to eight accumulators hold the MI x NJ pieces.
+// K must be a multiple of TK (x is read as vec4s; checked by the host).
+override MI: u32 = 2u;                   // 16-row pieces along m (1 or 2)
+override NJ: u32 = 4u;                   // 16-column pieces along n (2 or 4)
+override MT: u32 = 16u * MI;
+override NT: u32 = 16u * NJ;
 const KS: u32 = 40u;                     // f16 row stride of the tiles: TK + 8 spreads the rows' banks
-var<workgroup> xh: array<f16, 1280>;     // MT * KS: x rows
-var<workgroup> wh: array<f16, 2560>;     // NT * KS: weight rows
-var<workgroup> cs: array<f32, 2048>;     // MT * NT: the finished tile, row-major
+var<workgroup> xh: array<f16, MT * KS>;  // x rows
+var<workgroup> wh: array<f16, NT * KS>;  // weight rows
+var<workgroup> cs: array<f32, MT * NT>;  // the finished tile, row-major
 
 alias Left = subgroup_matrix_left<f16, 16, 16>;
 alias Right = subgroup_matrix_right<f16, 16, 16>;
@@ -812,52 +815,74 @@ fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
   var c11 = Res();
   var c12 = Res();
   var c13 = Res();
-  // Loaders: thread lid fills x row lid and weight rows lid and lid + 32 (TK values each).
+  // Loaders: thread lid fills x row lid (lid < MT) and weight rows lid, lid + 32 (< NT), TK values each.
   let m = m0 + lid;
   let w0 = mma_row(n0, lid, swiglu);
   let w1 = mma_row(n0, lid + 32u, swiglu);
-  let k_steps = (p.K + TK - 1u) / TK;
+  let k_steps = p.K / TK;
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
-    for (var j = 0u; j < TK; j++) {
-      var v = 0.0;
-      if (m < p.M) {
-        v = x_at(m * p.K, k0 + j);
+    if (lid < MT) {
+      for (var j = 0u; j < TK / 4u; j++) {
+        var v = vec4<f32>(0.0);
+        if (m < p.M) {
+          v = x4[(m * p.K + k0) / 4u + j];
+        }
+        let at = lid * KS + 4u * j;
+        xh[at] = f16(v.x);
+        xh[at + 1u] = f16(v.y);
+        xh[at + 2u] = f16(v.z);
+        xh[at + 3u] = f16(v.w);
       }
-      xh[lid * KS + j] = f16(v);
     }
     for (var h = 0u; h < TK / 8u; h++) {
       mma_put_w(tile_w_read(w0.x, w0.y != 0u, k0 / 8u + h), lid * KS + h * 8u);
-      mma_put_w(tile_w_read(w1.x, w1.y != 0u, k0 / 8u + h), (lid + 32u) * KS + h * 8u);
+      if (NT > 32u) {
+        mma_put_w(tile_w_read(w1.x, w1.y != 0u, k0 / 8u + h), (lid + 32u) * KS + h * 8u);
+      }
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk += 16u) {
       // left = x rows (row-major), right = W^T: element (k, n) is weight row n's k (column-major)
       let a0 = subgroupMatrixLoad<Left, row_major>(&xh, kk, KS);
-      let a1 = subgroupMatrixLoad<Left, row_major>(&xh, 16u * KS + kk, KS);
       let b0 = subgroupMatrixLoad<Right, col_major>(&wh, kk, KS);
       let b1 = subgroupMatrixLoad<Right, col_major>(&wh, 16u * KS + kk, KS);
-      let b2 = subgroupMatrixLoad<Right, col_major>(&wh, 32u * KS + kk, KS);
-      let b3 = subgroupMatrixLoad<Right, col_major>(&wh, 48u * KS + kk, KS);
       c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
       c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
-      c02 = subgroupMatrixMultiplyAccumulate(a0, b2, c02);
-      c03 = subgroupMatrixMultiplyAccumulate(a0, b3, c03);
-      c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
-      c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
-      c12 = subgroupMatrixMultiplyAccumulate(a1, b2, c12);
-      c13 = subgroupMatrixMultiplyAccumulate(a1, b3, c13);
+      if (NJ > 2u) {
+        let b2 = subgroupMatrixLoad<Right, col_major>(&wh, 32u * KS + kk, KS);
+        let b3 = subgroupMatrixLoad<Right, col_major>(&wh, 48u * KS + kk, KS);
+        c02 = subgroupMatrixMultiplyAccumulate(a0, b2, c02);
+        c03 = subgroupMatrixMultiplyAccumulate(a0, b3, c03);
+        if (MI > 1u) {
+          let a1 = subgroupMatrixLoad<Left, row_major>(&xh, 16u * KS + kk, KS);
+          c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
+          c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
+          c12 = subgroupMatrixMultiplyAccumulate(a1, b2, c12);
+          c13 = subgroupMatrixMultiplyAccumulate(a1, b3, c13);
+        }
+      } else if (MI > 1u) {
+        let a1 = subgroupMatrixLoad<Left, row_major>(&xh, 16u * KS + kk, KS);
+        c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
+        c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
+      }
     }
     workgroupBarrier();
   }
   subgroupMatrixStore<row_major>(&cs, 0u, c00, NT);
   subgroupMatrixStore<row_major>(&cs, 16u, c01, NT);
-  subgroupMatrixStore<row_major>(&cs, 32u, c02, NT);
-  subgroupMatrixStore<row_major>(&cs, 48u, c03, NT);
-  subgroupMatrixStore<row_major>(&cs, 16u * NT, c10, NT);
-  subgroupMatrixStore<row_major>(&cs, 16u * NT + 16u, c11, NT);
-  subgroupMatrixStore<row_major>(&cs, 16u * NT + 32u, c12, NT);
-  subgroupMatrixStore<row_major>(&cs, 16u * NT + 48u, c13, NT);
+  if (NJ > 2u) {
+    subgroupMatrixStore<row_major>(&cs, 32u, c02, NT);
+    subgroupMatrixStore<row_major>(&cs, 48u, c03, NT);
+  }
+  if (MI > 1u) {
+    subgroupMatrixStore<row_major>(&cs, 16u * NT, c10, NT);
+    subgroupMatrixStore<row_major>(&cs, 16u * NT + 16u, c11, NT);
+    if (NJ > 2u) {
+      subgroupMatrixStore<row_major>(&cs, 16u * NT + 32u, c12, NT);
+      subgroupMatrixStore<row_major>(&cs, 16u * NT + 48u, c13, NT);
+    }
+  }
   workgroupBarrier();
 }
 
@@ -884,12 +909,12 @@ fn mma_origin(wid: vec3<u32>, nwg: vec3<u32>, cols: u32) -> vec2<u32> {
 }
 //#endif
 
+//#if MMA
 // Weight row of tile column nl of tiled_mma, and whether it exists.
 fn mma_row(n0: u32, nl: u32, swiglu: bool) -> vec2<u32> {
   return vec2<u32>(n0 + nl, u32(n0 + nl < p.N));
 }
 
-//#if MMA
 @compute @workgroup_size(32)
 fn tiled_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {

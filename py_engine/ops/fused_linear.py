@@ -47,7 +47,7 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False, mma: b
     if uses_gemv(m, shape, norm):
         per_wg = gemv_cols(shape, norm) // (1 if shape.tpr == 1 and not norm else 2)
         return m * ceil_div(f, per_wg), 0
-    tm, tn = quant_kernels.MMA_TILE if mma else (TILE_M, TILE_N)
+    tm, tn = quant_kernels.mma_tile_shape() if mma else (TILE_M, TILE_N)
     return 0, ceil_div(m, tm) * ceil_div(f, tn // 2)
 
 
@@ -118,12 +118,14 @@ class _FusedGgufLinear(Op):
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
         self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
-        self.mma = quant_kernels.uses_mma(g.backend)
-        if self.mma:
-            tiled = g.pipelines.get(SHADER, f"{self.tiled_entry}_mma", FMT=fmt, MMA=1)
+        self.mma = quant_kernels.uses_mma(g.backend, self.layout)
+        if self.mma:  # it also reads x as vec4s (binding 8)
+            tiled = g.pipelines.get(SHADER, f"{self.tiled_entry}_mma", FMT=fmt, MMA=1, MI=quant_kernels.MMA_MI,
+                                    NJ=quant_kernels.MMA_NJ)
+            self.d_tiled = g.add_dispatch(tiled, buffers + pad + [x], f"{self.name}:tiled")
         else:
             tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
-        self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
+            self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
 
     def configure(self, g):
         dims = g.tensor(self.x).dims

@@ -104,14 +104,20 @@ TILED_PREFETCH_ON_CPU = False
 # `*_mma` entries, MMA_TILE outputs per workgroup of one subgroup of 32, x and the dequantized
 # weights rounded to f16, sums in f32. A switch for benchmarks and checks (0: the f32 tiled kernels).
 MMA = True
-MMA_TILE = (32, 64)        # MT x NT of quant_weights.wgsl's mma_tile
-MMA_SHARED_BYTES = 15872   # its workgroup memory: 32 x 40 and 64 x 40 f16 tiles, the 32 x 64 f32 result
+MMA_MI, MMA_NJ = 2, 4  # 16 x 16 pieces per tile along m (1, 2) and n (2, 4): `MI`, `NJ` of mma_tile
 
 
-def uses_mma(backend) -> bool:
-    """Whether the tiled linears run their `*_mma` entries on this device."""
-    return (MMA and getattr(backend, "mma_f16", False)
-            and backend.limits.max_workgroup_storage_size >= MMA_SHARED_BYTES
+def mma_tile_shape() -> tuple:
+    return 16 * MMA_MI, 16 * MMA_NJ
+
+
+def uses_mma(backend, layout) -> bool:
+    """Whether the tiled linears over `layout` run their `*_mma` entries on this device (K a
+    multiple of the K step: x is read as vec4s, and whole steps only)."""
+    mt, nt = mma_tile_shape()
+    shared = (mt + nt) * 40 * 2 + mt * nt * 4  # the f16 tiles (rows of 40) and the f32 result
+    return (MMA and getattr(backend, "mma_f16", False) and layout.width % 32 == 0
+            and backend.limits.max_workgroup_storage_size >= shared
             and workgroup_size(backend.limits, 32) == 32)
 
 
@@ -228,7 +234,7 @@ def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV, mma: bool = F
         return 0, 0
     if uses_gemv(m, shape):
         return m * ceil_div(n, shape.cols), 0
-    tm, tn = MMA_TILE if mma else (TILE_M, TILE_N)
+    tm, tn = mma_tile_shape() if mma else (TILE_M, TILE_N)
     return 0, ceil_div(m, tm) * ceil_div(n, tn)
 
 
@@ -265,12 +271,13 @@ class QuantMatmul:
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
             # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
-            self.mma = uses_mma(g.backend)
-            if self.mma:
-                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1)
+            self.mma = uses_mma(g.backend, layout)
+            if self.mma:  # it also reads x as vec4s (binding 6)
+                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ)
+                self.d_tiled = g.add_dispatch(tiled, buffers + [x], f"{label}:tiled")
             else:
                 tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
-            self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
+                self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
 
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
