@@ -84,7 +84,7 @@ def test_server_bench_routes_post_to_sink_and_isolate_bench_pages(tmp_path):
 def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driver):
     args = _args("--browser", "--model", str(tiny_model), "--context", "64", "--prefill", "8",
                  "--decode", "2", "--long-context", "24", "--no-wllama", "--driver", driver,
-                 "--wheel", str(engine_wheel), "--timeout", "100", "--submit-groups-steps", "2")
+                 "--wheel", str(engine_wheel), "--timeout", "100", "--submit-groups-steps", "2", "--cases", "quant")
     result = bench_browser.run_browser_bench(args, echo=False)
     engine = result["engine"]
     for key in ("load_cold_seconds", "load_cached_seconds", "prefill_8_tokens_per_s", "decode_short_tokens_per_s",
@@ -119,3 +119,9 @@ def test_bench_page_reports_every_figure_positive(tiny_model, engine_wheel, driv
             assert len(runs) == 3 and all(wall > 0 and 0 <= js <= wall for wall, js in runs), groups
     assert result["wllama"] == {"skipped": "--no-wllama"} and result["engine_over_wllama"] == {}
     assert result["cross_origin_isolated"] is True
+    # --cases: the quant test cases ran on the page's GPU first, each against its numpy reference.
+    from py_engine.testing.quant_cases import CASES
+
+    cases = engine["cases"]
+    assert cases["mma_f16"] is False and cases["quant"]["failed"] == {}, cases
+    assert set(cases["quant"]["passed"]) == set(CASES), cases
