@@ -570,6 +570,7 @@ fn rows_dot4_cpu(m0: u32, n0: u32, last: u32, acc: ptr<function, array<vec4<f32>
 // K must be a multiple of TK (x is read as vec4s; checked by the host).
 override MI: u32 = 2u;                   // 16-row pieces along m (1 or 2)
 override NJ: u32 = 4u;                   // 16-column pieces along n (2 or 4)
+override MPF: bool = false;              // load the next K step into registers during the multiplies
 override MT: u32 = 16u * MI;
 override NT: u32 = 16u * NJ;
 const KS: u32 = 40u;                     // f16 row stride of the tiles: TK + 8 spreads the rows' banks
@@ -596,14 +597,20 @@ fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
   let w0 = mma_row(n0, lid, swiglu);
   let w1 = mma_row(n0, lid + 32u, swiglu);
   let k_steps = p.K / TK;
+  var xr: array<vec4<f32>, 8>;  // MPF: the next step's x (TK / 4 vec4s) and weight chunks
+  var wr0: array<Raw8, 4>;
+  var wr1: array<Raw8, 4>;
+  if (MPF) {
+    mma_load(m, lid < MT, w0, w1, 0u, &xr, &wr0, &wr1);
+  }
   for (var ks = 0u; ks < k_steps; ks++) {
     let k0 = ks * TK;
+    if (!MPF) {
+      mma_load(m, lid < MT, w0, w1, k0, &xr, &wr0, &wr1);
+    }
     if (lid < MT) {
       for (var j = 0u; j < TK / 4u; j++) {
-        var v = vec4<f32>(0.0);
-        if (m < p.M) {
-          v = x4[(m * p.K + k0) / 4u + j];
-        }
+        let v = xr[j];
         let at = lid * KS + 4u * j;
         xh[at] = f16(v.x);
         xh[at + 1u] = f16(v.y);
@@ -612,12 +619,15 @@ fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
       }
     }
     for (var h = 0u; h < TK / 8u; h++) {
-      mma_put_w(tile_w_read(w0.x, w0.y != 0u, k0 / 8u + h), lid * KS + h * 8u);
+      mma_put_w(tile_w_decoded(wr0[h], w0.y != 0u, k0 / 8u + h), lid * KS + h * 8u);
       if (NT > 32u) {
-        mma_put_w(tile_w_read(w1.x, w1.y != 0u, k0 / 8u + h), (lid + 32u) * KS + h * 8u);
+        mma_put_w(tile_w_decoded(wr1[h], w1.y != 0u, k0 / 8u + h), (lid + 32u) * KS + h * 8u);
       }
     }
     workgroupBarrier();
+    if (MPF && ks + 1u < k_steps) {
+      mma_load(m, lid < MT, w0, w1, k0 + TK, &xr, &wr0, &wr1);
+    }
     for (var kk = 0u; kk < TK; kk += 16u) {
       // left = x rows (row-major), right = W^T: element (k, n) is weight row n's k (column-major)
       let a0 = subgroupMatrixLoad<Left, row_major>(&xh, kk, KS);
@@ -660,6 +670,25 @@ fn mma_tile(m0: u32, n0: u32, lid: u32, swiglu: bool) {
     }
   }
   workgroupBarrier();
+}
+
+// One K step's loads of a loader thread: x row m (lid < MT) and weight rows w0, w1 (NT > 32), from k0.
+fn mma_load(m: u32, xrow: bool, w0: vec2<u32>, w1: vec2<u32>, k0: u32, xr: ptr<function, array<vec4<f32>, 8>>,
+            wr0: ptr<function, array<Raw8, 4>>, wr1: ptr<function, array<Raw8, 4>>) {
+  for (var j = 0u; j < TK / 4u; j++) {
+    (*xr)[j] = vec4<f32>(0.0);
+    if (xrow && m < p.M) {
+      (*xr)[j] = x4[(m * p.K + k0) / 4u + j];
+    }
+  }
+  for (var h = 0u; h < TK / 8u; h++) {
+    if (w0.y != 0u) {
+      (*wr0)[h] = raw8(w0.x, k0 / 8u + h);
+    }
+    if (NT > 32u && w1.y != 0u) {
+      (*wr1)[h] = raw8(w1.x, k0 / 8u + h);
+    }
+  }
 }
 
 // Eight dequantized weights into wh at `at`, as f16.

@@ -105,6 +105,7 @@ TILED_PREFETCH_ON_CPU = False
 # weights rounded to f16, sums in f32. A switch for benchmarks and checks (0: the f32 tiled kernels).
 MMA = True
 MMA_MI, MMA_NJ = 2, 4  # 16 x 16 pieces per tile along m (1, 2) and n (2, 4): `MI`, `NJ` of mma_tile
+MMA_PF = False         # `MPF`: load the next K step during the multiplies
 
 
 def mma_tile_shape() -> tuple:
@@ -273,7 +274,8 @@ class QuantMatmul:
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
             self.mma = uses_mma(g.backend, layout)
             if self.mma:  # it also reads x as vec4s (binding 6)
-                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ)
+                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ,
+                                       MPF=int(MMA_PF))
                 self.d_tiled = g.add_dispatch(tiled, buffers + [x], f"{label}:tiled")
             else:
                 tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
