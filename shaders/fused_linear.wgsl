@@ -574,9 +574,11 @@ override MPF: bool = false;              // load the next K step into registers 
 override MT: u32 = 16u * MI;
 override NT: u32 = 16u * NJ;
 const KS: u32 = 40u;                     // f16 row stride of the tiles: TK + 8 spreads the rows' banks
-var<workgroup> xh: array<f16, MT * KS>;  // x rows
-var<workgroup> wh: array<f16, NT * KS>;  // weight rows
-var<workgroup> cs: array<f32, MT * NT>;  // the finished tile, row-major
+// Sized for the largest tile (MI = 2, NJ = 4): subgroup matrix loads and stores are checked
+// against the arrays' sizes also in branches that smaller tiles never take.
+var<workgroup> xh: array<f16, 1280>;     // 32 * KS: x rows
+var<workgroup> wh: array<f16, 2560>;     // 64 * KS: weight rows
+var<workgroup> cs: array<f32, 2048>;     // 32 * 64: the finished tile, row-major (row stride NT)
 
 alias Left = subgroup_matrix_left<f16, 16, 16>;
 alias Right = subgroup_matrix_right<f16, 16, 16>;

@@ -122,7 +122,7 @@ class _FusedGgufLinear(Op):
         if self.mma:  # it also reads x as vec4s (binding 8)
             tiled = g.pipelines.get(SHADER, f"{self.tiled_entry}_mma", FMT=fmt, MMA=1, MI=quant_kernels.MMA_MI,
                                     NJ=quant_kernels.MMA_NJ, MPF=int(quant_kernels.MMA_PF))
-            self.d_tiled = g.add_dispatch(tiled, buffers + pad + [x], f"{self.name}:tiled")
+            self.d_tiled = g.add_dispatch(tiled, [None] + buffers[1:] + pad + [x], f"{self.name}:tiled")
         else:
             tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
             self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")

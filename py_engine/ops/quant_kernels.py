@@ -115,8 +115,7 @@ def mma_tile_shape() -> tuple:
 def uses_mma(backend, layout) -> bool:
     """Whether the tiled linears over `layout` run their `*_mma` entries on this device (K a
     multiple of the K step: x is read as vec4s, and whole steps only)."""
-    mt, nt = mma_tile_shape()
-    shared = (mt + nt) * 40 * 2 + mt * nt * 4  # the f16 tiles (rows of 40) and the f32 result
+    shared = (32 + 64) * 40 * 2 + 32 * 64 * 4  # the f16 tiles (rows of 40) and the f32 result, largest tile
     return (MMA and getattr(backend, "mma_f16", False) and layout.width % 32 == 0
             and backend.limits.max_workgroup_storage_size >= shared
             and workgroup_size(backend.limits, 32) == 32)
@@ -276,7 +275,7 @@ class QuantMatmul:
             if self.mma:  # it also reads x as vec4s (binding 6)
                 tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ,
                                        MPF=int(MMA_PF))
-                self.d_tiled = g.add_dispatch(tiled, buffers + [x], f"{label}:tiled")
+                self.d_tiled = g.add_dispatch(tiled, [None] + buffers[1:] + [x], f"{label}:tiled")
             else:
                 tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
                 self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
