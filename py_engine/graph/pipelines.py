@@ -90,6 +90,10 @@ class PipelineCache:
     def __len__(self) -> int:
         return len(self.pipelines)
 
+    def entries(self) -> set:
+        """The entry point names of the pipelines made so far."""
+        return {key[1] for key in self._index}
+
     def destroy(self) -> None:
         for p in self.pipelines:
             self.backend.release_pipeline(p)

@@ -67,19 +67,32 @@ def compare(name: str, got, want, atol, rtol) -> float:
     return float(err.max())
 
 
+# Graphs whose prompts' linears run on the matrix units (ops.quant_kernels.uses_mma) round x and
+# the weights to f16 there (sums stay f32): their float outputs are checked with at least these
+# tolerances (the H200 matched every quant and fusion case within 0.04 abs at |values| <= 66).
+MMA_ATOL, MMA_RTOL = 3e-2, 4e-3
+
+
+def tolerance(g, spec: CaseSpec) -> tuple:
+    if spec.atol == "exact" or not any(e.endswith("_mma") for e in g.pipelines.entries()):
+        return spec.atol, spec.rtol
+    return max(spec.atol, MMA_ATOL), max(spec.rtol, MMA_RTOL)
+
+
 async def run_case(backend, spec: CaseSpec, name: str = "case") -> dict:
     """Build, run every step, check outputs and state; returns {'max_err', 'steps', 'stats'}."""
     g = await Graph.build(spec.program, backend)
     worst = 0.0
+    atol, rtol = tolerance(g, spec)
     try:
         for si, step in enumerate(spec.steps):
             outs = await g.step(step.inputs)
             for oi, (got, want) in enumerate(zip(outs, step.expected)):
                 if want is not None:
-                    worst = max(worst, compare(f"{name} step {si} output {oi}", got, want, spec.atol, spec.rtol))
+                    worst = max(worst, compare(f"{name} step {si} output {oi}", got, want, atol, rtol))
             for vid, want in step.state.items():
                 got = await g.read(vid)
-                worst = max(worst, compare(f"{name} step {si} value {vid}", got, want, spec.atol, spec.rtol))
+                worst = max(worst, compare(f"{name} step {si} value {vid}", got, want, atol, rtol))
         stats = g.memory_stats()
     finally:
         g.destroy()
