@@ -74,6 +74,42 @@ def test_kernel_choice_by_rows():
     assert fused_linear.swiglu_workgroups(16, 1536, quant_kernels.GPU_GEMV)[0] == 0
 
 
+def test_matrix_unit_tiles_by_shape_and_device(native_backend, monkeypatch):
+    """The *_mma entries are chosen only when switched on, on a device with f16 subgroup matrices
+    in subgroups of 32 (mma_f16: never here, whose adapters have none) and for K in whole steps
+    of 32; their tiles are MI x NJ pieces of 16 x 16 (SwiGLU tiles: half the columns)."""
+    layout = quant_kernels.WeightLayout(fmt=35, rows=576, width=576, row_bytes=360)
+    assert not quant_kernels.uses_mma(native_backend, layout)  # lavapipe: mma_f16 is False
+    monkeypatch.setattr(native_backend, "mma_f16", True)
+    assert not quant_kernels.uses_mma(native_backend, layout)  # switched off by default
+    monkeypatch.setattr(quant_kernels, "MMA", True)
+    assert quant_kernels.uses_mma(native_backend, layout)
+    assert not quant_kernels.uses_mma(native_backend, quant_kernels.WeightLayout(fmt=0, rows=8, width=40, row_bytes=160))
+    gpu = quant_kernels.GPU_GEMV
+    assert quant_kernels.matmul_workgroups(100, 576, gpu, mma=True) == (0, 4 * 9)  # 32 x 64 tiles
+    assert fused_linear.swiglu_workgroups(100, 1536, gpu, mma=True) == (0, 4 * 48)
+    monkeypatch.setattr(quant_kernels, "MMA_MI", 1)
+    monkeypatch.setattr(quant_kernels, "MMA_NJ", 2)
+    assert quant_kernels.matmul_workgroups(100, 576, gpu, mma=True) == (0, 7 * 18)  # 16 x 32 tiles
+    assert fused_linear.swiglu_workgroups(100, 1536, gpu, mma=True) == (0, 7 * 96)
+    assert quant_kernels.matmul_workgroups(1, 576, gpu, mma=True)[1] == 0  # decode rows: the GEMV
+
+
+def test_matrix_unit_graphs_get_f16_input_tolerances():
+    """Cases whose graph built *_mma pipelines are checked with at least the harness's f16-input
+    tolerances; exact comparisons and other graphs keep the case's own."""
+    from py_engine.testing import harness
+
+    class G:
+        def __init__(self, entries):
+            self.pipelines = type("P", (), {"entries": lambda _self: set(entries)})()
+
+    spec = harness.CaseSpec(None, [], atol=2e-4, rtol=1e-4)
+    assert harness.tolerance(G({"gemv", "tiled"}), spec) == (2e-4, 1e-4)
+    assert harness.tolerance(G({"gemv", "tiled2_mma"}), spec) == (harness.MMA_ATOL, harness.MMA_RTOL)
+    assert harness.tolerance(G({"tiled_mma"}), harness.CaseSpec(None, [], atol="exact")) == ("exact", 0.0)
+
+
 def test_cpu_shape_by_rows_and_cores():
     """CPU adapters: workgroups of one SIMD row of threads with up to CPU_MAX_R rows each, as
     few workgroups as that allows in multiples of the cores (SmolLM2's 576 rows on SwiftShader

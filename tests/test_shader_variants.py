@@ -65,3 +65,22 @@ def test_kv16_is_a_text_switch_not_a_constant():
 @pytest.mark.parametrize("size, lanes, want", [(0, 32, 1), (4, 32, 4), (32, 32, 32), (64, 32, 32), (32, 1, 1)])
 def test_subgroup_lanes(size, lanes, want):
     assert subgroup_lanes(_Backend(size), lanes) == want
+
+
+def test_mma_blocks_enable_subgroup_matrices():
+    """The matrix-unit kernels exist only in the MMA text, which enables f16 and subgroup matrices
+    (Chromium's compiler alone takes them: no adapter here offers them, see
+    docs/benchmarks.md for the H200 runs)."""
+    for name, entries in (("quant_weights", ("tiled_mma",)),
+                          ("fused_linear", ("tiled2_mma", "tiled3_mma", "tiled_swiglu_mma"))):
+        plain, mma = shader_text(name), shader_text(name, mma=True)
+        assert mma.startswith("enable f16;\nenable chromium_experimental_subgroup_matrix;\n") and "//#" not in mma
+        assert mma.count("fn mma_tile(") == 1 and all(f"fn {e}(" in mma for e in entries)
+        assert "subgroup_matrix" not in plain and "mma_" not in plain and "f16(" not in plain
+
+
+def test_mma_is_a_text_switch_not_a_constant():
+    backend = _Backend(32)
+    PipelineCache(backend).get("quant_weights", "tiled_mma", FMT=35, MMA=1, MI=1, NJ=2, MPF=0)
+    assert "subgroupMatrixMultiplyAccumulate" in backend.made[0]
+    assert backend.constants[0] == {"FMT": 35, "MI": 1, "NJ": 2, "MPF": 0}
