@@ -79,7 +79,7 @@ MMA_FEATURE = "chromium-experimental-subgroup-matrix"
 
 def _mma_shape_offered(adapter) -> bool:
     """The adapter multiplies f16 16 x 16 x 16 subgroup matrices into f32 (tiled_mma's pieces),
-    in subgroups of exactly 32 invocations (its 128 threads are 4 subgroups)."""
+    in subgroups of exactly 32 invocations (its workgroup is one subgroup of 32)."""
     info = getattr(adapter, "info", None)
     if _is_null(info) or not {"shader-f16", MMA_FEATURE, "subgroups"} <= set(js.Array.from_(adapter.features).to_py()):
         return False
@@ -121,7 +121,8 @@ class BrowserBackend(GpuBackend):
                 required[name] = v
         have = set(js.Array.from_(adapter.features).to_py())
         # Subgroups (reductions by shuffles) whenever offered; the kernels also run without.
-        # Subgroup matrices (and f16, their inputs' type) where the tiled kernels can use them.
+        # Subgroup matrices (and f16, their inputs' type) where the tiled kernels can use them
+        # (ops.quant_kernels.MMA, off by default).
         extra = ("shader-f16", MMA_FEATURE) if _mma_shape_offered(adapter) else ()
         wanted = [f for f in (*features, "subgroups", *extra) if f in have]
         device = await adapter.requestDevice(_obj({"requiredLimits": required, "requiredFeatures": wanted}))

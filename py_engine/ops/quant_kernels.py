@@ -232,7 +232,7 @@ def cpu_gemm_workgroups(m: int, n: int, shape: GemvShape) -> int:
 def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV, mma: bool = False) -> tuple:
     """(gemv, tiled) workgroup counts for m activation rows and n outputs; one of them is 0.
     The default shape is the one with the most GEMV workgroups (for validation); `mma`: the
-    tiled dispatch is tiled_mma's (MMA_TILE per workgroup)."""
+    tiled dispatch is tiled_mma's (mma_tile_shape() per workgroup)."""
     if m == 0 or n == 0:
         return 0, 0
     if uses_gemv(m, shape):
