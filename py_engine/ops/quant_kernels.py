@@ -102,10 +102,11 @@ TILED_PREFETCH_ON_CPU = False
 
 # Prompts' tiled linears on the matrix units where the adapter has them (backend.mma_f16): the
 # `*_mma` entries, a tile of MI x NJ 16 x 16 pieces per workgroup of one subgroup of 32, x and the
-# dequantized weights rounded to f16, sums in f32. Off by default: on the H200 its 32 x 64 tiles
-# took 23.9 ms for a 512-token prefill pass against 12.6 for the f32 tiled kernels (one warp per
-# workgroup, 144 workgroups for 576 outputs); the smaller tiles and MPF are not measured yet
-# (`--set ops.quant_kernels.MMA=1`, with `MMA_MI`, `MMA_NJ`, `MMA_PF`).
+# dequantized weights rounded to f16, sums in f32. Off by default, as slower so far: on the H200 a
+# 512-token prefill pass took 23.9 ms with 32 x 64 tiles and 18.5 with 16 x 32 tiles and MPF,
+# against 12.6 with the f32 tiled kernels (one warp per workgroup: each SM has few to switch
+# between while they load and convert). `--set ops.quant_kernels.MMA=1`, with `MMA_MI`,
+# `MMA_NJ`, `MMA_PF`.
 MMA = False
 MMA_MI, MMA_NJ = 2, 4  # 16 x 16 pieces per tile along m (1, 2) and n (2, 4): `MI`, `NJ` of mma_tile
 MMA_PF = False         # `MPF`: load the next K step during the multiplies
