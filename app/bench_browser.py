@@ -139,7 +139,7 @@ def page_settings(args, model_url: str) -> dict:
             "prefill": list(args.prefill), "decode": args.decode, "long_context": args.long_context,
             "depth": args.depth, "group": args.group, "submit_groups_steps": args.submit_groups_steps,
             "wllama": not args.no_wllama, "post": True, "set": list(getattr(args, "set", [])),
-            "cases": [c for c in getattr(args, "cases", "").split(",") if c]}
+            "cases": case_modules(getattr(args, "cases", ""))}
 
 
 class _Sink:
@@ -213,9 +213,25 @@ def _wait(sink: _Sink, timeout: float, check) -> str:
                      + "\n".join(sink.log[-20:]))
 
 
+def case_modules(spec: str) -> list:
+    """`--cases`: names of py_engine.testing.<name>_cases modules with a CASES table; an unknown
+    one is refused here, before a browser starts."""
+    import importlib
+
+    names = [c for c in spec.split(",") if c]
+    for name in names:
+        try:
+            importlib.import_module(f"py_engine.testing.{name}_cases").CASES
+        except (ImportError, AttributeError):
+            raise SystemExit(f"bench --browser: --cases {name}: no py_engine.testing.{name}_cases module with "
+                             f"CASES (e.g. quant, fusion, attention, foundation, rope_symint)") from None
+    return names
+
+
 def run_browser_bench(args, echo: bool = True) -> dict:
     from .serve import make_server
 
+    case_modules(getattr(args, "cases", ""))
     with tempfile.TemporaryDirectory(prefix="py_engine-bench-") as tmp_name:
         tmp = Path(tmp_name)
         wheel_dir = tmp / "wheel"

@@ -28,6 +28,12 @@ def _args(*argv):
     return p.parse_args(list(argv))
 
 
+def test_unknown_case_module_is_refused_before_the_browser():
+    assert bench_browser.case_modules("quant,fusion") == ["quant", "fusion"]
+    with pytest.raises(SystemExit, match="--cases nope: no py_engine.testing.nope_cases module"):
+        bench_browser.case_modules("quant,nope")
+
+
 def test_ratios_are_engine_over_wllama_for_figures_both_have():
     engine = {"prefill_128_tokens_per_s": 30.0, "decode_short_tokens_per_s": 10.0, "load_cold_seconds": 2.0}
     wllama = {"prefill_128_tokens_per_s": 60.0, "decode_short_tokens_per_s": 0, "load_cold_seconds": 4.0}
