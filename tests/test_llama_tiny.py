@@ -60,9 +60,9 @@ def test_kv_cache_dtype_choice(native_backend, tiny_gguf):
 
     assert llama.kv_dtype_for() == "auto"
     assert llama.kv_dtype_for("float16") == "float16"
-    with pytest.raises(ValueError, match="kv cache dtype must be auto, float32 or float16; got 'bfloat16'"):
-        llama.kv_dtype_for("bfloat16")
     gguf = read_gguf(tiny_gguf)
+    with pytest.raises(ValueError, match="kv cache dtype must be auto, float32 or float16; got 'bfloat16'"):
+        llama.build_llama_program(gguf, context=16, max_prefill=8, kv_dtype="bfloat16")
     c = llama.config_from_gguf(gguf)
     full = 2 * c.n_layers * c.n_kv_heads * c.head_dim * 4 * c.context  # float32 caches of the whole context
     for budget, context, want in ((full, None, "float32"), (full - 1, None, "float16"), (full - 1, 16, "float32")):

@@ -35,8 +35,7 @@ class NativeBackend(GpuBackend):
         # Subgroups (wgpu calls the feature "subgroup") whenever offered; kernels also run without.
         wanted_features = [f for f in (*features, "subgroup") if f in adapter.features]
         device = adapter.request_device_sync(required_features=wanted_features, required_limits=required)
-        backend = cls(wgpu, adapter, device)
-        return backend
+        return cls(wgpu, adapter, device)
 
     def __init__(self, wgpu, adapter, device):
         self._wgpu = wgpu

@@ -110,6 +110,7 @@ TILED_PREFETCH_ON_CPU = False
 MMA = False
 MMA_MI, MMA_NJ = 2, 4  # 16 x 16 pieces per tile along m (1, 2) and n (2, 4): `MI`, `NJ` of mma_tile
 MMA_PF = False         # `MPF`: load the next K step during the multiplies
+MMA_SHARED_BYTES = (1280 + 2560) * 2 + 2048 * 4  # mma_tile's xh, wh (f16) and cs (f32), sized for the largest tile
 
 
 def mma_tile_shape() -> tuple:
@@ -119,9 +120,8 @@ def mma_tile_shape() -> tuple:
 def uses_mma(backend, layout) -> bool:
     """Whether the tiled linears over `layout` run their `*_mma` entries on this device (K a
     multiple of the K step: x is read as vec4s, and whole steps only)."""
-    shared = (32 + 64) * 40 * 2 + 32 * 64 * 4  # the f16 tiles (rows of 40) and the f32 result, largest tile
     return (MMA and getattr(backend, "mma_f16", False) and layout.width % 32 == 0
-            and backend.limits.max_workgroup_storage_size >= shared
+            and backend.limits.max_workgroup_storage_size >= MMA_SHARED_BYTES
             and workgroup_size(backend.limits, 32) == 32)
 
 

@@ -101,9 +101,9 @@ class CacheWriter:
     def set_all(g, writers: list, write: tuple) -> None:
         """`set` for writers made with one share_key (one params slot)."""
         n, dst, cache_len = write
-        writers[0].params.write(PARAMS.pack(n, dst, cache_len, 0))
-        w = writers[0]
-        g.set_workgroups_rows([x.d for x in writers], ceil_div(n, w.wg * w.per_thread))
+        first = writers[0]
+        first.params.write(PARAMS.pack(n, dst, cache_len, 0))
+        g.set_workgroups_rows([w.d for w in writers], ceil_div(n, first.wg * first.per_thread))
 
 
 @register("update_cache.default", "llama.update_cache.default")
