@@ -1069,6 +1069,58 @@ fn gemv3_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   }
 }
 
+// gemv3_norm of a layer's q/k/v linear in an attention block (py_engine.linear_gguf_multi_norm_rope,
+// ops/attention_block.py): q and k rows come out rotated (RoPE, rope.wgsl's arithmetic on the
+// pair of rows 2j, 2j + 1, which are neighbouring TPR groups of one workgroup), q into out0, the
+// step's key and value straight into the caches (bound as out1, out2) at row input_pos =
+// bp.n_keys - 1, so no dispatch between this one and the attention rotates or writes.
+// ---- from attention_block.wgsl.in (included) ----
+struct BlockParams {
+  n_keys: u32,
+  attend: u32,  // 1: this kernel attends; 0: the attention's own kernels did (x4)
+  _p0: u32,
+  _p1: u32,
+  scale: f32,
+  _p2: u32,
+  _p3: u32,
+  _p4: u32,
+  rope: array<vec4<f32>, 32>,
+}
+// ---- end of attention_block.wgsl.in ----
+@group(0) @binding(17) var<uniform> bp: BlockParams;
+override RHD: u32 = 64u;  // head_dim (even, <= 128)
+
+@compute @workgroup_size(WG)
+fn gemv3_norm_rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+  let c = gemv_col_n(wid, nwg, lid);
+  red[lid] = c.v;  // gemv_reduce's last reads of red were each thread's own element
+  workgroupBarrier();
+  let partner = red[lid ^ TPR];  // lane 0 of the group of row n ^ 1 (WG / TPR rows, an even count)
+  if (c.live) {
+    let row = bp.n_keys - 1u;
+    let n01 = s.n0 + s.n1;
+    if (c.n < n01) {
+      let el = select(c.n - s.n0, c.n, c.n < s.n0);  // element of the q or k rows
+      let j = (el % RHD) / 2u;
+      let ci = RHD / 2u + j;
+      let cs = bp.rope[j / 4u][j % 4u];
+      let sn = bp.rope[ci / 4u][ci % 4u];
+      let odd = (c.n & 1u) == 1u;
+      let a = select(c.v, partner, odd);  // x[2j]
+      let b = select(partner, c.v, odd);  // x[2j + 1]
+      let v = select(a * cs - b * sn, a * sn + b * cs, odd);
+      if (c.n < s.n0) {
+        out0[c.n] = v;
+      } else {
+        out1[row * s.n1 + c.n - s.n0] = v;
+      }
+    } else {
+      out2[row * (p.N - n01) + c.n - n01] = c.v;
+    }
+  }
+}
+
 @compute @workgroup_size(WG)
 fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {

@@ -7,7 +7,7 @@ import pytest
 
 from py_engine.loaders.gguf import GGML_Q4_0, GGML_Q4_1, read_gguf
 from py_engine.models.llama import build_llama_program
-from py_engine.ops.fused_shader_text import OUTPUT, SHADERS, render
+from py_engine.ops.fused_shader_text import OUTPUTS, SHADERS, render
 from py_engine.passes import fuse_add_rms_norm, fuse_parallel_linears, fuse_swiglu, optimize
 from py_engine.program import Double, Int, Null, Program
 from py_engine.testing.fusion_cases import CASES, ERROR_CASES, compare_fused_llama, run_rope_folded_case
@@ -52,10 +52,11 @@ def test_error_case(native_backend, name):
     asyncio.run(run_error_case(native_backend, ERROR_CASES[name](), name))
 
 
-def test_generated_shader_is_up_to_date():
-    # shaders/fused_linear.wgsl = template + quant_weights.wgsl's helpers; regenerate with
-    # `python -m py_engine.ops.fused_shader_text` after editing either.
-    assert (SHADERS / OUTPUT).read_text() == render()
+@pytest.mark.parametrize("name", OUTPUTS)
+def test_generated_shader_is_up_to_date(name):
+    # shaders/fused_linear.wgsl, attention_block.wgsl = their templates + the pieces they include;
+    # regenerate with `python -m py_engine.ops.fused_shader_text` after editing any source.
+    assert (SHADERS / name).read_text() == render(name)
 
 
 # ------------------------------------------------------------ passes as pure data

@@ -233,6 +233,7 @@ class _PreNorm:
             t = g.tensor
             buffers = ([None, w, None, self.params, self.split_slot] + outs + [None] * (3 - len(outs))
                        + [None, w, t(self.norm.a), t(self.norm.b), t(self.norm.w), t(self.norm.sum_out), nparams])
+            self.norm_buffers = buffers  # py_engine.linear_gguf_multi_norm_rope binds them too
             self.d_norm_gemv = g.add_dispatch(pipe, buffers, f"{self.name}:gemv_norm")
 
     def configure(self, g):

@@ -1,10 +1,12 @@
-"""Renders shaders/fused_linear.wgsl from its template, shaders/fused_linear.wgsl.in.
+"""Renders the generated shaders from their templates: shaders/X.wgsl from shaders/X.wgsl.in
+(fused_linear, attention_block).
 
 Why generated: the fused linear kernels must decode weight blocks exactly as
-quant_weights.wgsl does, and WGSL has no #include. The template pulls the dequantization
-helpers and `struct Params` out of quant_weights.wgsl by text markers, so the block formats
-live in one place and the pipeline cache keeps loading plain .wgsl files. A test checks that
-the committed file equals the rendering; after editing either source run
+quant_weights.wgsl does, and WGSL has no #include. A template pulls the dequantization
+helpers and `struct Params` out of quant_weights.wgsl (or other pieces out of another
+template) by text markers, so each piece lives in one place and the pipeline cache keeps
+loading plain .wgsl files. A test checks that the committed files equal the rendering; after
+editing any source run
 
     python -m py_engine.ops.fused_shader_text
 
@@ -18,8 +20,7 @@ import re
 from pathlib import Path
 
 SHADERS = Path(__file__).resolve().parents[2] / "shaders"
-TEMPLATE = "fused_linear.wgsl.in"
-OUTPUT = "fused_linear.wgsl"
+OUTPUTS = ("fused_linear.wgsl", "attention_block.wgsl")
 _INCLUDE = re.compile(r'^//! include (\S+) from "([^"]*)" (through|until) "([^"]*)"\s*$')
 
 
@@ -33,9 +34,11 @@ def _region(path: Path, start: str, mode: str, end: str) -> list:
     return lines[i: j + 1 if mode == "through" else j]
 
 
-def render(shaders: Path = SHADERS) -> str:
-    out = [f"// GENERATED from {TEMPLATE} by `python -m py_engine.ops.fused_shader_text`: edit the template.",]
-    for line in (shaders / TEMPLATE).read_text().splitlines():
+def render(output: str, shaders: Path = SHADERS) -> str:
+    """The text of generated shader `output` (one of OUTPUTS)."""
+    template = output + ".in"
+    out = [f"// GENERATED from {template} by `python -m py_engine.ops.fused_shader_text`: edit the template.",]
+    for line in (shaders / template).read_text().splitlines():
         m = _INCLUDE.match(line)
         if m is None:
             out.append(line)
@@ -48,5 +51,6 @@ def render(shaders: Path = SHADERS) -> str:
 
 
 if __name__ == "__main__":
-    (SHADERS / OUTPUT).write_text(render())
-    print(f"wrote {SHADERS / OUTPUT}")
+    for name in OUTPUTS:
+        (SHADERS / name).write_text(render(name))
+        print(f"wrote {SHADERS / name}")

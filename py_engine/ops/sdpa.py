@@ -96,6 +96,7 @@ class SdpaPlan:
     prefill_workgroups: int  # (kv head, block of RW rows) pairs
     merge_params: bytes
     merge_workgroups: int  # 0 when there is one split
+    block_params: bytes = b""  # decode steps of attention blocks (ops/attention_block.py)
 
 
 @register("sdpa_with_kv_cache.default", "llama.sdpa_with_kv_cache.default")
@@ -103,6 +104,7 @@ class SdpaWithKvCache(Op):
     writes_cache = True
     rope_inputs = None  # (xq, cos, sin) value ids when py_engine.rope_sdpa_kv folds its RoPE in
     rope_table_rows = False  # ... and cos / sin are whole tables (py_engine.rope_sdpa_kv_at)
+    block = None  # attention_block.BlockParams when py_engine.rope_sdpa_kv_block runs as a block
 
     def validate(self, ctx):
         self.expect_args(12)
@@ -234,7 +236,7 @@ class SdpaWithKvCache(Op):
         """Everything plan() reads besides (S, input_pos)."""
         return (self.cache_dims, self.group, self.n_heads, self.n_kv_heads, self.decode_rows, self.use_fast,
                 self.cpu_decode, self.lanes, self.prefill_shape, self.wg, self.split_cap, self.rows_cap, self.scale,
-                self.kv16)
+                self.kv16, self.block.key if self.block is not None else None)
 
     def plan(self, seq: int, pos: int, err) -> SdpaPlan:
         """Every per-step quantity for live seq_len `seq` at `pos`; raises err(...) if out of range."""
@@ -291,8 +293,15 @@ class SdpaWithKvCache(Op):
                                   self.rows_cap, wgs)
         merge_rows = self.n_heads if n_splits > 1 else 0
         merge = MERGE_PARAMS.pack(merge_rows, self.group, self.n_kv_heads, n_splits, self.rows_cap, 1, 0, 0)
+        block = b""
+        if self.block is not None:
+            # An attention block: up to its key limit the output projection attends (no dispatch here).
+            attend = n_keys <= self.block.max_keys
+            block = self.block.params(n_keys, attend, self.scale)
+            if attend:
+                wgs = merge_rows = 0
         return SdpaPlan(write, b"\0" * ATTEND_PARAMS.size, 0, 0, fast, wgs, b"\0" * PREFILL_PARAMS.size, 0,
-                        merge, merge_rows)
+                        merge, merge_rows, block)
 
     def decode_lanes(self, backend) -> bool:
         """Whether a CPU adapter's steps take sdpa_decode_lanes.wgsl: head_dim 16 L with L a power
@@ -358,7 +367,12 @@ class SdpaWithKvCache(Op):
         if self.use_fast:
             self.fast_params = g.uniforms.shared(("sdpa_decode", share), DECODE_PARAMS.size,
                                                  f"{self.name}:decode")
-            if self.rope_folded:
+            if self.block is not None and self.rope_folded:
+                # An attention block's q/k/v linear rotated q and wrote the caches: plain `main`.
+                fast = g.pipelines.get("sdpa_decode", WG=self.fast_wg, HD=self.head_dim, RB=self.group, KV16=kv16)
+                self.d_fast = g.add_dispatch(fast, [g.tensor(self.rope_inputs[0])] + bindings[1:5]
+                                             + [self.fast_params], f"{self.name}:decode")
+            elif self.rope_folded:
                 rope = [g.tensor(self.k), g.tensor(self.v)] + [g.tensor(v) for v in self.rope_inputs[1:]]
                 fast = g.pipelines.get("sdpa_decode", "main_rope", WG=self.fast_wg, HD=self.head_dim,
                                        RB=self.group, KV16=kv16, **({"POS_ROWS": 1} if self.rope_table_rows else {}))
@@ -468,3 +482,5 @@ class _LayerGroup:
             g.set_workgroups_rows(self._rows("d_prefill"), plan.prefill_workgroups)
         first.merge_params.write(plan.merge_params)
         g.set_workgroups_rows(self._rows("d_merge"), plan.merge_workgroups)
+        if plan.block_params:
+            first.block.slot.write(plan.block_params)

@@ -8,12 +8,15 @@ would otherwise group), then the parallel linears (q/k/v), then add + RMSNorm, t
 of q and k in one dispatch, then that RoPE together with the attention's KV-cache write, then
 each add + RMSNorm into the fused linear it feeds, then the RoPE op into the attention op (its
 decode steps rotate and write the cache inside the attention kernel), then the cos/sin slices
-by input_pos into the rotation (it reads the tables' rows on the GPU).
+by input_pos into the rotation (it reads the tables' rows on the GPU), then each layer's q/k/v
+linear, attention and output projection into an attention block (its decode steps rotate and
+write the caches in the q/k/v GEMV and attend in the output projection's workgroups).
 """
 from __future__ import annotations
 
 from ..program import Program
 from .fuse_add_rms_norm import fuse_add_rms_norm
+from .fuse_attention_block import fuse_attention_block
 from .fuse_norm_linear import fuse_norm_linear
 from .fuse_parallel_linears import fuse_parallel_linears
 from .fuse_rope import fuse_rope
@@ -23,10 +26,10 @@ from .fuse_rope_table import fuse_rope_table
 from .fuse_swiglu import fuse_swiglu
 
 PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_norm_linear,
-          fuse_rope_sdpa, fuse_rope_table)
+          fuse_rope_sdpa, fuse_rope_table, fuse_attention_block)
 # CPU implementations of WebGPU (SwiftShader, lavapipe): every fusion but fuse_norm_linear,
 # whose norm GEMV computes one row per thread there (the other fused GEMVs stream R rows per
-# thread, as the plain GEMV does).
+# thread, as the plain GEMV does), and fuse_attention_block, which builds on it.
 CPU_PASSES = (fuse_swiglu, fuse_parallel_linears, fuse_add_rms_norm, fuse_rope, fuse_rope_kv, fuse_rope_sdpa,
               fuse_rope_table)
 
@@ -42,4 +45,4 @@ def optimize(program: Program, passes=PASSES) -> Program:
 
 
 __all__ = ["optimize", "passes_for", "PASSES", "CPU_PASSES", "fuse_swiglu", "fuse_parallel_linears", "fuse_add_rms_norm", "fuse_rope", "fuse_rope_kv",
-           "fuse_norm_linear", "fuse_rope_sdpa", "fuse_rope_table"]
+           "fuse_norm_linear", "fuse_rope_sdpa", "fuse_rope_table", "fuse_attention_block"]
