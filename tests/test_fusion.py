@@ -73,7 +73,11 @@ def test_llama_program_fusion_counts(tiny_uniform):
     # q/k/v and gate/up/silu/mul, each with the add + RMSNorm before it folded in, except layer 0's
     # attention norm (a plain rms_norm): only the final add + output norm stays on its own.
     assert got["py_engine.linear_gguf_multi.default"] == 1
-    assert got["py_engine.linear_gguf_multi_norm.default"] == n_layers - 1
+    # ... and the layers after the first as attention blocks (ops/attention_block.py): their q/k/v
+    # linear, rotation + attention and output projection take the block variants
+    assert got["py_engine.linear_gguf_multi_norm_rope.default"] == n_layers - 1
+    assert got["py_engine.rope_sdpa_kv_block.default"] == got["py_engine.linear_gguf_attend.default"] == n_layers - 1
+    assert got["py_engine.linear_gguf_multi_norm.default"] == 0
     assert got["py_engine.linear_gguf_swiglu_norm.default"] == n_layers
     assert got["py_engine.linear_gguf_swiglu.default"] == 0
     assert got["py_engine.add_rms_norm.default"] == 1
@@ -81,14 +85,14 @@ def test_llama_program_fusion_counts(tiny_uniform):
     # q and k rotated together, k written into the cache with v on the way, all in the attention op,
     # which reads its cos/sin rows from the whole tables: no slices of them, nor the SymInt add of
     # their end, are left
-    assert got["py_engine.rope_sdpa_kv_at.default"] == n_layers and got["py_engine.rope_sdpa_kv.default"] == 0
+    assert got["py_engine.rope_sdpa_kv_at.default"] == 1 and got["py_engine.rope_sdpa_kv.default"] == 0
     assert got["aten.slice_copy.Tensor"] == got["add"] == 0 and before["aten.slice_copy.Tensor"] == 2
     assert before["add"] == 1
     assert got["py_engine.apply_rotary_emb_qk_kv.default"] == got["py_engine.sdpa_kv_written.default"] == 0
     assert got["et_vk.apply_rotary_emb.default"] == got["py_engine.apply_rotary_emb_qk.default"] == 0
     assert got["sdpa_with_kv_cache.default"] == 0
     assert got["et_vk.rms_norm.default"] == 1                               # the first attn_norm only
-    assert got["py_engine.linear_gguf.default"] == 2 * n_layers + 1         # o, down, head
+    assert got["py_engine.linear_gguf.default"] == n_layers + 2             # layer 0's o, downs, head
     assert len(plain.chain) - len(fused.chain) == n_layers * (2 + 4) + 3 * n_layers + (2 * n_layers - 1) + 3
     assert before["aten.sigmoid.default"] == n_layers  # the unfused program is untouched
 

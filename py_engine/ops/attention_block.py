@@ -26,6 +26,7 @@ import struct
 
 import numpy as np
 
+from ..graph.aliasing import root
 from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from .base import ceil_div, numel, pow2_floor, workgroup_size
@@ -90,10 +91,22 @@ class LayerBlock:
     def __init__(self):
         self.enabled = False
         self.shape = None  # attend_shape's overrides
+        self.values = None  # the linear's (q output, k_cache, v_cache, input_pos), which the others must share
+
+    def check(self, op, q: int, k_cache: int, v_cache: int, pos: int) -> None:
+        """The attention and the projection of an enabled block read what its linear writes."""
+        if self.enabled and self.values != (q, k_cache, v_cache, pos):
+            raise op.error("attention block: q, the caches or input_pos differ from its q/k/v linear's")
 
 
-def layer_block(g, k_cache: int) -> LayerBlock:
-    return g.shared_state(("attn_block_layer", k_cache), LayerBlock)
+def layer_block(g, q: int, k_cache: int, v_cache: int) -> LayerBlock:
+    """The block state of the layer reading these values: the linear's (registered under each of
+    its q output and caches), or a disabled one."""
+    for vid in (q, k_cache, v_cache):
+        lb = g._shared_state.get(("attn_block_layer", vid))
+        if lb is not None and lb.enabled:
+            return lb
+    return LayerBlock()
 
 
 def block_params(g, pos: int, hq: int, hkv: int, hd: int) -> BlockParams | None:
@@ -136,13 +149,16 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
     def build(self, g):
         super().build(g)
         self.d_block = None
-        lb = layer_block(g, self.k_cache)
+        lb = LayerBlock()
         lb.shape = attend_shape(g.limits, self.hq, self.hkv, self.hd)
         lb.enabled = (BLOCK and not getattr(g.backend, "is_cpu", False) and not self.kv16 and self.d_norm_gemv is not None
                       and self.pos[0] == "symint" and lb.shape is not None
                       and g.limits.max_storage_buffers_per_stage >= STORAGE)
         if not lb.enabled:
             return
+        lb.values = (self.outs[0][0], self.k_cache, self.v_cache, self.pos[1])
+        for vid in lb.values[:3]:
+            g._shared_state[("attn_block_layer", vid)] = lb
         t = g.tensor
         bp = g.uniforms.shared(("attn_block", self.pos[1], self.hq, self.hkv, self.hd), PARAMS_BYTES, "attn_block")
         buffers = list(self.norm_buffers)
@@ -165,7 +181,9 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
 class RopeSdpaKvBlock(RopeSdpaKvAt):
     def build(self, g):
         a = self.attn
-        lb = layer_block(g, a.k_cache)
+        q = root(g.aliases, a.rope_inputs[0])  # the linear's q output, through its view
+        lb = layer_block(g, q, a.k_cache, a.v_cache)
+        lb.check(self, q, a.k_cache, a.v_cache, a.pos[1])
         if lb.enabled:
             key = (a.pos[1], a.n_heads, a.n_kv_heads, a.head_dim)
             a.block = g.shared_state(("attn_block_params",) + key, lambda: BlockParams(
@@ -199,9 +217,10 @@ class LinearGgufAttend(LinearGguf):
     def build(self, g):
         super().build(g)
         self.d_block = None
-        lb = layer_block(g, self.k_cache)
+        lb = layer_block(g, self.q, self.k_cache, self.v_cache)
         if not lb.enabled:
             return
+        lb.check(self, self.q, self.k_cache, self.v_cache, self.pos[1])
         if not self.layout.repacked or self.layout.records or self.bias is not None:
             raise self.error("attention block: the output projection needs a repacked GGUF weight and no bias")
         t = g.tensor

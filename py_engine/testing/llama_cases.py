@@ -232,3 +232,73 @@ async def shape_snapshot_cases(backend, gguf_bytes, *, context: int = 64, max_pr
         assert (copied > 0) == key[2], (key, copied)  # twins copied ops only where on
     assert n_off == 0 and n_on == 4, (n_off, n_on)  # shapes 8, 1, 3, 7
     return {"steps": len(steps), "snapshots": n_on}
+
+
+# The tiny llama with q/k/v of one type (so they fuse into one linear and the layers after the
+# first form attention blocks), the output projections of another.
+BLOCK_WEIGHT_TYPES = ({"attn_q": 3, "attn_k": 3, "attn_v": 3, "attn_output": 2, "ffn_gate": 8, "ffn_up": 8,
+                       "ffn_down": 3},
+                      {"attn_q": 8, "attn_k": 8, "attn_v": 8, "attn_output": 3, "ffn_gate": 3, "ffn_up": 3,
+                       "ffn_down": 2})
+
+
+def block_gguf(variant: int = 0) -> bytes:
+    from .tiny_gguf import make_tiny_llama_gguf
+
+    return make_tiny_llama_gguf(seed=3 + variant, n_layers=3, weight_types=BLOCK_WEIGHT_TYPES[variant])
+
+
+class _AsGpu:
+    """The backend's GPU kernel choice while inside (CPU adapters run the kernels GPUs take)."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __enter__(self):
+        self.saved = self.backend.is_cpu
+        self.backend.is_cpu = False
+
+    def __exit__(self, *exc):
+        self.backend.is_cpu = self.saved
+
+
+async def attention_block_cases(backend, *, variant: int = 0) -> dict:
+    """Decode with attention blocks (ops/attention_block.py) against the numpy reference, as GPUs
+    run it: logits within 1e-3 at every step, with the output projection attending (keys up to
+    its limit) and with the attention's own kernels past the limit (a limit of 32 keys, crossed
+    by the steps). Every block layer's decode step runs its q/k/v GEMV with the rotation and its
+    output projection's attending dispatch, not the unfused q/k/v GEMV or the plain projection;
+    the attention dispatches run only past the limit. Returns the errors and dispatch counts."""
+    from ..ops import attention_block
+
+    data = block_gguf(variant)
+    out = {}
+    saved = attention_block.MAX_KEYS
+    try:
+        with _AsGpu(backend):
+            for limit in (256, 32):
+                attention_block.MAX_KEYS = limit
+                r = await compare_with_reference(backend, data, list(range(3, 23)), n_decode=16)
+                out[limit] = r["max_err"]
+            out["dispatches"] = {}
+            for n_keys in (21, 40):  # attending in the projection (limit 32), then past it
+                out["dispatches"][n_keys] = await _decode_dispatches(backend, data, n_keys)
+    finally:
+        attention_block.MAX_KEYS = saved
+    return out
+
+
+async def _decode_dispatches(backend, data: bytes, n_keys: int) -> dict:
+    """{label suffix: dispatches with work} of a decode step reaching n_keys keys."""
+    lp = build_llama_program(read_gguf(data), context=64, max_prefill=32)
+    graph = await Graph.build(lp.program, backend)
+    try:
+        graph.prepare([np.ones((1, 1), np.int32), np.array([n_keys - 1], np.int32)])
+        counts: dict = {}
+        for row, label in zip(graph.table, graph.dispatch_labels):
+            if row[2] * row[3] * row[4]:
+                suffix = label.split(":", 1)[1] if ":" in label else label.split(".")[1]
+                counts[suffix] = counts.get(suffix, 0) + 1
+        return counts
+    finally:
+        graph.destroy()
