@@ -214,17 +214,20 @@ def _wait(sink: _Sink, timeout: float, check) -> str:
 
 
 def case_modules(spec: str) -> list:
-    """`--cases`: names of py_engine.testing.<name>_cases modules with a CASES table; an unknown
-    one is refused here, before a browser starts."""
+    """`--cases`: names of py_engine.testing.<name>_cases modules with a CASES table (op cases for
+    the harness) or CHECKS (async checks of a backend, e.g. llama's whole models); an unknown one
+    is refused here, before a browser starts."""
     import importlib
 
     names = [c for c in spec.split(",") if c]
     for name in names:
         try:
-            importlib.import_module(f"py_engine.testing.{name}_cases").CASES
-        except (ImportError, AttributeError):
+            mod = importlib.import_module(f"py_engine.testing.{name}_cases")
+        except ImportError:
+            mod = None
+        if not (hasattr(mod, "CASES") or hasattr(mod, "CHECKS")):
             raise SystemExit(f"bench --browser: --cases {name}: no py_engine.testing.{name}_cases module with "
-                             f"CASES (e.g. quant, fusion, attention, foundation, rope_symint)") from None
+                             f"CASES or CHECKS (e.g. quant, fusion, attention, foundation, rope_symint, llama)")
     return names
 
 

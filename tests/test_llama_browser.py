@@ -43,6 +43,19 @@ async def test_tiny_llama_float16_kv_in_browser(selenium, tiny_bytes):
 
 
 @run_in_pyodide
+async def test_attention_blocks_in_browser(selenium):
+    # tests/test_attention_block.py's cases, with the kernels GPUs take (SwiftShader is a CPU adapter).
+    from py_engine.testing.llama_cases import attention_block_cases
+    from py_engine.testing.shared_backend import shared_backend
+
+    r = await attention_block_cases(await shared_backend())
+    assert r[256] <= 1e-3 and r[32] <= 1e-3  # compare_with_reference asserts this at every step too
+    inline, past = r["dispatches"][21], r["dispatches"][40]
+    assert inline["gemv_norm_rope"] == inline["attend"] == 2 and "sdpa:decode" not in inline, inline
+    assert past["sdpa:decode"] == 2, past
+
+
+@run_in_pyodide
 async def test_token_stream_in_browser(selenium, tiny_bytes):
     # The same cases as tests/test_llama_tiny.py: ids exact against step-by-step feeding.
     from py_engine.testing.llama_cases import nan_logits_stream_case, token_stream_cases

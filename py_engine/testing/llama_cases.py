@@ -302,3 +302,13 @@ async def _decode_dispatches(backend, data: bytes, n_keys: int) -> dict:
         return counts
     finally:
         graph.destroy()
+
+
+async def _block_check(backend, variant: int) -> float:
+    r = await attention_block_cases(backend, variant=variant)
+    return max(r[256], r[32])
+
+
+# `bench --browser --cases llama`: whole-model checks on the page's GPU (the GPU machine has no pytest).
+CHECKS = {"attention_block_q4": lambda backend: _block_check(backend, 0),
+          "attention_block_q8": lambda backend: _block_check(backend, 1)}

@@ -266,11 +266,15 @@ async def _run_cases(modules, log) -> dict:
     res = {"mma_f16": backend.mma_f16}
     try:
         for mod in modules:
-            cases = importlib.import_module(f"py_engine.testing.{mod}_cases").CASES
+            m = importlib.import_module(f"py_engine.testing.{mod}_cases")
+            cases, checks = getattr(m, "CASES", {}), getattr(m, "CHECKS", {})
             passed, failed = {}, {}
-            for name in sorted(cases):
+            for name in sorted(cases) + sorted(checks):
                 try:
-                    passed[name] = (await run_case(backend, cases[name](), name))["max_err"]
+                    if name in cases:
+                        passed[name] = (await run_case(backend, cases[name](), name))["max_err"]
+                    else:
+                        passed[name] = await checks[name](backend)
                 except Exception as e:  # noqa: BLE001 (every failure is reported, none stops the run)
                     failed[name] = f"{type(e).__name__}: {e}"[:400]
             log(f"cases: {mod}: {len(passed)} passed, {len(failed)} failed")
