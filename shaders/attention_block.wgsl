@@ -23,6 +23,7 @@ override G: u32 = HQ / HKV;
 override HD4: u32 = HD / 4u;
 override SLOTS: u32 = HKV * HD4;        // (kv head, 4 dims) pairs of the V step
 override KG: u32 = max(WG / SLOTS, 1u); // key groups of the V step
+override KB: u32 = HQ * HD / 32u;       // weight blocks per row
 
 // ---- from quant_weights.wgsl (included) ----
 struct Params {
@@ -101,22 +102,44 @@ fn x32(xi: u32) -> X32 {
 // Repacked formats (gemv only): block `blk` of weight row n dotted with x.
 // Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
 fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+  return q_block_dot(q_load(n, blk), x);
+}
+
+// A repacked block as loaded: its quant words (Q8_0: two vec4s, Q4: qa), d, and m (Q4_1), so a
+// kernel can issue the loads early (attention_block.wgsl) and dot once they have arrived.
+struct QBlock {
+  qa: vec4<u32>,
+  qb: vec4<u32>,
+  d: f32,
+  m: f32,
+}
+
+fn q_load(n: u32, blk: u32) -> QBlock {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    let qa = w4[qi];
-    let qb = w4[qi + 1u];
-    let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
-    let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return d * (lo + hi);
+    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
   }
-  let q = w4[(n * p.q_stride) / 4u + blk];
+  var m = 0.0;
+  if (FMT == 35u) {
+    m = blk_scale(p.m_off, n, blk);
+  }
+  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
+}
+
+fn q_block_dot(b: QBlock, x: X32) -> f32 {
+  if (FMT == 40u) {
+    let lo = dot(i8x4(b.qa, 24u), x.v0) + dot(i8x4(b.qa, 16u), x.v1) + dot(i8x4(b.qa, 8u), x.v2) + dot(i8x4(b.qa, 0u), x.v3);
+    let hi = dot(i8x4(b.qb, 24u), x.v4) + dot(i8x4(b.qb, 16u), x.v5) + dot(i8x4(b.qb, 8u), x.v6) + dot(i8x4(b.qb, 0u), x.v7);
+    return b.d * (lo + hi);
+  }
+  let q = b.qa;
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * x.sum);
+    return b.d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
+  return b.d * s + b.m * x.sum;
 }
 
 // ---- end of quant_weights.wgsl ----
@@ -219,10 +242,19 @@ fn attend_all(lid: u32) {
     acc[g] = vec4<f32>(0.0);
   }
   if (kg < KG) {
-    for (var j = kg; j < n_keys; j += KG) {
-      let v = vc[j * SLOTS + r];
-      for (var g = 0u; g < G; g++) {
-        acc[g] += sc[(hk * G + g) * MAXK + j] * v;
+    // Four keys' V loads issued together (past the end: the last key again, weight 0).
+    for (var j0 = kg; j0 < n_keys; j0 += 4u * KG) {
+      var vs: array<vec4<f32>, 4>;
+      for (var u = 0u; u < 4u; u++) {
+        vs[u] = vc[min(j0 + u * KG, n_keys - 1u) * SLOTS + r];
+      }
+      for (var u = 0u; u < 4u; u++) {
+        let j = j0 + u * KG;
+        if (j < n_keys) {
+          for (var g = 0u; g < G; g++) {
+            acc[g] += sc[(hk * G + g) * MAXK + j] * vs[u];
+          }
+        }
       }
     }
   }
@@ -244,13 +276,17 @@ fn attend_all(lid: u32) {
   }
 }
 
-// Lane `lane` of TPR: its share of weight row n . ao (quant_weights.wgsl's row_dot over ao).
-fn row_dot_ao(n: u32, lane: u32) -> f32 {
-  var acc = 0.0;
-  for (var b = lane; b < HQ * HD / 32u; b += TPR) {
-    let xi = b * 8u;
-    acc += q_dot(n, b, x32_of(ao[xi], ao[xi + 1u], ao[xi + 2u], ao[xi + 3u], ao[xi + 4u], ao[xi + 5u],
-                              ao[xi + 6u], ao[xi + 7u]));
+fn ao32(b: u32) -> X32 {
+  let xi = b * 8u;
+  return x32_of(ao[xi], ao[xi + 1u], ao[xi + 2u], ao[xi + 3u], ao[xi + 4u], ao[xi + 5u], ao[xi + 6u], ao[xi + 7u]);
+}
+
+// Lane `lane` (< KB) of TPR: its share of weight row n . ao (quant_weights.wgsl's row_dot over
+// ao), its first block `first` loaded already.
+fn row_dot_ao(n: u32, lane: u32, first: QBlock) -> f32 {
+  var acc = q_block_dot(first, ao32(lane));
+  for (var b = lane + TPR; b < KB; b += TPR) {
+    acc += q_dot(n, b, ao32(b));
   }
   return acc;
 }
@@ -259,6 +295,17 @@ fn row_dot_ao(n: u32, lane: u32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let wg = wid.y * nwg.x + wid.x;
+  let cols = WG / TPR;
+  let lane = lid % TPR;
+  // The first weight block of each of this thread's rows, loaded before the attention so that
+  // its trip to memory overlaps it.
+  var first: array<QBlock, 4>;  // RP <= 4
+  for (var rp = 0u; rp < RP; rp++) {
+    let n = (wg * RP + rp) * cols + lid / TPR;
+    if (n < p.N && lane < KB) {
+      first[rp] = q_load(n, lane);
+    }
+  }
   if (bp.attend != 0u) {  // uniform: every thread takes the same branch
     attend_all(lid);
   } else {
@@ -267,16 +314,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
   }
   workgroupBarrier();
-  let cols = WG / TPR;
   for (var rp = 0u; rp < RP; rp++) {
     let n = (wg * RP + rp) * cols + lid / TPR;
     let live = n < p.N;
     var acc = 0.0;
-    if (live) {
-      acc = row_dot_ao(n, lid % TPR);
+    if (live && lane < KB) {
+      acc = row_dot_ao(n, lane, first[rp]);
     }
     let v = gemv_reduce(acc, lid);
-    if (live && lid % TPR == 0u) {
+    if (live && lane == 0u) {
       out[n] = v;
     }
   }

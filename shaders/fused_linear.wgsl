@@ -133,22 +133,44 @@ fn x32(xi: u32) -> X32 {
 // Repacked formats (gemv only): block `blk` of weight row n dotted with x.
 // Q4_x as d * dot(q, x) (+ m * sum(x) for Q4_1, - 8 d sum(x) for Q4_0): no per-element offsets.
 fn q_dot(n: u32, blk: u32, x: X32) -> f32 {
+  return q_block_dot(q_load(n, blk), x);
+}
+
+// A repacked block as loaded: its quant words (Q8_0: two vec4s, Q4: qa), d, and m (Q4_1), so a
+// kernel can issue the loads early (attention_block.wgsl) and dot once they have arrived.
+struct QBlock {
+  qa: vec4<u32>,
+  qb: vec4<u32>,
+  d: f32,
+  m: f32,
+}
+
+fn q_load(n: u32, blk: u32) -> QBlock {
   let d = blk_scale(p.d_off, n, blk);
   if (FMT == 40u) {
     let qi = (n * p.q_stride) / 4u + blk * 2u;
-    let qa = w4[qi];
-    let qb = w4[qi + 1u];
-    let lo = dot(i8x4(qa, 24u), x.v0) + dot(i8x4(qa, 16u), x.v1) + dot(i8x4(qa, 8u), x.v2) + dot(i8x4(qa, 0u), x.v3);
-    let hi = dot(i8x4(qb, 24u), x.v4) + dot(i8x4(qb, 16u), x.v5) + dot(i8x4(qb, 8u), x.v6) + dot(i8x4(qb, 0u), x.v7);
-    return d * (lo + hi);
+    return QBlock(w4[qi], w4[qi + 1u], d, 0.0);
   }
-  let q = w4[(n * p.q_stride) / 4u + blk];
+  var m = 0.0;
+  if (FMT == 35u) {
+    m = blk_scale(p.m_off, n, blk);
+  }
+  return QBlock(w4[(n * p.q_stride) / 4u + blk], vec4<u32>(0u), d, m);
+}
+
+fn q_block_dot(b: QBlock, x: X32) -> f32 {
+  if (FMT == 40u) {
+    let lo = dot(i8x4(b.qa, 24u), x.v0) + dot(i8x4(b.qa, 16u), x.v1) + dot(i8x4(b.qa, 8u), x.v2) + dot(i8x4(b.qa, 0u), x.v3);
+    let hi = dot(i8x4(b.qb, 24u), x.v4) + dot(i8x4(b.qb, 16u), x.v5) + dot(i8x4(b.qb, 8u), x.v6) + dot(i8x4(b.qb, 0u), x.v7);
+    return b.d * (lo + hi);
+  }
+  let q = b.qa;
   let s = dot(nib4(q, 0u), x.v0) + dot(nib4(q, 4u), x.v1) + dot(nib4(q, 8u), x.v2) + dot(nib4(q, 12u), x.v3)
         + dot(nib4(q, 16u), x.v4) + dot(nib4(q, 20u), x.v5) + dot(nib4(q, 24u), x.v6) + dot(nib4(q, 28u), x.v7);
   if (FMT == 34u) {
-    return d * (s - 8.0 * x.sum);
+    return b.d * (s - 8.0 * x.sum);
   }
-  return d * s + blk_scale(p.m_off, n, blk) * x.sum;
+  return b.d * s + b.m * x.sum;
 }
 
 // Chunk c of weight row n, dequantized.

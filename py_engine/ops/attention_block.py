@@ -42,7 +42,7 @@ BLOCK = True      # a switch for benchmarks (`--set ops.attention_block.BLOCK=0`
 MAX_KEYS = 256    # keys up to which the output projection attends (a power of two, >= 32)
 WG = 256          # threads of the output projection's workgroups
 TPR = 32          # threads per weight row there
-ROWS_PER_WG = 16  # weight rows per workgroup: each workgroup redoes the attention
+ROWS_PER_WG = 16  # weight rows per workgroup (8 to 32): each workgroup redoes the attention
 MAX_HD = 128      # head_dim at most (the RoPE row in BlockParams)
 MAX_G = 8         # q heads per kv head at most (the kernel's accumulator arrays)
 STORAGE = 9       # storage buffers of gemv3_norm_rope
@@ -62,7 +62,7 @@ def attend_shape(limits, hq: int, hkv: int, hd: int) -> dict | None:
         maxk //= 2
     if maxk < 32:
         return None
-    return {"WG": WG, "TPR": TPR, "RP": max(1, ROWS_PER_WG // (WG // TPR)), "HD": hd, "HQ": hq, "HKV": hkv,
+    return {"WG": WG, "TPR": TPR, "RP": min(4, max(1, ROWS_PER_WG // (WG // TPR))), "HD": hd, "HQ": hq, "HKV": hkv,
             "MAXK": maxk, "TT": tt}
 
 
