@@ -13,7 +13,7 @@ override WG: u32 = 256u;   // threads (HKV * HD / 4 of them at least)
 override TPR: u32 = 32u;   // threads per weight row (a power of two dividing WG)
 override RP: u32 = 2u;     // row passes: RP * WG / TPR weight rows per workgroup
 override SG: u32 = 1u;     // lanes whose sums subgroup shuffles finish (1: workgroup memory only)
-override HD: u32 = 64u;    // head_dim, a multiple of 4
+override HD: u32 = 64u;    // head_dim, a multiple of 16
 override HQ: u32 = 9u;     // q heads
 override HKV: u32 = 3u;    // kv heads (G = HQ / HKV <= 8 q heads each)
 override MAXK: u32 = 256u; // keys at most with bp.attend = 1 (scores are kept in workgroup memory)
@@ -195,10 +195,15 @@ fn attend_all(lid: u32) {
     for (var g = 0u; g < G; g++) {
       s[g] = 0.0;
     }
-    for (var i = 0u; i < HD4; i++) {
-      let k = kc[pr * HD4 + i];  // row (key * HKV + hk)
+    for (var i = 0u; i < HD4; i += 4u) {  // four loads in flight at a time (HD a multiple of 16)
+      let b = pr * HD4 + i;  // row (key * HKV + hk)
+      let k0 = kc[b];
+      let k1 = kc[b + 1u];
+      let k2 = kc[b + 2u];
+      let k3 = kc[b + 3u];
       for (var g = 0u; g < G; g++) {
-        s[g] += dot(qs[(hk * G + g) * HD4 + i], k);
+        let qb = (hk * G + g) * HD4 + i;
+        s[g] += dot(qs[qb], k0) + dot(qs[qb + 1u], k1) + dot(qs[qb + 2u], k2) + dot(qs[qb + 3u], k3);
       }
     }
     for (var g = 0u; g < G; g++) {

@@ -42,7 +42,7 @@ BLOCK = True      # a switch for benchmarks (`--set ops.attention_block.BLOCK=0`
 MAX_KEYS = 256    # keys up to which the output projection attends (a power of two, >= 32)
 WG = 256          # threads of the output projection's workgroups
 TPR = 32          # threads per weight row there
-ROWS_PER_WG = 16  # weight rows per workgroup (8 to 32): each workgroup redoes the attention
+ROWS_PER_WG = 8   # weight rows per workgroup (8 to 32): each workgroup redoes the attention
 MAX_HD = 128      # head_dim at most (the RoPE row in BlockParams)
 MAX_G = 8         # q heads per kv head at most (the kernel's accumulator arrays)
 STORAGE = 9       # storage buffers of gemv3_norm_rope
@@ -52,7 +52,7 @@ PARAMS_BYTES = HEADER.size + 4 * MAX_HD  # `struct BlockParams` in attention_blo
 
 def attend_shape(limits, hq: int, hkv: int, hd: int) -> dict | None:
     """attention_block.wgsl's overrides for these heads on this device, or None where they do not fit."""
-    if hd % 4 or hd > MAX_HD or not hkv or hq % hkv or hq // hkv > MAX_G or (hq * hd) % 32:
+    if hd % 16 or hd > MAX_HD or not hkv or hq % hkv or hq // hkv > MAX_G or (hq * hd) % 32:
         return None
     if workgroup_size(limits, WG) < WG or hkv * hd // 4 > WG or hq > WG:
         return None
