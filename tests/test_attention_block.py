@@ -30,18 +30,22 @@ def test_blocks_match_reference(native_backend, variant):
     assert sum(inline.values()) == sum(past.values()) - blocks
 
 
-def test_block_switch_off_keeps_the_unfused_decode(native_backend, monkeypatch):
+def test_block_switch_off_keeps_the_unfused_decode(native_backend):
+    """Off (the default): the block ops build the unfused kernels and match the reference too."""
     from py_engine.ops import attention_block
 
-    monkeypatch.setattr(attention_block, "BLOCK", False)
-    r = asyncio.run(attention_block_cases(native_backend))
+    assert attention_block.BLOCK is False
+    r = asyncio.run(attention_block_cases(native_backend, block=False))
     d = r["dispatches"][21]
     assert "gemv_norm_rope" not in d and "attend" not in d and d["sdpa:decode_rope"] == 3, d
 
 
-def test_blocks_on_cpu_adapters_stay_unfused(native_backend):
-    """A CPU adapter's graph (no attention block kernels) built from the same GPU passes."""
+def test_blocks_on_cpu_adapters_stay_unfused(native_backend, monkeypatch):
+    """A CPU adapter's graph (no attention block kernels, blocks switched on) from the GPU passes."""
     from py_engine.graph import Graph
+    from py_engine.ops import attention_block
+
+    monkeypatch.setattr(attention_block, "BLOCK", True)
 
     lp = build_llama_program(read_gguf(block_gguf()), context=64, max_prefill=8, fuse=PASSES)
     saved, native_backend.is_cpu = native_backend.is_cpu, True
@@ -55,10 +59,13 @@ def test_blocks_on_cpu_adapters_stay_unfused(native_backend):
         native_backend.is_cpu = saved
 
 
-def test_shape_snapshots_with_blocks(native_backend):
+def test_shape_snapshots_with_blocks(native_backend, monkeypatch):
     """Snapshots, layer groups and twins leave the state a full configure would, with blocks."""
+    from py_engine.ops import attention_block
     from py_engine.testing.llama_cases import shape_snapshot_cases
 
+    monkeypatch.setattr(attention_block, "BLOCK", True)
+    monkeypatch.setattr(attention_block, "MAX_KEYS", 32)  # the steps cross it
     with _AsGpu(native_backend):
         assert asyncio.run(shape_snapshot_cases(native_backend, block_gguf(), fuse=PASSES)) == \
             {"steps": 12, "snapshots": 4}
@@ -83,7 +90,7 @@ def test_pass_leaves_other_patterns_alone():
     assert got.count(BLOCK_OUT) == 0 and got.count(BLOCK_QKV) == 0
 
 
-def test_block_op_argument_errors(native_backend):
+def test_block_op_argument_errors(native_backend, monkeypatch):
     """Malformed block calls are refused when the graph is built, with what is wrong."""
     from py_engine.graph import Graph, OpError
 
@@ -100,7 +107,10 @@ def test_block_op_argument_errors(native_backend):
     bad.chain[j] = OpCall(BLOCK_OUT, args[:5] + (args[6],) + args[6:])  # a cache where q belongs
     with pytest.raises(OpError, match="does not hold the .* attention outputs"):
         asyncio.run(Graph.build(bad, native_backend))
-    # Built as GPUs build it: the parts must read what the block's linear writes.
+    # Built as GPUs build it, blocks on: the parts must read what the block's linear writes.
+    from py_engine.ops import attention_block
+
+    monkeypatch.setattr(attention_block, "BLOCK", True)
     bad.chain[j] = OpCall(BLOCK_OUT, args[:6] + (args[7], args[6], args[8]))  # k and v caches swapped
     with _AsGpu(native_backend), pytest.raises(OpError, match="differ from its q/k/v linear's"):
         asyncio.run(Graph.build(bad, native_backend))

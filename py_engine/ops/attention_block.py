@@ -19,6 +19,14 @@ Prefill steps run every part's own kernels, unchanged. Per decode step the atten
 and the RoPE row of input_pos. The three parts of a layer must agree on running as a block:
 the q/k/v linear, built first, decides (`LayerBlock.enabled`) and the other two follow or fail
 loudly. CPU adapters, float16 caches and shapes the kernels do not take keep the unfused path.
+
+Off by default (`BLOCK`): it pays only at short contexts. On an H100 (c10e8f1, two runs each, GPU
+time per decode token at 16 keys) 0.972-0.975 ms with 8 projection rows per workgroup against
+1.007-1.009 unfused (1.035-1.036 with 16 rows, 1.117 with 32), but every workgroup reads all the
+keys again (72 x the caches from L2), so over the bench's decode from 16 to 144 keys it ran
+843-844 tokens/s against 902-904, and past the limit (the fallback) 1.222-1.226 ms against
+1.215-1.218 at 1,024 keys. `--set ops.attention_block.BLOCK=1` (with `MAX_KEYS`, `ROWS_PER_WG`)
+runs it; docs/benchmarks.md, session 12.
 """
 from __future__ import annotations
 
@@ -38,8 +46,8 @@ from .rope_sdpa import RopeSdpaKvAt
 from .update_cache import CACHE_DTYPES
 
 SHADER = "attention_block"
-BLOCK = True      # a switch for benchmarks (`--set ops.attention_block.BLOCK=0`)
-MAX_KEYS = 256    # keys up to which the output projection attends (a power of two, >= 32)
+BLOCK = False     # a switch for benchmarks (`--set ops.attention_block.BLOCK=1`); see above
+MAX_KEYS = 32     # keys up to which the output projection attends (a power of two, >= 32)
 WG = 256          # threads of the output projection's workgroups
 TPR = 32          # threads per weight row there
 ROWS_PER_WG = 8   # weight rows per workgroup (8 to 32): each workgroup redoes the attention

@@ -262,9 +262,9 @@ class _AsGpu:
         self.backend.is_cpu = self.saved
 
 
-async def attention_block_cases(backend, *, variant: int = 0) -> dict:
-    """Decode with attention blocks (ops/attention_block.py) against the numpy reference, as GPUs
-    run it: logits within 1e-3 at every step, with the output projection attending (keys up to
+async def attention_block_cases(backend, *, variant: int = 0, block: bool = True) -> dict:
+    """Decode with attention blocks (ops/attention_block.py, switched on; `block=False`: as built
+    by default) against the numpy reference, as GPUs run it: logits within 1e-3 at every step, with the output projection attending (keys up to
     its limit) and with the attention's own kernels past the limit (a limit of 32 keys, crossed
     by the steps). Every block layer's decode step runs its q/k/v GEMV with the rotation and its
     output projection's attending dispatch, not the unfused q/k/v GEMV or the plain projection;
@@ -273,7 +273,8 @@ async def attention_block_cases(backend, *, variant: int = 0) -> dict:
 
     data = block_gguf(variant)
     out = {}
-    saved = attention_block.MAX_KEYS
+    saved = attention_block.BLOCK, attention_block.MAX_KEYS
+    attention_block.BLOCK = block
     try:
         with _AsGpu(backend):
             for limit in (256, 32):
@@ -284,7 +285,7 @@ async def attention_block_cases(backend, *, variant: int = 0) -> dict:
             for n_keys in (21, 40):  # attending in the projection (limit 32), then past it
                 out["dispatches"][n_keys] = await _decode_dispatches(backend, data, n_keys)
     finally:
-        attention_block.MAX_KEYS = saved
+        attention_block.BLOCK, attention_block.MAX_KEYS = saved
     return out
 
 
