@@ -58,7 +58,7 @@ def add_arguments(p) -> None:
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the page's result")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--cases", default="",
-                   help="comma-separated case modules of py_engine.testing (e.g. quant,fusion) to run first "
+                   help="comma-separated case modules of py_engine.testing (e.g. quant,fusion,llama) to run first "
                         "on the page's GPU against their numpy references (`cases` in the JSON)")
     p.add_argument("--submit-groups-steps", type=int, default=None,
                    help="decode steps per setting of the submit-grouping replay (0: skip it; default 64 on "
