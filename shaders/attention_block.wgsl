@@ -22,7 +22,7 @@ override TT: u32 = 16u;    // threads per head in the softmax (a power of two, H
 override G: u32 = HQ / HKV;
 override HD4: u32 = HD / 4u;
 override SLOTS: u32 = HKV * HD4;        // (kv head, 4 dims) pairs of the V step
-override KG: u32 = max(WG / SLOTS, 1u); // key groups of the V step
+override KG: u32 = clamp(WG / SLOTS, 1u, 8u);  // key groups of the V step (each adds into ao in turn)
 override KB: u32 = HQ * HD / 32u;       // weight blocks per row
 
 // ---- from quant_weights.wgsl (included) ----

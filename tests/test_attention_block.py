@@ -13,11 +13,16 @@ from py_engine.program import OpCall
 from py_engine.testing.llama_cases import _AsGpu, attention_block_cases, block_gguf
 
 
-@pytest.mark.parametrize("variant", [0, 1])
-def test_blocks_match_reference(native_backend, variant):
+@pytest.mark.parametrize("variant, wg, rows", [(0, 256, 8), (1, 256, 8), (0, 1024, 32), (1, 256, 16)])
+def test_blocks_match_reference(native_backend, monkeypatch, variant, wg, rows):
     """Logits within 1e-3 of the reference at every step, attending in the output projection and
     past its key limit on the attention's kernels; per block layer the decode step runs the
-    rotating q/k/v GEMV and the attending projection instead of the unfused dispatches."""
+    rotating q/k/v GEMV and the attending projection instead of the unfused dispatches. Also with
+    the projection's other workgroup shapes (threads, rows: one or two row passes)."""
+    from py_engine.ops import attention_block
+
+    monkeypatch.setattr(attention_block, "WG", wg)
+    monkeypatch.setattr(attention_block, "ROWS_PER_WG", rows)
     r = asyncio.run(attention_block_cases(native_backend, variant=variant))
     print("attention block max logit errors", r[256], r[32])
     blocks = 2  # layers 1 and 2 of 3 (layer 0's q/k/v linear has no add + RMSNorm to fold)

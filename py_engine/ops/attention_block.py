@@ -48,9 +48,9 @@ from .update_cache import CACHE_DTYPES
 SHADER = "attention_block"
 BLOCK = False     # a switch for benchmarks (`--set ops.attention_block.BLOCK=1`); see above
 MAX_KEYS = 32     # keys up to which the output projection attends (a power of two, >= 32)
-WG = 256          # threads of the output projection's workgroups
+WG = 256          # threads of the output projection's workgroups (a power of two, 256 .. 1024)
 TPR = 32          # threads per weight row there
-ROWS_PER_WG = 8   # weight rows per workgroup (8 to 32): each workgroup redoes the attention
+ROWS_PER_WG = 8   # weight rows per workgroup (WG / TPR .. 4 WG / TPR): each workgroup redoes the attention
 MAX_HD = 128      # head_dim at most (the RoPE row in BlockParams)
 MAX_G = 8         # q heads per kv head at most (the kernel's accumulator arrays)
 STORAGE = 9       # storage buffers of gemv3_norm_rope
