@@ -2,16 +2,16 @@
 // A decode step's attention folded into the output projection after it (py_engine.linear_gguf_attend,
 // ops/attention_block.py). Short contexts: every workgroup computes the step's attention for all
 // HQ heads from the rotated q and the KV caches (a few KB of keys, read from L2 by each of the
-// ~36 workgroups) into workgroup memory, then multiplies its RP * WG / TPR rows of the repacked
-// weight by it, so the attention needs no dispatch of its own (nor its split merge). Past
-// bp.n_keys = MAXK the attention runs on its own kernels (bp.attend = 0) and this kernel reads
-// their output (x4) instead.
+// workgroups: 72 for SmolLM2 with 8 rows each) into workgroup memory, then multiplies its
+// RP * WG / TPR rows of the repacked weight by it, so the attention needs no dispatch of its own
+// (nor its split merge). Past MAXK keys the attention runs on its own kernels (bp.attend = 0)
+// and this kernel reads their output (x4) instead.
 // fused_linear.wgsl's gemv3_norm_rope wrote the rotated q and the step's key and value before.
 // Weight rows are dotted as quant_weights.wgsl's gemv does (q_dot over 32-element blocks).
 override FMT: u32 = 35u;
-override WG: u32 = 256u;   // threads (HKV * HD / 4 of them at least)
+override WG: u32 = 256u;   // threads (at least HKV * HD / 4 and HQ)
 override TPR: u32 = 32u;   // threads per weight row (a power of two dividing WG)
-override RP: u32 = 2u;     // row passes: RP * WG / TPR weight rows per workgroup
+override RP: u32 = 1u;     // row passes (<= 4): RP * WG / TPR weight rows per workgroup
 override SG: u32 = 1u;     // lanes whose sums subgroup shuffles finish (1: workgroup memory only)
 override HD: u32 = 64u;    // head_dim, a multiple of 16
 override HQ: u32 = 9u;     // q heads

@@ -104,7 +104,7 @@ def test_block_op_argument_errors(native_backend, monkeypatch):
     bad = p.__class__(values=list(p.values), chain=list(p.chain), input_ids=p.input_ids, output_ids=p.output_ids,
                       constants=p.constants)
     bad.chain[i] = OpCall(BLOCK_QKV, p.chain[i].args[:-1])
-    with pytest.raises(OpError, match="expected linear_gguf_multi_norm's 11 arguments"):
+    with pytest.raises(OpError, match="expected the 11 arguments of LinearGgufMultiNorm, then k_cache, v_cache, input_pos; got 13"):
         asyncio.run(Graph.build(bad, native_backend))
     j = next(i for i, c in enumerate(p.chain) if c.name == BLOCK_OUT)
     bad.chain[i] = p.chain[i]

@@ -191,6 +191,10 @@ class Graph:
             obj = self._shared_state[key] = make()
         return obj
 
+    def shared_state_of(self, key):
+        """The object shared_state made for `key`, or None where none was made."""
+        return self._shared_state.get(key)
+
     def repacked(self, vid: int, key, make):
         """A GPU buffer holding constant `vid` converted by `make(raw bytes) -> bytes/ndarray`,
         created once per (vid, key): ops sharing a weight (a tied embedding and output head)

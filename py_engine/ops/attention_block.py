@@ -111,15 +111,10 @@ def layer_block(g, q: int, k_cache: int, v_cache: int) -> LayerBlock:
     """The block state of the layer reading these values: the linear's (registered under each of
     its q output and caches), or a disabled one."""
     for vid in (q, k_cache, v_cache):
-        lb = g._shared_state.get(("attn_block_layer", vid))
+        lb = g.shared_state_of(("attn_block_layer", vid))
         if lb is not None and lb.enabled:
             return lb
     return LayerBlock()
-
-
-def block_params(g, pos: int, hq: int, hkv: int, hd: int) -> BlockParams | None:
-    """The graph's BlockParams for these heads, once the attention made it (else None)."""
-    return g._shared_state.get(("attn_block_params", pos, hq, hkv, hd))
 
 
 def _cache_heads(op, ctx, k_cache: int, v_cache: int) -> tuple:
@@ -131,18 +126,25 @@ def _cache_heads(op, ctx, k_cache: int, v_cache: int) -> tuple:
     return int(kc.dims[2]), int(kc.dims[3]), kc.dtype != "float32"
 
 
+def _validate_base(op, ctx, base, n: int, added: tuple) -> tuple:
+    """`base.validate` on the op's first n arguments (the unfused op's); returns the others,
+    which must be the `added` ones."""
+    if len(op.args) != n + len(added):
+        raise op.error(f"expected the {n} arguments of {base.__name__}, then {', '.join(added)}; got {len(op.args)}")
+    args = op.args
+    op.args = args[:n]
+    try:
+        base.validate(op, ctx)
+    finally:
+        op.args = args
+    return args[n:]
+
+
 @register("py_engine.linear_gguf_multi_norm_rope.default")
 class LinearGgufMultiNormRope(LinearGgufMultiNorm):
     def validate(self, ctx):
-        if len(self.args) != 14:
-            raise self.error(f"expected linear_gguf_multi_norm's 11 arguments, k_cache, v_cache and input_pos; "
-                             f"got {len(self.args)}")
-        args, (self.k_cache, self.v_cache, pos_id) = self.args, self.args[11:]
-        self.args = args[:11]
-        try:
-            super().validate(ctx)
-        finally:
-            self.args = args
+        self.k_cache, self.v_cache, pos_id = _validate_base(self, ctx, LinearGgufMultiNorm, 11,
+                                                            ("k_cache", "v_cache", "input_pos"))
         self.hkv, self.hd, self.kv16 = _cache_heads(self, ctx, self.k_cache, self.v_cache)
         n0, n1 = self.split
         n2 = self.n_total - n0 - n1
@@ -166,7 +168,8 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
             return
         lb.values = (self.outs[0][0], self.k_cache, self.v_cache, self.pos[1])
         for vid in lb.values[:3]:
-            g._shared_state[("attn_block_layer", vid)] = lb
+            if g.shared_state(("attn_block_layer", vid), lambda: lb) is not lb:
+                raise self.error("attention block: another block already writes this q or these caches")
         t = g.tensor
         bp = g.uniforms.shared(("attn_block", self.pos[1], self.hq, self.hkv, self.hd), PARAMS_BYTES, "attn_block")
         buffers = list(self.norm_buffers)
@@ -199,21 +202,14 @@ class RopeSdpaKvBlock(RopeSdpaKvAt):
         super().build(g)
         if lb.enabled and not (a.rope_folded and a.d_fast is not None):
             raise self.error("attention block: the q/k/v linear writes the caches, but this device's decode "
-                             "attention cannot read them unrotated-free (no sdpa_decode.wgsl kernel)")
+                             "attention has no kernel that reads them (sdpa_decode.wgsl with the rotation folded)")
 
 
 @register("py_engine.linear_gguf_attend.default")
 class LinearGgufAttend(LinearGguf):
     def validate(self, ctx):
-        if len(self.args) != 9:
-            raise self.error(f"expected linear_gguf's 5 arguments, q, k_cache, v_cache and input_pos; "
-                             f"got {len(self.args)}")
-        args, (self.q, self.k_cache, self.v_cache, pos_id) = self.args, self.args[5:]
-        self.args = args[:5]
-        try:
-            super().validate(ctx)
-        finally:
-            self.args = args
+        self.q, self.k_cache, self.v_cache, pos_id = _validate_base(self, ctx, LinearGguf, 5,
+                                                                    ("q", "k_cache", "v_cache", "input_pos"))
         self.hkv, self.hd, _ = _cache_heads(self, ctx, self.k_cache, self.v_cache)
         q = ctx.tensor(self.name, self.q, "q", dtypes=("float32",))
         k = self.layout.width
@@ -236,7 +232,7 @@ class LinearGgufAttend(LinearGguf):
         bp = g.uniforms.shared(("attn_block", self.pos[1], self.hq, self.hkv, self.hd), PARAMS_BYTES, "attn_block")
         weight = weight_buffer(g, self.layout, self.weight)  # the GEMV's buffer (shared per layout)
         pipe = g.pipelines.get(SHADER, **shape)
-        self.rows_per_wg = shape["RP"] * WG // TPR
+        self.rows_per_wg = shape["RP"] * shape["WG"] // shape["TPR"]
         self.d_block = g.add_dispatch(pipe, [t(self.q), weight, t(self.k_cache), t(self.v_cache), t(self.out),
                                              self.mm.params, t(self.x), weight, bp], f"{self.name}:attend")
 

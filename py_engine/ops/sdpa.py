@@ -311,7 +311,7 @@ class SdpaWithKvCache(Op):
                 and (lanes == 1 or getattr(backend, "subgroup_min_size", 0) >= lanes))
 
     def build(self, g):
-        lbs = [g._shared_state.get(("attn_block_layer", c)) for c in (self.k_cache, self.v_cache)]
+        lbs = [g.shared_state_of(("attn_block_layer", c)) for c in (self.k_cache, self.v_cache)]
         if any(lb is not None and lb.enabled for lb in lbs) and self.block is None:  # ops/attention_block.py
             raise self.error("an attention block's q/k/v linear rotates q and writes these caches on decode "
                              "steps, but this attention is not the block's (py_engine.rope_sdpa_kv_block)")

@@ -9,8 +9,8 @@ of q and k in one dispatch, then that RoPE together with the attention's KV-cach
 each add + RMSNorm into the fused linear it feeds, then the RoPE op into the attention op (its
 decode steps rotate and write the cache inside the attention kernel), then the cos/sin slices
 by input_pos into the rotation (it reads the tables' rows on the GPU), then each layer's q/k/v
-linear, attention and output projection into an attention block (its decode steps rotate and
-write the caches in the q/k/v GEMV and attend in the output projection's workgroups).
+linear, attention and output projection into an attention block (with its switch on, decode
+steps rotate and write the caches in the q/k/v GEMV and attend in the output projection).
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ the next call alone and both weights of a repacked GGUF type. The three calls ke
 and arguments and take their block variants (ops/attention_block.py): the linear also gets the
 caches and input_pos (its decode GEMV rotates q and k and writes the caches), the projection q
 (the linear's first output), the caches and input_pos (its decode dispatch attends itself at
-short contexts). Decode steps then run 4 dispatches per layer instead of 5 (6 with a key merge).
+short contexts). With ops.attention_block.BLOCK on, decode steps then run 4 dispatches per layer
+instead of 5 (6 with a key merge); off (the default) the three ops build the unfused kernels.
 """
 from __future__ import annotations
 
@@ -59,8 +60,7 @@ def fuse_attention_block(program: Program) -> Program:
         if ix.uses[attn] != 2:
             continue
         o_i = next((s for s in range(r + 1, len(chain)) if chain[s].name == LINEAR and len(chain[s].args) == 5
-                    and _viewed(ix, chain[s].args[0]) is not None
-                    and _viewed(ix, chain[s].args[0])[1] == attn), None)
+                    and (_viewed(ix, chain[s].args[0]) or (None, None))[1] == attn), None)
         if o_i is None:
             continue
         o = chain[o_i]
