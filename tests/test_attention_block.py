@@ -10,7 +10,7 @@ from py_engine.models.llama import build_llama_program
 from py_engine.passes import PASSES, optimize
 from py_engine.passes.fuse_attention_block import BLOCK_ATTN, BLOCK_OUT, BLOCK_QKV, fuse_attention_block
 from py_engine.program import OpCall
-from py_engine.testing.llama_cases import _AsGpu, attention_block_cases, block_gguf
+from py_engine.testing.llama_cases import AsGpu, attention_block_cases, block_gguf
 
 
 @pytest.mark.parametrize("variant, wg, rows", [(0, 256, 8), (1, 256, 8), (0, 1024, 32), (1, 256, 16)])
@@ -71,7 +71,7 @@ def test_shape_snapshots_with_blocks(native_backend, monkeypatch):
 
     monkeypatch.setattr(attention_block, "BLOCK", True)
     monkeypatch.setattr(attention_block, "MAX_KEYS", 32)  # the steps cross it
-    with _AsGpu(native_backend):
+    with AsGpu(native_backend):
         assert asyncio.run(shape_snapshot_cases(native_backend, block_gguf(), fuse=PASSES)) == \
             {"steps": 12, "snapshots": 4}
 
@@ -117,10 +117,10 @@ def test_block_op_argument_errors(native_backend, monkeypatch):
 
     monkeypatch.setattr(attention_block, "BLOCK", True)
     bad.chain[j] = OpCall(BLOCK_OUT, args[:6] + (args[7], args[6], args[8]))  # k and v caches swapped
-    with _AsGpu(native_backend), pytest.raises(OpError, match="differ from its q/k/v linear's"):
+    with AsGpu(native_backend), pytest.raises(OpError, match="differ from its q/k/v linear's"):
         asyncio.run(Graph.build(bad, native_backend))
     bad.chain[j] = p.chain[j]
     r = next(i for i, c in enumerate(p.chain) if c.name == BLOCK_ATTN)
     bad.chain[r] = OpCall("py_engine.rope_sdpa_kv_at.default", p.chain[r].args)  # not the block's attention
-    with _AsGpu(native_backend), pytest.raises(OpError, match="not the block's"):
+    with AsGpu(native_backend), pytest.raises(OpError, match="not the block's"):
         asyncio.run(Graph.build(bad, native_backend))

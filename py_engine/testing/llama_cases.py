@@ -248,7 +248,7 @@ def block_gguf(variant: int = 0) -> bytes:
     return make_tiny_llama_gguf(seed=3 + variant, n_layers=3, weight_types=BLOCK_WEIGHT_TYPES[variant])
 
 
-class _AsGpu:
+class AsGpu:
     """The backend's GPU kernel choice while inside (CPU adapters run the kernels GPUs take)."""
 
     def __init__(self, backend):
@@ -264,9 +264,9 @@ class _AsGpu:
 
 async def attention_block_cases(backend, *, variant: int = 0, block: bool = True) -> dict:
     """Decode with attention blocks (ops/attention_block.py, switched on; `block=False`: as built
-    by default) against the numpy reference, as GPUs run it: logits within 1e-3 at every step, with the output projection attending (keys up to
-    its limit) and with the attention's own kernels past the limit (a limit of 32 keys, crossed
-    by the steps). Every block layer's decode step runs its q/k/v GEMV with the rotation and its
+    by default) against the numpy reference, as GPUs run it: logits within 1e-3 at every step,
+    with the output projection attending (keys up to its limit) and with the attention's own
+    kernels past the limit (a limit of 32 keys, crossed by the steps). Every block layer's decode step runs its q/k/v GEMV with the rotation and its
     output projection's attending dispatch, not the unfused q/k/v GEMV or the plain projection;
     the attention dispatches run only past the limit. Returns the errors and dispatch counts."""
     from ..ops import attention_block
@@ -276,7 +276,7 @@ async def attention_block_cases(backend, *, variant: int = 0, block: bool = True
     saved = attention_block.BLOCK, attention_block.MAX_KEYS
     attention_block.BLOCK = block
     try:
-        with _AsGpu(backend):
+        with AsGpu(backend):
             for limit in (256, 32):
                 attention_block.MAX_KEYS = limit
                 r = await compare_with_reference(backend, data, list(range(3, 23)), n_decode=16)
