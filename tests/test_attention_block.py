@@ -96,7 +96,8 @@ def test_pass_leaves_other_patterns_alone():
 
 
 def test_block_op_argument_errors(native_backend, monkeypatch):
-    """Malformed block calls are refused when the graph is built, with what is wrong."""
+    """Malformed block calls are refused when the graph is built, with what is wrong; mismatched
+    parts of a block build the unfused kernels."""
     from py_engine.graph import Graph, OpError
 
     p = build_llama_program(read_gguf(block_gguf()), context=64, max_prefill=8).program
@@ -112,15 +113,20 @@ def test_block_op_argument_errors(native_backend, monkeypatch):
     bad.chain[j] = OpCall(BLOCK_OUT, args[:5] + (args[6],) + args[6:])  # a cache where q belongs
     with pytest.raises(OpError, match="does not hold the .* attention outputs"):
         asyncio.run(Graph.build(bad, native_backend))
-    # Built as GPUs build it, blocks on: the parts must read what the block's linear writes.
+    # Built as GPUs build it, blocks on: a layer whose attention or projection does not read what
+    # its q/k/v linear would write (no pass emits one) is built unfused, not half-fused.
     from py_engine.ops import attention_block
 
     monkeypatch.setattr(attention_block, "BLOCK", True)
-    bad.chain[j] = OpCall(BLOCK_OUT, args[:6] + (args[7], args[6], args[8]))  # k and v caches swapped
-    with AsGpu(native_backend), pytest.raises(OpError, match="differ from its q/k/v linear's"):
-        asyncio.run(Graph.build(bad, native_backend))
-    bad.chain[j] = p.chain[j]
     r = next(i for i, c in enumerate(p.chain) if c.name == BLOCK_ATTN)
-    bad.chain[r] = OpCall("py_engine.rope_sdpa_kv_at.default", p.chain[r].args)  # not the block's attention
-    with AsGpu(native_backend), pytest.raises(OpError, match="not the block's"):
-        asyncio.run(Graph.build(bad, native_backend))
+    for at, call in ((j, OpCall(BLOCK_OUT, args[:6] + (args[7], args[6], args[8]))),  # k and v caches swapped
+                     (j, OpCall("py_engine.linear_gguf.default", args[:5])),         # a plain projection
+                     (r, OpCall("py_engine.rope_sdpa_kv_at.default", p.chain[r].args))):  # a plain attention
+        bad.chain = list(p.chain)
+        bad.chain[at] = call
+        with AsGpu(native_backend):
+            g = asyncio.run(Graph.build(bad, native_backend))
+        try:
+            assert sum(lab.endswith(":gemv_norm_rope") for lab in g.dispatch_labels) == 1, call.name  # the other layer's
+        finally:
+            g.destroy()

@@ -163,7 +163,7 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
         lb.shape = attend_shape(g.limits, self.hq, self.hkv, self.hd)
         lb.enabled = (BLOCK and not getattr(g.backend, "is_cpu", False) and not self.kv16 and self.d_norm_gemv is not None
                       and self.pos[0] == "symint" and lb.shape is not None
-                      and g.limits.max_storage_buffers_per_stage >= STORAGE)
+                      and g.limits.max_storage_buffers_per_stage >= STORAGE and self._partners_in(g.program))
         if not lb.enabled:
             return
         lb.values = (self.outs[0][0], self.k_cache, self.v_cache, self.pos[1])
@@ -178,6 +178,15 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
                                TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4, RHD=self.hd,
                                SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
         self.d_block = g.add_dispatch(pipe, buffers + [None, None, bp], f"{self.name}:gemv_norm_rope")
+
+    def _partners_in(self, program) -> bool:
+        """Whether the program holds this block's attention and projection (the pass emits the
+        three together; without them the linear must not rotate q or write the caches)."""
+        kc, vc, q = self.k_cache, self.v_cache, self.outs[0][0]
+        return (any(c.name == "py_engine.rope_sdpa_kv_block.default" and tuple(c.args[5:7]) == (kc, vc)
+                    for c in program.chain)
+                and any(c.name == "py_engine.linear_gguf_attend.default" and tuple(c.args[5:8]) == (q, kc, vc)
+                        for c in program.chain))
 
     def configure(self, g):
         super().configure(g)
