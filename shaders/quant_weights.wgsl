@@ -654,8 +654,8 @@ fn gemv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
 }
 
-// out[m, n] = v + bias[n] (CPU entries).
-fn store_cpu(m: u32, n: u32, v: f32) {
+// out[m, n] = v + bias[n] (CPU entries, tiled_mma).
+fn store_out(m: u32, n: u32, v: f32) {
   var o = v;
   if (p.has_bias != 0u) {
     o += bias[n];
@@ -682,7 +682,7 @@ fn gemv_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     }
   }
   for (var r = 0u; r < R && n0 + r < p.N; r++) {
-    store_cpu(m, n0 + r, acc[r]);
+    store_out(m, n0 + r, acc[r]);
   }
 }
 
@@ -700,7 +700,7 @@ fn gemm_cpu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   rows_dot4_cpu(m0, n0, p.N - 1u, &acc);
   for (var r = 0u; r < R && n0 + r < p.N; r++) {
     for (var k = 0u; k < 4u && m0 + k < p.M; k++) {
-      store_cpu(m0 + k, n0 + r, acc[r][k]);
+      store_out(m0 + k, n0 + r, acc[r][k]);
     }
   }
 }
@@ -981,11 +981,7 @@ fn tiled_mma(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg
     let m = o.x + j / NT;
     let n = o.y + j % NT;
     if (m < p.M && n < p.N) {
-      var v = cs[j];
-      if (p.has_bias != 0u) {
-        v += bias[n];
-      }
-      out[m * p.N + n] = v;
+      store_out(m, n, cs[j]);
     }
   }
 }

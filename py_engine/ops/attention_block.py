@@ -74,12 +74,17 @@ def attend_shape(limits, hq: int, hkv: int, hd: int) -> dict | None:
             "MAXK": maxk, "TT": tt}
 
 
+def block_slot(g, pos: int, hq: int, hkv: int, hd: int):
+    """The one uniform slot of `struct BlockParams` that every block of these heads binds."""
+    return g.uniforms.shared(("attn_block", pos, hq, hkv, hd), PARAMS_BYTES, "attn_block")
+
+
 class BlockParams:
     """The uniform every block of a graph reads (one slot, written once per decode step by the
     attention plan) and the RoPE tables its rows come from."""
 
     def __init__(self, g, key, cos_vid: int, sin_vid: int, half: int, max_keys: int):
-        self.slot = g.uniforms.shared(("attn_block",) + key, PARAMS_BYTES, "attn_block")
+        self.slot = block_slot(g, *key)
         self.cos = np.frombuffer(g.program.constant_bytes(cos_vid), dtype=np.float32).reshape(-1, half)
         self.sin = np.frombuffer(g.program.constant_bytes(sin_vid), dtype=np.float32).reshape(-1, half)
         self.max_keys = max_keys
@@ -171,7 +176,7 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
             if g.shared_state(("attn_block_layer", vid), lambda: lb) is not lb:
                 raise self.error("attention block: another block already writes this q or these caches")
         t = g.tensor
-        bp = g.uniforms.shared(("attn_block", self.pos[1], self.hq, self.hkv, self.hd), PARAMS_BYTES, "attn_block")
+        bp = block_slot(g, self.pos[1], self.hq, self.hkv, self.hd)
         buffers = list(self.norm_buffers)
         buffers[6], buffers[7] = t(self.k_cache), t(self.v_cache)  # out1 / out2: the caches at input_pos
         pipe = g.pipelines.get(FUSED_SHADER, "gemv3_norm_rope", FMT=self.layout.fmt, WG=self.shape.wg,
@@ -238,7 +243,7 @@ class LinearGgufAttend(LinearGguf):
             raise self.error("attention block: the output projection needs a repacked GGUF weight and no bias")
         t = g.tensor
         shape = dict(lb.shape, FMT=self.layout.fmt, SG=subgroup_lanes(g.backend, TPR))
-        bp = g.uniforms.shared(("attn_block", self.pos[1], self.hq, self.hkv, self.hd), PARAMS_BYTES, "attn_block")
+        bp = block_slot(g, self.pos[1], self.hq, self.hkv, self.hd)
         weight = weight_buffer(g, self.layout, self.weight)  # the GEMV's buffer (shared per layout)
         pipe = g.pipelines.get(SHADER, **shape)
         self.rows_per_wg = shape["RP"] * shape["WG"] // shape["TPR"]

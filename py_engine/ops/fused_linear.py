@@ -25,9 +25,9 @@ from . import quant_kernels  # CPU_GEMM read at build, so `--set ops.quant_kerne
 from .base import Op, ceil_div, numel
 from .fused_add_rms_norm import AddRmsNorm
 from .linear_gguf import gguf_layout
-from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, TILE_M, TILE_N, check_dispatch, cpu_gemm_shape,
-                            cpu_gemm_workgroups, device_layout, fused_gemv_shape, matmul_workgroups, params_bytes,
-                            tiled_prefetch, uses_gemv, weight_buffer)
+from .quant_kernels import (FMT_REPACKED, GPU_GEMV, PARAMS, check_dispatch, cpu_gemm_shape, cpu_gemm_workgroups,
+                            device_layout, fused_gemv_shape, matmul_workgroups, params_bytes, tiled_dispatch,
+                            uses_gemv, weight_buffer)
 
 SHADER = "fused_linear"
 SPLIT = struct.Struct("<4I")
@@ -47,7 +47,7 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False, mma: b
     if uses_gemv(m, shape, norm):
         per_wg = gemv_cols(shape, norm) // (1 if shape.tpr == 1 and not norm else 2)
         return m * ceil_div(f, per_wg), 0
-    tm, tn = quant_kernels.mma_tile_shape() if mma else (TILE_M, TILE_N)
+    tm, tn = quant_kernels.tile_shape(mma)
     return 0, ceil_div(m, tm) * ceil_div(f, tn // 2)
 
 
@@ -118,14 +118,9 @@ class _FusedGgufLinear(Op):
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
         self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
-        self.mma = quant_kernels.uses_mma(g.backend, self.layout)
-        if self.mma:  # it also reads x as vec4s (binding 8)
-            tiled = g.pipelines.get(SHADER, f"{self.tiled_entry}_mma", FMT=fmt, MMA=1, MI=quant_kernels.MMA_MI,
-                                    NJ=quant_kernels.MMA_NJ, MPF=int(quant_kernels.MMA_PF))
-            self.d_tiled = g.add_dispatch(tiled, [None] + buffers[1:] + pad + [x], f"{self.name}:tiled")
-        else:
-            tiled = g.pipelines.get(SHADER, self.tiled_entry, FMT=fmt, PF=tiled_prefetch(g.backend))
-            self.d_tiled = g.add_dispatch(tiled, buffers, f"{self.name}:tiled")
+        # the *_mma entries also read x as vec4s (binding 8)
+        self.d_tiled, self.mma = tiled_dispatch(g, SHADER, self.tiled_entry, self.layout, buffers,
+                                                [None] + buffers[1:] + pad + [x], self.name)
 
     def configure(self, g):
         dims = g.tensor(self.x).dims

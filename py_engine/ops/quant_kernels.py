@@ -125,6 +125,21 @@ def uses_mma(backend, layout) -> bool:
             and workgroup_size(backend.limits, 32) == 32)
 
 
+def tile_shape(mma: bool) -> tuple:
+    """(rows, columns) of a tiled workgroup's tile: tiled_mma's or the f32 kernels'."""
+    return mma_tile_shape() if mma else (TILE_M, TILE_N)
+
+
+def tiled_dispatch(g, shader: str, entry: str, layout, buffers, mma_buffers, label: str) -> tuple:
+    """The prompts' tiled dispatch of `entry`: its `_mma` variant (binding `mma_buffers`) where
+    uses_mma, else the f32 one (binding `buffers`). Returns (dispatch row, whether mma)."""
+    if uses_mma(g.backend, layout):
+        pipe = g.pipelines.get(shader, f"{entry}_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ, MPF=int(MMA_PF))
+        return g.add_dispatch(pipe, mma_buffers, f"{label}:tiled"), True
+    pipe = g.pipelines.get(shader, entry, FMT=layout.fmt, PF=tiled_prefetch(g.backend))
+    return g.add_dispatch(pipe, buffers, f"{label}:tiled"), False
+
+
 def tiled_prefetch(backend) -> int:
     """The `PF` override of the tiled kernels on this adapter (1 or 0)."""
     return int(TILED_PREFETCH_ON_CPU or not getattr(backend, "is_cpu", False))
@@ -238,7 +253,7 @@ def matmul_workgroups(m: int, n: int, shape: GemvShape = GPU_GEMV, mma: bool = F
         return 0, 0
     if uses_gemv(m, shape):
         return m * ceil_div(n, shape.cols), 0
-    tm, tn = mma_tile_shape() if mma else (TILE_M, TILE_N)
+    tm, tn = tile_shape(mma)
     return 0, ceil_div(m, tm) * ceil_div(n, tn)
 
 
@@ -275,14 +290,9 @@ class QuantMatmul:
                                    R=self.shape.r, SG=subgroup_lanes(g.backend, self.shape.tpr))
             # gemv also binds x and the weight as vec4 arrays (bindings 6, 7).
             self.d_gemv = g.add_dispatch(gemv, buffers + [x, weight], f"{label}:gemv")
-            self.mma = uses_mma(g.backend, layout)
-            if self.mma:  # it also reads x as vec4s (binding 6)
-                tiled = g.pipelines.get(SHADER, "tiled_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ,
-                                       MPF=int(MMA_PF))
-                self.d_tiled = g.add_dispatch(tiled, [None] + buffers[1:] + [x], f"{label}:tiled")
-            else:
-                tiled = g.pipelines.get(SHADER, "tiled", FMT=layout.fmt, PF=tiled_prefetch(g.backend))
-                self.d_tiled = g.add_dispatch(tiled, buffers, f"{label}:tiled")
+            # tiled_mma also reads x as vec4s (binding 6)
+            self.d_tiled, self.mma = tiled_dispatch(g, SHADER, "tiled", layout, buffers, [None] + buffers[1:] + [x],
+                                                    label)
 
     def set_rows(self, g, m: int) -> None:
         self.params.write(_params(self.layout, m, self.has_bias))
