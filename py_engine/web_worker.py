@@ -98,6 +98,7 @@ class WorkerSession:
         adapter = getattr(self.engine.backend, "adapter_info", {}) or {}
         return json.dumps(_plain({
             "format": fmt, "bytes": len(data), "context": self.engine.context, "kv_cache": self.engine.lp.kv_dtype,
+            "transcoded": self.engine.lp.transcoded,  # {"Q4_K->Q4_1": tensors, ...}
             "seconds": time.perf_counter() - t0,
             "layers": getattr(cfg, "n_layers", None), "vocab": getattr(cfg, "vocab", None),
             "adapter": " / ".join(v for v in adapter.values() if v),

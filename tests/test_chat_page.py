@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chat_site import LOAD_TIMEOUT_MS, REPLY_TIMEOUT_MS, TINY, ask, screenshot, site, wait_ready  # noqa: F401
-from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -145,8 +145,9 @@ def test_reload_reads_weights_from_browser_storage(context, site):
 
 
 def test_local_gguf_file_through_the_file_picker(context, site, tmp_path):
+    # A K-quant file (Q4_K, Q6_K, ...): the page says which types the load transcoded.
     path = tmp_path / "my-local-model.gguf"
-    path.write_bytes(make_tiny_llama_gguf(seed=1))
+    path.write_bytes(make_tiny_transcoded_gguf(seed=1))
     page = context.new_page()
     try:
         page.goto(site.base + "?autoload=0")
@@ -155,6 +156,7 @@ def test_local_gguf_file_through_the_file_picker(context, site, tmp_path):
         wait_ready(page)
         assert page.get_attribute("#progress", "data-source") == "read"
         assert "my-local-model.gguf" in page.inner_text("#model-name")
+        assert "Q4_K→Q4_1" in page.inner_text("#model-name") and "Q6_K→Q8_0" in page.inner_text("#model-name")
         assert site.hits("my-local-model") == 0  # read in the browser, never uploaded
         stats = ask(page, "Hi", max_tokens=3)
         assert stats["generated_tokens"] >= 1

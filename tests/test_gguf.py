@@ -213,8 +213,10 @@ def test_tensor_offset_past_end_of_file():
 
 
 def test_unsupported_tensor_type_is_named():
-    q4k = write_gguf({}, {"blk.0.ffn_down.weight": TensorSpec(12, (256,), b"\0" * 144)})
-    expect_error(q4k, r"tensor 'blk.0.ffn_down.weight' has unsupported type Q4_K")
+    # Q2_K: neither read by the kernels nor transcoded at load (py_engine/loaders/gguf_transcode.py)
+    q2k = write_gguf({}, {"blk.0.ffn_down.weight": TensorSpec(10, (256,), b"\0" * 84)})
+    expect_error(q2k, r"tensor 'blk.0.ffn_down.weight' has unsupported type Q2_K \(supported: F32, F16, Q4_0, "
+                      r"Q4_1, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, BF16\)")
     weird = write_gguf({}, {"x": TensorSpec(77, (32,), b"\0" * 32)})
     expect_error(weird, r"tensor 'x' has unsupported type unknown\(77\)")
 

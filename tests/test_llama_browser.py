@@ -43,6 +43,18 @@ async def test_tiny_llama_float16_kv_in_browser(selenium, tiny_bytes):
 
 
 @run_in_pyodide
+async def test_transcoded_llama_in_browser(selenium):
+    # K-quants etc. transcoded at load inside Pyodide, then as tests/test_llama_tiny.py.
+    from py_engine.testing.llama_cases import compare_with_reference
+    from py_engine.testing.shared_backend import shared_backend
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    r = await compare_with_reference(await shared_backend(), make_tiny_transcoded_gguf(seed=0),
+                                     [1, 40, 41, 42, 43, 44, 45], n_decode=6)
+    assert len(r["ids"]) == 6
+
+
+@run_in_pyodide
 async def test_attention_blocks_in_browser(selenium):
     # tests/test_attention_block.py's cases, with the kernels GPUs take (SwiftShader is a CPU adapter).
     from py_engine.testing.llama_cases import attention_block_cases

@@ -137,3 +137,22 @@ def test_shape_snapshots_leave_the_same_state(native_backend, tiny_gguf, passes)
 
     fuse = {"gpu": PASSES, "cpu": CPU_PASSES, "none": False}[passes]
     assert asyncio.run(shape_snapshot_cases(native_backend, tiny_gguf, fuse=fuse)) == {"steps": 12, "snapshots": 4}
+
+
+@pytest.mark.parametrize("adapter", ["cpu", "gpu"])
+def test_transcoded_llama_matches_reference(native_backend, monkeypatch, adapter):
+    """A llama in K-quants, Q5_0/Q5_1 and BF16 (transcoded at load to Q4_1 / Q8_0 / F16): logits
+    within 1e-3 of the reference over the same loaded weights at every step, the same greedy ids,
+    on this CPU adapter's kernels and as GPUs run them."""
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    data = make_tiny_transcoded_gguf(seed=0)
+    lp = build_llama_program(read_gguf(data), context=64, max_prefill=16)
+    assert lp.transcoded == {"Q4_K->Q4_1": 4, "Q6_K->Q8_0": 5, "Q5_0->Q8_0": 2, "Q5_K->Q8_0": 2,
+                             "Q5_1->Q8_0": 2, "BF16->F16": 5}, lp.transcoded
+    monkeypatch.setattr(native_backend, "is_cpu", adapter == "cpu")
+    r = asyncio.run(compare_with_reference(native_backend, data, [1, 40, 41, 42, 43, 44, 45], n_decode=12))
+    assert len(set(r["ids"])) > 1, r["ids"]
+    print("transcoded tiny llama max logit error", r["max_err"])

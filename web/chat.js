@@ -140,7 +140,10 @@ async function loadModel(model, label) {
     state.modelLabel = label;
     state.loadInfo = engine.info;
     const kv = engine.info.kv_cache === "float16" ? ", f16 KV cache" : "";
-    $("model-name").textContent = `${label} (${engine.info.context} tokens of context${kv})`;
+    // Weights of types the kernels do not read were transcoded at load (K-quants: see the README).
+    const tc = Object.keys(engine.info.transcoded || {}).map((k) => k.replace("->", "→"));
+    const weights = tc.length ? `, weights ${tc.join(", ")}` : "";
+    $("model-name").textContent = `${label} (${engine.info.context} tokens of context${kv}${weights})`;
     $("loader").hidden = true;
     newChat(false);
     setStatus("ready", `ready: ${label}, ${engine.info.seconds.toFixed(1)} s to build`);

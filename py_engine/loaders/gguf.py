@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .gguf_transcode import TRANSCODED_BLOCKS
+
 MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
@@ -61,6 +63,9 @@ GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0 = 0, 1, 2, 3, 8
 GGML_BLOCKS = {GGML_F32: (1, 4), GGML_F16: (1, 2), GGML_Q4_0: (32, 18), GGML_Q4_1: (32, 20),
                GGML_Q8_0: (32, 34)}
 GGML_TYPE_IDS = {GGML_TYPE_NAMES[t]: t for t in GGML_BLOCKS}
+# Every type a file may hold: the kernels' own, and those transcoded into them at load
+FILE_BLOCKS = {**GGML_BLOCKS, **TRANSCODED_BLOCKS}
+FILE_TYPE_NAMES = [GGML_TYPE_NAMES[t] for t in FILE_BLOCKS]
 
 
 def ggml_type_name(t: int) -> str:
@@ -69,10 +74,10 @@ def ggml_type_name(t: int) -> str:
 
 def tensor_nbytes(ggml_type: int, dims, name: str = "?") -> int:
     """Bytes of a tensor with ggml `dims` (ne0 first). Raises GGUFError for bad shapes/types."""
-    if ggml_type not in GGML_BLOCKS:
+    if ggml_type not in FILE_BLOCKS:
         raise GGUFError(f"gguf: tensor '{name}' has unsupported type {ggml_type_name(ggml_type)} "
-                        f"(supported: {', '.join(GGML_TYPE_IDS)})")
-    blk, size = GGML_BLOCKS[ggml_type]
+                        f"(supported: {', '.join(FILE_TYPE_NAMES)})")
+    blk, size = FILE_BLOCKS[ggml_type]
     ne0 = dims[0] if dims else 1
     if ne0 % blk:
         raise GGUFError(f"gguf: tensor '{name}' of type {ggml_type_name(ggml_type)} has row length "

@@ -10,15 +10,17 @@ is the logits of the last row, [1, vocab], and their argmax (so greedy decoding 
 
 GGUF weights are uploaded as their raw blocks (uint8 [N, row_bytes]) and consumed by
 `py_engine.linear_gguf` / `py_engine.embedding_gguf`; the output head reuses token_embd
-when output.weight is absent (tied).
+when output.weight is absent (tied). Tensors of types the kernels do not read (K-quants,
+Q5_0/Q5_1, BF16) are transcoded as they are taken (py_engine.loaders.gguf_transcode).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..loaders.gguf import GGUFError, GGUFFile
+from ..loaders.gguf_transcode import kernel_tensor
 from ..passes import optimize
 from ..program import Bool, Double, Int, Null, Program, SymInt, ValueList
 from .llama_config import LlamaConfig, config_from_gguf
@@ -38,6 +40,7 @@ class LlamaProgram:
     logits_id: int
     next_token_id: int  # argmax of the logits, computed on the GPU
     kv_dtype: str = F32  # the KV caches' dtype
+    transcoded: dict = field(default_factory=dict)  # "Q4_K->Q4_1" -> tensors transcoded at load
 
 
 KV_DTYPES = {"float32": 4, "float16": 2}  # KV-cache dtype -> bytes per element
@@ -189,7 +192,7 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     p.output_ids = [logits, next_token]
     if fuse:
         p = optimize(p) if fuse is True else optimize(p, fuse)
-    return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token, kv_dtype)
+    return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token, kv_dtype, b.transcoded)
 
 
 class _Builder:
@@ -200,10 +203,20 @@ class _Builder:
         self.gguf = gguf
         self.weights: dict = {}
         self.types: dict = {}
+        self.transcoded: dict = {}  # "Q4_K->Q4_1" -> tensors
+
+    def tensor(self, name: str):
+        """The GGUF tensor in a type the kernels read (K-quants etc. transcoded, and counted)."""
+        t = self.gguf.tensor(name)
+        k = kernel_tensor(t)
+        if k is not t:
+            key = f"{t.type_name}->{k.type_name}"
+            self.transcoded[key] = self.transcoded.get(key, 0) + 1
+        return k
 
     def weight(self, name: str) -> int:
         if name not in self.weights:
-            t = self.gguf.tensor(name)
+            t = self.tensor(name)
             rows = int(np.prod(t.shape[:-1]))
             row_bytes = t.nbytes // rows
             self.weights[name] = self.p.tensor("uint8", (rows, row_bytes), t.data)
@@ -211,7 +224,7 @@ class _Builder:
         return self.weights[name]
 
     def norm_weight(self, name: str, width: int) -> int:
-        t = self.gguf.tensor(name)
+        t = self.tensor(name)
         if t.n_elements != width:
             raise GGUFError(f"gguf: tensor '{name}' has {t.n_elements} elements, expected {width}")
         if t.ggml_type == GGML_F32:

@@ -1,4 +1,5 @@
-"""GGUF block formats in numpy: quantize float arrays to Q4_0/Q4_1/Q8_0, dequantize back.
+"""GGUF block formats in numpy: quantize float arrays to Q4_0/Q4_1/Q8_0 (and, through
+kquant_encode, to the types transcoded at load), dequantize back.
 
 Block layouts (32 weights per block, DESIGN.md "Facts about formats"):
   Q4_0: f16 d, 16 bytes; element j<16 = low nibble of byte j, j+16 = high nibble; v = d*(q-8)
@@ -10,6 +11,9 @@ like files llama.cpp writes. Pure numpy: runs in CPython and Pyodide.
 from __future__ import annotations
 
 import numpy as np
+
+from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, decode
+from .kquant_encode import ENCODERS
 
 QK = 32  # weights per block for every block type here
 
@@ -106,6 +110,11 @@ def quantize(ggml_type: int, x) -> bytes:
         return quantize_q4_1(x)
     if ggml_type == GGML_Q8_0:
         return quantize_q8_0(x)
+    if ggml_type in ENCODERS:
+        try:
+            return ENCODERS[ggml_type](x)
+        except ValueError as e:
+            raise QuantError(str(e)) from None
     _type_info(ggml_type)  # raises for unknown types
     raise AssertionError("unreachable")
 
@@ -115,8 +124,14 @@ def _unpack_nibbles(qs: np.ndarray) -> np.ndarray:
 
 
 def dequantize(ggml_type: int, data, shape) -> np.ndarray:
-    """Raw GGUF bytes of `ggml_type` -> float32 array of `shape` (numpy order)."""
+    """Raw GGUF bytes of `ggml_type` -> float32 array of `shape` (numpy order). Types the
+    kernels do not read (K-quants, Q5_*, BF16) decode through py_engine.loaders.gguf_transcode."""
     shape = tuple(int(s) for s in shape)
+    if ggml_type in TRANSCODED_BLOCKS:
+        try:
+            return decode(ggml_type, data, int(np.prod(shape))).reshape(shape)
+        except ValueError as e:
+            raise QuantError(str(e)) from None
     need = nbytes_for(ggml_type, shape)
     raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
     if raw.size != need:

@@ -119,10 +119,13 @@ class LlamaReference:
     # ---- GGUF ------------------------------------------------------------------------
 
     @classmethod
-    def from_gguf(cls, gguf_file, context: int | None = None, kv_dtype: str = "float32") -> "LlamaReference":
+    def from_gguf(cls, gguf_file, context: int | None = None, kv_dtype: str = "float32",
+                  as_loaded: bool = False) -> "LlamaReference":
         """Config from `{arch}.*` metadata, weights dequantized to float32 with
         py_engine.reference.gguf_quant.dequantize. `context` caps the KV cache length
-        (default: the model's context_length)."""
+        (default: the model's context_length). `as_loaded`: the weights the engine runs, i.e.
+        after the load's transcoding of K-quants etc. (else the file's own values)."""
+        from ..loaders.gguf_transcode import kernel_tensor
         from .gguf_quant import dequantize
 
         config = config_from_gguf(gguf_file, context)
@@ -138,6 +141,8 @@ class LlamaReference:
                 raise ValueError(
                     f"gguf: tensor '{name}' has shape {tuple(info.shape)}, expected {shape}"
                 )
+            if as_loaded:
+                info = kernel_tensor(info)
             data = dequantize(info.ggml_type, info.data, info.shape)
             weights[name] = np.asarray(data, dtype=np.float32).reshape(shape)
         return cls(config, weights, kv_dtype)

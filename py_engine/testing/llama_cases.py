@@ -15,14 +15,14 @@ async def compare_with_reference(backend, gguf_bytes, prompt_ids, *, n_decode: i
                                  context: int = 128, max_prefill: int = 32, reference=None,
                                  kv_dtype: str = "float32") -> dict:
     """Prefill `prompt_ids`, then `n_decode` greedy steps, on the GPU and in numpy (both with
-    KV caches of `kv_dtype`).
+    KV caches of `kv_dtype`, and the weights as loaded: after any transcoding).
 
     After every step the last-row logits must agree within `atol` and both sides must pick
     the same greedy id. Returns {'max_err', 'ids', 'prefill_err'}.
     """
     gguf = read_gguf(gguf_bytes)
     lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, kv_dtype=kv_dtype)
-    ref = reference or LlamaReference.from_gguf(gguf, context=context, kv_dtype=kv_dtype)
+    ref = reference or LlamaReference.from_gguf(gguf, context=context, kv_dtype=kv_dtype, as_loaded=True)
     ref.reset()
     graph = await Graph.build(lp.program, backend)
     try:

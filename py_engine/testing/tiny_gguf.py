@@ -100,7 +100,8 @@ DEFAULT_WEIGHT_TYPES = {
 def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_heads: int = 4,
                          n_kv_heads: int = 2, ffn: int = 128, vocab_size: int = 384,
                          context: int = 128, rope_base: float = 10000.0, rms_eps: float = 1e-5,
-                         weight_types: dict | None = None, embd_type: int = GGML_Q8_0) -> bytes:
+                         weight_types: dict | None = None, embd_type: int = GGML_Q8_0,
+                         norm_type: int = GGML_F32, embd_scale: float = 0.5) -> bytes:
     head_dim = dim // n_heads
     if head_dim * n_heads != dim or n_heads % n_kv_heads:
         raise ValueError("tiny_gguf: dim must split into n_heads, n_heads into n_kv_heads")
@@ -145,21 +146,37 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
 
     # Same tensor order as llama.cpp's converter: embeddings, then per block, then output norm.
     tensors = {"token_embd.weight": tensor_from_array(
-        0.5 * rng.standard_normal((vocab_size, dim), dtype=np.float32), embd_type)}
+        embd_scale * rng.standard_normal((vocab_size, dim), dtype=np.float32), embd_type)}
     kv = n_kv_heads * head_dim
     for i in range(n_layers):
         p = f"blk.{i}."
-        tensors[p + "attn_norm.weight"] = tensor_from_array(norm(), GGML_F32)
+        tensors[p + "attn_norm.weight"] = tensor_from_array(norm(), norm_type)
         tensors[p + "attn_q.weight"] = tensor_from_array(linear(dim, dim), types["attn_q"])
         tensors[p + "attn_k.weight"] = tensor_from_array(linear(kv, dim), types["attn_k"])
         tensors[p + "attn_v.weight"] = tensor_from_array(linear(kv, dim), types["attn_v"])
         tensors[p + "attn_output.weight"] = tensor_from_array(linear(dim, dim), types["attn_output"])
-        tensors[p + "ffn_norm.weight"] = tensor_from_array(norm(), GGML_F32)
+        tensors[p + "ffn_norm.weight"] = tensor_from_array(norm(), norm_type)
         tensors[p + "ffn_gate.weight"] = tensor_from_array(linear(ffn, dim), types["ffn_gate"])
         tensors[p + "ffn_up.weight"] = tensor_from_array(linear(ffn, dim), types["ffn_up"])
         tensors[p + "ffn_down.weight"] = tensor_from_array(linear(dim, ffn), types["ffn_down"])
-    tensors["output_norm.weight"] = tensor_from_array(norm(), GGML_F32)
+    tensors["output_norm.weight"] = tensor_from_array(norm(), norm_type)
     return write_gguf(metadata, tensors)
 
 
-__all__ = ["make_tiny_llama_gguf", "tiny_vocab", "learn_merges", "TINY_CHAT_TEMPLATE"]
+# A Q4_K_M-like mix of the types the load transcodes (py_engine/loaders/gguf_transcode.py),
+# each at least once; K-quant rows are multiples of 256 weights, hence the wider tiny model.
+GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 6, 7, 12, 13, 14, 30
+TRANSCODED_WEIGHT_TYPES = {
+    "attn_q": GGML_Q4_K, "attn_k": GGML_Q4_K, "attn_v": GGML_Q6_K, "attn_output": GGML_Q5_0,
+    "ffn_gate": GGML_Q5_K, "ffn_up": GGML_Q5_1, "ffn_down": GGML_Q6_K,
+}
+
+
+def make_tiny_transcoded_gguf(seed: int = 0) -> bytes:
+    """2 blocks, dim 256, 4 heads of 64, 2 KV heads, ffn 512; weights in TRANSCODED_WEIGHT_TYPES,
+    the tied embedding Q6_K (scaled so that greedy ids vary) and the norms BF16."""
+    return make_tiny_llama_gguf(seed, dim=256, ffn=512, weight_types=TRANSCODED_WEIGHT_TYPES,
+                                embd_type=GGML_Q6_K, norm_type=GGML_BF16, embd_scale=0.1)
+
+
+__all__ = ["make_tiny_llama_gguf", "make_tiny_transcoded_gguf", "tiny_vocab", "learn_merges", "TINY_CHAT_TEMPLATE"]

@@ -1,0 +1,203 @@
+"""GGUF block types the kernels do not read, decoded, and turned into ones they do at load.
+
+The GPU kernels read F32, F16, Q4_0, Q4_1 and Q8_0. Most GGUF files people download are
+"K-quants" (Q4_K_M: Q4_K with some Q6_K tensors), so the llama builder transcodes each tensor
+of another type when it takes it (`kernel_tensor`):
+
+  Q4_K -> Q4_1   a Q4_K sub-block of 32 is already (d*scale)*q - dmin*min with 4-bit q: only the
+                 two products are rounded to f16 (relative error 2^-11 of a scale); 5 bits per
+                 weight instead of 4.5
+  Q5_0 -> Q8_0   exact: d*(q-16) with q-16 in -16..15
+  Q5_1, Q5_K, Q6_K -> Q8_0   re-quantized per 32 weights: adds at most half a Q8_0 step
+                 (max|w| / 254 of its block), about a quarter of the source's own step
+  BF16 -> F16    where every value of the tensor is exact in f16, else F32 (always exact)
+
+Block layouts (little-endian; "sub-block" = the weights one scale covers):
+  Q5_0 (32, 22 B): f16 d, u32 qh, 16 B nibbles; q_j = nibble_j | bit_j(qh) << 4, w = d*(q-16)
+  Q5_1 (32, 24 B): f16 d, f16 m, u32 qh, 16 B nibbles;                          w = d*q + m
+     (nibbles as Q4_0: element j<16 = low nibble of byte j, j+16 = high nibble)
+  Q4_K (256, 144 B): f16 d, f16 dmin, 12 B of 6-bit scales and mins for 8 sub-blocks of 32,
+     128 B: for chunk c (64 weights), byte 32c+l holds weight l of sub-block 2c (low nibble) and
+     of sub-block 2c+1 (high);                                    w = d*scale*q - dmin*min
+  Q5_K (256, 176 B): as Q4_K with 32 B qh before the nibbles: bit s of qh[l] is the fifth bit
+     of weight l of sub-block s
+  Q6_K (256, 210 B): 128 B low nibbles, 64 B high 2-bit pairs, 16 int8 scales (one per 16
+     weights), f16 d;                                             w = d*scale*(q-32)
+Pure numpy, in row chunks so a large tensor never needs all its floats at once.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1 = 0, 1, 2, 3
+GGML_Q5_0, GGML_Q5_1, GGML_Q8_0 = 6, 7, 8
+GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 12, 13, 14, 30
+
+# Types read from files and transcoded: id -> (weights per block, bytes per block)
+TRANSCODED_BLOCKS = {GGML_Q5_0: (32, 22), GGML_Q5_1: (32, 24), GGML_Q4_K: (256, 144),
+                     GGML_Q5_K: (256, 176), GGML_Q6_K: (256, 210), GGML_BF16: (1, 2)}
+# What each becomes (BF16: F16, or F32 where f16 would round)
+TARGET = {GGML_Q5_0: GGML_Q8_0, GGML_Q5_1: GGML_Q8_0, GGML_Q4_K: GGML_Q4_1,
+          GGML_Q5_K: GGML_Q8_0, GGML_Q6_K: GGML_Q8_0, GGML_BF16: GGML_F16}
+
+CHUNK_WEIGHTS = 1 << 20  # weights decoded at a time
+
+
+def _f16(raw: np.ndarray, col: int) -> np.ndarray:
+    """The f16 at byte `col` of each block row, as float32 [blocks, 1]."""
+    return raw[:, col:col + 2].copy().view("<f2").astype(np.float32)
+
+
+def _nibbles32(qs: np.ndarray) -> np.ndarray:
+    """[blocks, 16] bytes -> [blocks, 32] nibbles in Q4_0 order (low nibbles first)."""
+    return np.concatenate([qs & 0x0F, qs >> 4], axis=1)
+
+
+def _qh_bits(qh4: np.ndarray) -> np.ndarray:
+    """[blocks, 4] bytes of a little-endian u32 -> [blocks, 32] bits, bit j for weight j."""
+    return np.unpackbits(qh4, axis=1, bitorder="little")
+
+
+def _k_scales(sc: np.ndarray) -> tuple:
+    """[blocks, 12] packed 6-bit scales/mins of Q4_K / Q5_K -> (scales, mins), [blocks, 8]."""
+    lo, hi = sc[:, 0:4], sc[:, 4:8]
+    tail = sc[:, 8:12]
+    scales = np.concatenate([lo & 63, (tail & 0x0F) | ((lo >> 6) << 4)], axis=1)
+    mins = np.concatenate([hi & 63, (tail >> 4) | ((hi >> 6) << 4)], axis=1)
+    return scales.astype(np.float32), mins.astype(np.float32)
+
+
+def _k_nibbles(qs: np.ndarray) -> np.ndarray:
+    """[blocks, 128] Q4_K / Q5_K nibble bytes -> [blocks, 8, 32] 4-bit values per sub-block."""
+    q = qs.reshape(-1, 4, 1, 32)
+    return np.concatenate([q & 0x0F, q >> 4], axis=2).reshape(-1, 8, 32)
+
+
+def _decode_blocks(t: int, raw: np.ndarray) -> np.ndarray:
+    """[blocks, block bytes] of type t -> float32 [blocks, weights per block]."""
+    if t == GGML_BF16:
+        return (raw.copy().view("<u2").astype(np.uint32) << 16).view(np.float32)
+    if t in (GGML_Q5_0, GGML_Q5_1):
+        off = 2 if t == GGML_Q5_0 else 4
+        q = _nibbles32(raw[:, off + 4:]) | (_qh_bits(raw[:, off:off + 4]) << 4)
+        d = _f16(raw, 0)
+        if t == GGML_Q5_0:
+            return d * (q.astype(np.float32) - 16.0)
+        return d * q.astype(np.float32) + _f16(raw, 2)
+    if t in (GGML_Q4_K, GGML_Q5_K):
+        scales, mins = _k_scales(raw[:, 4:16])
+        if t == GGML_Q4_K:
+            q = _k_nibbles(raw[:, 16:144])
+        else:
+            bits = np.unpackbits(raw[:, 16:48].reshape(-1, 1, 32), axis=1, bitorder="little")  # [b, 8, 32]
+            q = _k_nibbles(raw[:, 48:176]) | (bits << 4)
+        d = _f16(raw, 0)[:, :, None] * scales[:, :, None]
+        m = _f16(raw, 2)[:, :, None] * mins[:, :, None]
+        return (d * q.astype(np.float32) - m).reshape(-1, 256)
+    if t == GGML_Q6_K:
+        ql, qh = raw[:, 0:128].reshape(-1, 2, 1, 64), raw[:, 128:192].reshape(-1, 2, 1, 32)
+        low = np.concatenate([ql & 0x0F, ql >> 4], axis=2).reshape(-1, 2, 128)      # [b, half, 128]
+        shifts = np.arange(0, 8, 2, dtype=np.uint8).reshape(1, 1, 4, 1)
+        high = ((qh >> shifts) & 3).reshape(-1, 2, 128)
+        q = (low | (high << 4)).astype(np.float32) - 32.0
+        scales = raw[:, 192:208].view(np.int8).astype(np.float32)                   # one per 16
+        d = _f16(raw, 208) * scales                                                   # [b, 16]
+        return (q.reshape(-1, 16, 16) * d[:, :, None]).reshape(-1, 256)
+    raise ValueError(f"gguf transcode: no decoder for ggml type {t}")
+
+
+def _blocks_of(t: int, data, n_elements: int) -> np.ndarray:
+    per, size = TRANSCODED_BLOCKS[t]
+    raw = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
+    if n_elements % per or raw.size != n_elements // per * size:
+        raise ValueError(f"gguf transcode: {n_elements} weights of type {t} need "
+                         f"{n_elements // per * size} bytes in whole blocks of {per}, got {raw.size}")
+    return raw.reshape(-1, size)
+
+
+def decode(t: int, data, n_elements: int) -> np.ndarray:
+    """Raw bytes of transcoded type `t` -> float32 [n_elements] (the weights the file means)."""
+    blocks = _blocks_of(t, data, n_elements)
+    step = max(1, CHUNK_WEIGHTS // TRANSCODED_BLOCKS[t][0])
+    return np.concatenate([_decode_blocks(t, blocks[i:i + step]).reshape(-1)
+                           for i in range(0, len(blocks), step)] or [np.zeros(0, np.float32)])
+
+
+def _f16_bytes(v: np.ndarray) -> np.ndarray:
+    return v.astype("<f2").reshape(-1, 1).view(np.uint8)
+
+
+def _finite(scales: np.ndarray, target: str) -> None:
+    if not np.isfinite(scales).all():
+        raise ValueError(f"a block's scale does not fit {target}'s f16 (weights beyond +-65504 per step)")
+
+
+def _q8_0(w: np.ndarray) -> np.ndarray:
+    """float32 [blocks, 32] -> Q8_0 bytes [blocks, 34]: d = f16(max|w| / 127), q = round(w / d)."""
+    with np.errstate(over="ignore"):  # refused just below
+        d = (np.abs(w).max(axis=1) / 127.0).astype(np.float16)
+    _finite(d, "Q8_0")
+    d32 = d.astype(np.float32)
+    inv = np.divide(1.0, d32, out=np.zeros_like(d32), where=d32 != 0)
+    q = np.clip(np.rint(w * inv[:, None]), -127, 127).astype(np.int8)
+    return np.concatenate([_f16_bytes(d), q.view(np.uint8)], axis=1)
+
+
+def _q4_k_to_q4_1(raw: np.ndarray) -> np.ndarray:
+    """Q4_K blocks [b, 144] -> Q4_1 blocks [8b, 20] holding the same sub-blocks."""
+    scales, mins = _k_scales(raw[:, 4:16])
+    d = (_f16(raw, 0) * scales).reshape(-1)
+    m = -(_f16(raw, 2) * mins).reshape(-1)
+    with np.errstate(over="ignore"):
+        _finite(d.astype(np.float16), "Q4_1")
+        _finite(m.astype(np.float16), "Q4_1")
+    q = _k_nibbles(raw[:, 16:144]).reshape(-1, 32)
+    packed = q[:, :16] | (q[:, 16:] << 4)  # Q4_1 order: byte j = weights j and j+16
+    return np.concatenate([_f16_bytes(d), _f16_bytes(m), packed], axis=1)
+
+
+def _q5_0_to_q8_0(raw: np.ndarray) -> np.ndarray:
+    q = (_nibbles32(raw[:, 6:]) | (_qh_bits(raw[:, 2:6]) << 4)).astype(np.int16) - 16
+    return np.concatenate([raw[:, 0:2], q.astype(np.int8).view(np.uint8)], axis=1)
+
+
+def transcode(t: int, data, n_elements: int) -> tuple:
+    """(kernel type, bytes) for `n_elements` weights of transcoded type `t`."""
+    blocks = _blocks_of(t, data, n_elements)
+    if t == GGML_BF16:
+        w = decode(t, data, n_elements)
+        with np.errstate(over="ignore"):  # an overflow is not exact: F32 below
+            half = w.astype(np.float16)
+        if np.array_equal(half.astype(np.float32), w, equal_nan=True):
+            return GGML_F16, half.astype("<f2").tobytes()
+        return GGML_F32, w.astype("<f4").tobytes()
+    per = TRANSCODED_BLOCKS[t][0]
+    step = max(1, CHUNK_WEIGHTS // per)
+    out = []
+    for i in range(0, len(blocks), step):
+        chunk = blocks[i:i + step]
+        if t == GGML_Q4_K:
+            out.append(_q4_k_to_q4_1(chunk))
+        elif t == GGML_Q5_0:
+            out.append(_q5_0_to_q8_0(chunk))
+        else:
+            out.append(_q8_0(_decode_blocks(t, chunk).reshape(-1, 32)))
+    return TARGET[t], b"".join(o.tobytes() for o in out)
+
+
+def kernel_tensor(tensor):
+    """`tensor` (a GGUFTensor) if the kernels read its type, else a transcoded copy (same name
+    and dims, new type and bytes)."""
+    if tensor.ggml_type not in TRANSCODED_BLOCKS:
+        return tensor
+    try:
+        t, data = transcode(tensor.ggml_type, tensor.data, tensor.n_elements)
+    except ValueError as e:
+        from .gguf import GGUFError
+        raise GGUFError(f"gguf: tensor '{tensor.name}' ({tensor.type_name}) cannot be transcoded: {e}") from None
+    return replace(tensor, ggml_type=t, data=memoryview(data))
+
+
+__all__ = ["TRANSCODED_BLOCKS", "TARGET", "decode", "transcode", "kernel_tensor"]
