@@ -55,6 +55,18 @@ async def test_transcoded_llama_in_browser(selenium):
 
 
 @run_in_pyodide
+async def test_qwen2_in_browser(selenium):
+    # q/k/v biases and NeoX-style RoPE (tests/test_llama_tiny.py), inside Pyodide.
+    from py_engine.testing.llama_cases import compare_with_reference
+    from py_engine.testing.shared_backend import shared_backend
+    from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+
+    data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2)
+    r = await compare_with_reference(await shared_backend(), data, [1, 40, 41, 42, 43, 44, 45], n_decode=6)
+    assert len(r["ids"]) == 6
+
+
+@run_in_pyodide
 async def test_attention_blocks_in_browser(selenium):
     # tests/test_attention_block.py's cases, with the kernels GPUs take (SwiftShader is a CPU adapter).
     from py_engine.testing.llama_cases import attention_block_cases

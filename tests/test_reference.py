@@ -99,6 +99,21 @@ def test_rope_equals_complex_multiplication():
         ops.apply_rotary_emb(xq, xk, cos[:2], sin[:2])
 
 
+def test_neox_rope_equals_complex_multiplication_of_halves():
+    # Qwen2 / GPT-NeoX: element i and element i + D/2 form the complex number rotated by theta_i.
+    r = rng(3)
+    s, hq, hkv, d, base, start = 4, 2, 1, 8, 1000.0, 5
+    xq = r.standard_normal((1, s, hq, d)).astype(np.float32)
+    xk = r.standard_normal((1, s, hkv, d)).astype(np.float32)
+    cos, sin = ops.rope_freqs(d, range(start, start + s), base)
+    oq, ok = ops.apply_rotary_emb_neox(xq, xk, cos, sin)
+    theta = np.array([base ** (-2 * i / d) for i in range(d // 2)])
+    rot = np.exp(1j * np.outer(np.arange(start, start + s), theta))
+    for x, out in ((xq, oq), (xk, ok)):
+        z = (x[..., : d // 2] + 1j * x[..., d // 2:]) * rot[None, :, None, :]
+        np.testing.assert_allclose(out, np.concatenate([z.real, z.imag], axis=-1), **TOL)
+
+
 # ---- cache + attention ---------------------------------------------------------------
 
 def test_update_cache_writes_and_validates():

@@ -94,10 +94,21 @@ def default_context(config: LlamaConfig, requested: int | None, *, kv_budget_byt
     return ctx
 
 
+def neox_to_interleaved(n_heads: int, head_dim: int) -> np.ndarray:
+    """Row order of a q or k projection (n_heads heads of head_dim rows) putting each head's
+    rows i and i + head_dim/2 at 2i and 2i + 1."""
+    half = head_dim // 2
+    within = np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)
+    return (np.arange(n_heads)[:, None] * head_dim + within[None, :]).reshape(-1)
+
+
 def rope_table(config: LlamaConfig, context: int) -> tuple:
-    """cos/sin [context, head_dim/2] for interleaved RoPE: theta_i = base^(-2i/D)."""
+    """cos/sin [context, head_dim/2] for interleaved RoPE: theta_i = base^(-2i/D), times the
+    linear scale, over Llama 3's frequency factors where the file has them."""
     half = config.head_dim // 2
-    theta = config.rope_base ** (-np.arange(half, dtype=np.float64) * 2.0 / config.head_dim)
+    theta = config.rope_base ** (-np.arange(half, dtype=np.float64) * 2.0 / config.head_dim) * config.rope_scale
+    if config.rope_freq_factors:
+        theta = theta / np.asarray(config.rope_freq_factors, dtype=np.float64)
     angles = np.arange(context, dtype=np.float64)[:, None] * theta[None, :]
     return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
 
@@ -112,9 +123,6 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     "auto" (resolve_kv_dtype)."""
     if kv_dtype != "auto" and kv_dtype not in KV_DTYPES:
         raise ValueError(f"llama: kv cache dtype must be auto, {' or '.join(KV_DTYPES)}; got {kv_dtype!r}")
-    arch = gguf.get("general.architecture", "llama")
-    if arch != "llama":
-        raise GGUFError(f"gguf: architecture '{arch}' is not supported (only llama)")
     c = config_from_gguf(gguf)
     kv_dtype = resolve_kv_dtype(c, context, kv_dtype, kv_budget_bytes)
     ctx = default_context(c, context, kv_budget_bytes=kv_budget_bytes, max_buffer_bytes=max_buffer_bytes,
@@ -150,12 +158,17 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     kv_shape = p.add(ValueList((i1, seq, p.add(Int(c.n_kv_heads)), p.add(Int(c.head_dim)))))
     flat_shape = p.add(ValueList((i1, seq, p.add(Int(q_dim)))))
     scale = p.add(Double(1.0 / np.sqrt(c.head_dim)))
+    # NeoX-style models (Qwen2) rotate pairs (i, i + D/2): reordering q's and k's rows (and
+    # biases) per head makes them the interleaved pairs the RoPE ops rotate. Scores q.k are
+    # unchanged (both sides reordered alike); the caches hold the reordered keys.
+    q_rows = neox_to_interleaved(c.n_heads, c.head_dim) if c.rope_neox else None
+    k_rows = neox_to_interleaved(c.n_kv_heads, c.head_dim) if c.rope_neox else None
     for i in range(c.n_layers):
         blk = f"blk.{i}."
         h = b.rms_norm(x, blk + "attn_norm.weight", eps, c.dim, s_max)
-        q = b.linear(h, blk + "attn_q.weight", (1, s_max, q_dim))
-        k = b.linear(h, blk + "attn_k.weight", (1, s_max, kv_dim))
-        v = b.linear(h, blk + "attn_v.weight", (1, s_max, kv_dim))
+        q = b.linear(h, blk + "attn_q", (1, s_max, q_dim), q_rows)
+        k = b.linear(h, blk + "attn_k", (1, s_max, kv_dim), k_rows)
+        v = b.linear(h, blk + "attn_v", (1, s_max, kv_dim))
         q4 = b.view(q, q_shape, (1, s_max, c.n_heads, c.head_dim))
         k4 = b.view(k, kv_shape, (1, s_max, c.n_kv_heads, c.head_dim))
         v4 = b.view(v, kv_shape, (1, s_max, c.n_kv_heads, c.head_dim))
@@ -168,25 +181,25 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
         p.call("sdpa_with_kv_cache.default", q_rot, k_rot, v4, k_cache, v_cache, pos, seq,
                p.add(Null()), p.add(Double(0.0)), p.add(Null()), scale, attn)
         attn_flat = b.view(attn, flat_shape, (1, s_max, q_dim))
-        o = b.linear(attn_flat, blk + "attn_output.weight", (1, s_max, c.dim))
+        o = b.linear(attn_flat, blk + "attn_output", (1, s_max, c.dim))
         x = b.add(x, o, one, (1, s_max, c.dim))
         h = b.rms_norm(x, blk + "ffn_norm.weight", eps, c.dim, s_max)
-        gate = b.linear(h, blk + "ffn_gate.weight", (1, s_max, c.ffn_dim))
-        up = b.linear(h, blk + "ffn_up.weight", (1, s_max, c.ffn_dim))
+        gate = b.linear(h, blk + "ffn_gate", (1, s_max, c.ffn_dim))
+        up = b.linear(h, blk + "ffn_up", (1, s_max, c.ffn_dim))
         sig = p.tensor(F32, (1, s_max, c.ffn_dim))
         p.call("aten.sigmoid.default", gate, sig)
         silu = p.tensor(F32, (1, s_max, c.ffn_dim))
         p.call("aten.mul.Tensor", gate, sig, silu)
         gated = p.tensor(F32, (1, s_max, c.ffn_dim))
         p.call("aten.mul.Tensor", silu, up, gated)
-        down = b.linear(gated, blk + "ffn_down.weight", (1, s_max, c.dim))
+        down = b.linear(gated, blk + "ffn_down", (1, s_max, c.dim))
         x = b.add(x, down, one, (1, s_max, c.dim))
 
     x = b.rms_norm(x, "output_norm.weight", eps, c.dim, s_max)
     last = p.tensor(F32, (1, c.dim))
     p.call("aten.select_copy.int", x, p.add(Int(1)), p.add(Int(-1)), last)
     head = "output.weight" if "output.weight" in gguf.tensors else "token_embd.weight"
-    logits = b.linear(last, head, (1, c.vocab))
+    logits = b.linear(last, head[:-len(".weight")], (1, c.vocab))
     next_token = p.tensor("int32", (1,))
     p.call("aten.argmax.default", logits, p.add(Int(-1)), p.add(Bool(False)), next_token)
     p.output_ids = [logits, next_token]
@@ -214,29 +227,42 @@ class _Builder:
             self.transcoded[key] = self.transcoded.get(key, 0) + 1
         return k
 
-    def weight(self, name: str) -> int:
+    def weight(self, name: str, rows=None) -> int:
+        """A weight's raw blocks as a uint8 constant [rows, row_bytes]; `rows`: reorder them."""
         if name not in self.weights:
             t = self.tensor(name)
-            rows = int(np.prod(t.shape[:-1]))
-            row_bytes = t.nbytes // rows
-            self.weights[name] = self.p.tensor("uint8", (rows, row_bytes), t.data)
+            n_rows = int(np.prod(t.shape[:-1]))
+            data = t.data
+            if rows is not None:
+                data = np.frombuffer(t.data, np.uint8).reshape(n_rows, -1)[rows].tobytes()
+            self.weights[name] = self.p.tensor("uint8", (n_rows, t.nbytes // n_rows), data)
             self.types[name] = t.ggml_type
         return self.weights[name]
 
-    def norm_weight(self, name: str, width: int) -> int:
+    def vector(self, name: str, width: int, kind: str = "norm") -> np.ndarray:
         t = self.tensor(name)
         if t.n_elements != width:
             raise GGUFError(f"gguf: tensor '{name}' has {t.n_elements} elements, expected {width}")
         if t.ggml_type == GGML_F32:
-            return self.p.tensor(F32, (width,), t.data)
+            return np.frombuffer(t.data, np.float32)
         if t.ggml_type == GGML_F16:
-            return self.p.tensor(F32, (width,), np.frombuffer(t.data, np.float16).astype(np.float32))
-        raise GGUFError(f"gguf: norm tensor '{name}' has type {t.type_name}; expected F32 or F16")
+            return np.frombuffer(t.data, np.float16).astype(np.float32)
+        raise GGUFError(f"gguf: {kind} tensor '{name}' has type {t.type_name}; expected F32 or F16")
 
-    def linear(self, x: int, name: str, out_dims) -> int:
-        w = self.weight(name)
+    def norm_weight(self, name: str, width: int) -> int:
+        return self.p.tensor(F32, (width,), self.vector(name, width))
+
+    def linear(self, x: int, name: str, out_dims, rows=None) -> int:
+        """`name`.weight (and `name`.bias where the file has one) applied to x; `rows`: reorder
+        the outputs (weight rows and bias alike)."""
+        w = self.weight(name + ".weight", rows)
+        bias = Null()
+        if name + ".bias" in self.gguf.tensors:
+            v = self.vector(name + ".bias", out_dims[-1], "bias")
+            bias = self.p.tensor(F32, (out_dims[-1],), v if rows is None else v[rows])
         out = self.p.tensor(F32, out_dims)
-        self.p.call("py_engine.linear_gguf.default", x, w, self.p.add(Int(self.types[name])), self.p.add(Null()), out)
+        self.p.call("py_engine.linear_gguf.default", x, w, self.p.add(Int(self.types[name + ".weight"])),
+                    bias if isinstance(bias, int) else self.p.add(bias), out)
         return out
 
     def rms_norm(self, x: int, name: str, eps: int, width: int, s_max: int) -> int:

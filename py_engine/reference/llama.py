@@ -7,7 +7,8 @@ Per block (GGUF names, weights [out, in] as numpy arrays):
     x = x + a @ Wo.T
     h = rms_norm(x, ffn_norm); x = x + (silu(h @ Wg.T) * (h @ Wu.T)) @ Wd.T
 then logits = rms_norm(x, output_norm) @ W_out.T, with W_out = token_embd when output.weight
-is absent (tied). GGUF's llama q/k weights are already permuted for interleaved RoPE.
+is absent (tied). GGUF's llama q/k weights are already permuted for interleaved RoPE; Qwen2
+rotates NeoX-style pairs (x[i], x[i + D/2]) and adds q/k/v biases.
 """
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ def weight_shapes(config: LlamaConfig) -> dict:
     return shapes
 
 
+def bias_shapes(config: LlamaConfig) -> dict:
+    """q/k/v biases (Qwen2 has them; llama files usually not): name -> shape."""
+    c = config
+    q_out, kv_out = c.n_heads * c.head_dim, c.n_kv_heads * c.head_dim
+    out = {}
+    for i in range(c.n_layers):
+        b = f"blk.{i}."
+        out.update({b + "attn_q.bias": (q_out,), b + "attn_k.bias": (kv_out,), b + "attn_v.bias": (kv_out,)})
+    return out
+
+
 OPTIONAL_WEIGHTS = ("output.weight",)
 
 
@@ -54,9 +66,9 @@ class LlamaReference:
         self.config = config
         self.kv_dtype = np.dtype(kv_dtype)
         self.weights = {}
-        for name, shape in weight_shapes(config).items():
+        for name, shape in (weight_shapes(config) | bias_shapes(config)).items():
             if name not in weights:
-                if name in OPTIONAL_WEIGHTS:
+                if name in OPTIONAL_WEIGHTS or name.endswith(".bias"):
                     continue
                 raise KeyError(f"llama reference: missing weight '{name}'")
             w = np.asarray(weights[name], dtype=np.float32)
@@ -88,7 +100,8 @@ class LlamaReference:
             raise ValueError(
                 f"llama reference: position {self.pos} + {seq} tokens exceeds context {c.context}"
             )
-        cos, sin = ops.rope_freqs(c.head_dim, np.arange(self.pos, self.pos + seq), c.rope_base)
+        cos, sin = ops.rope_freqs(c.head_dim, np.arange(self.pos, self.pos + seq), c.rope_base,
+                                  c.rope_scale, c.rope_freq_factors)
         x = ops.embedding(w["token_embd.weight"], tokens)  # [S, dim]
         for i in range(c.n_layers):
             x = self._block(i, x, cos, sin)
@@ -101,10 +114,12 @@ class LlamaReference:
         c, w, b = self.config, self.weights, f"blk.{i}."
         seq = x.shape[0]
         h = ops.rms_norm(x, w[b + "attn_norm.weight"], c.rms_eps)
-        q = ops.view_copy(ops.linear(h, w[b + "attn_q.weight"]), [1, seq, c.n_heads, c.head_dim])
-        k = ops.view_copy(ops.linear(h, w[b + "attn_k.weight"]), [1, seq, c.n_kv_heads, c.head_dim])
-        v = ops.view_copy(ops.linear(h, w[b + "attn_v.weight"]), [1, seq, c.n_kv_heads, c.head_dim])
-        q, k = ops.apply_rotary_emb(q, k, cos, sin)
+        q, k, v = (ops.linear(h, w[b + f"attn_{n}.weight"], w.get(b + f"attn_{n}.bias")) for n in "qkv")
+        q = ops.view_copy(q, [1, seq, c.n_heads, c.head_dim])
+        k = ops.view_copy(k, [1, seq, c.n_kv_heads, c.head_dim])
+        v = ops.view_copy(v, [1, seq, c.n_kv_heads, c.head_dim])
+        rope = ops.apply_rotary_emb_neox if c.rope_neox else ops.apply_rotary_emb
+        q, k = rope(q, k, cos, sin)
         attn, self.k_caches[i], self.v_caches[i] = ops.sdpa_with_kv_cache(
             q, k, v, self.k_caches[i], self.v_caches[i], self.pos
         )
@@ -130,10 +145,10 @@ class LlamaReference:
 
         config = config_from_gguf(gguf_file, context)
         weights = {}
-        for name, shape in weight_shapes(config).items():
+        for name, shape in (weight_shapes(config) | bias_shapes(config)).items():
             info = gguf_file.tensors.get(name)
             if info is None:
-                if name in OPTIONAL_WEIGHTS:
+                if name in OPTIONAL_WEIGHTS or name.endswith(".bias"):
                     continue
                 raise KeyError(f"gguf: tensor '{name}' not found")
             # .shape is numpy order (the reverse of GGUF's ne0-first dims).

@@ -18,13 +18,13 @@ from .quant_linear import (
     unpack_q4gsw,
     unpack_qcs4w,
 )
-from .rope import apply_rotary_emb, rope_freqs
+from .rope import apply_rotary_emb, apply_rotary_emb_neox, rope_freqs
 from .tensor_ops import embedding, select_as_symint, select_copy, slice_copy, view_copy
 
 __all__ = [
     "add", "mul", "sigmoid", "silu",
     "view_copy", "slice_copy", "select_copy", "select_as_symint", "embedding",
-    "rms_norm", "apply_rotary_emb", "rope_freqs",
+    "rms_norm", "apply_rotary_emb", "apply_rotary_emb_neox", "rope_freqs",
     "update_cache", "sdpa_with_kv_cache", "attend_causal",
     "linear", "pack_q4gsw", "unpack_q4gsw", "linear_q4gsw",
     "pack_qcs4w", "unpack_qcs4w", "linear_qcs4w",

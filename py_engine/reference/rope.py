@@ -12,12 +12,16 @@ import numpy as np
 from ._util import F64, as_f64, to_f32
 
 
-def rope_freqs(head_dim: int, positions, base: float = 10000.0):
-    """(cos, sin), each float32 [len(positions), head_dim/2], as llama's precompute_freqs_cis."""
+def rope_freqs(head_dim: int, positions, base: float = 10000.0, scale: float = 1.0, factors=()):
+    """(cos, sin), each float32 [len(positions), head_dim/2], as llama's precompute_freqs_cis;
+    positions times `scale` (linear RoPE scaling), theta_i divided by `factors[i]` if given
+    (Llama 3's rope_freqs)."""
     if head_dim <= 0 or head_dim % 2:
         raise ValueError(f"rope_freqs: head_dim must be positive and even, got {head_dim}")
-    pos = np.asarray(positions, dtype=F64).reshape(-1)
+    pos = np.asarray(positions, dtype=F64).reshape(-1) * float(scale)
     theta = float(base) ** (-np.arange(0, head_dim, 2, dtype=F64) / head_dim)
+    if len(factors):
+        theta = theta / np.asarray(factors, dtype=F64)
     angles = np.outer(pos, theta)
     return to_f32(np.cos(angles)), to_f32(np.sin(angles))
 
@@ -60,3 +64,17 @@ def apply_rotary_emb(xq, xk, freqs_cos, freqs_sin):
         to_f32(_rotate("xq", xq64, cos64, sin64)),
         to_f32(_rotate("xk", xk64, cos64, sin64)),
     )
+
+
+def apply_rotary_emb_neox(xq, xk, freqs_cos, freqs_sin):
+    """RoPE as GPT-NeoX / Qwen2 apply it (Hugging Face's rotate_half): pair i is (x[i], x[i + D/2])
+    instead of (x[2i], x[2i+1]). Same arguments and shapes as apply_rotary_emb."""
+    c, sn = as_f64(freqs_cos)[None, :, None, :], as_f64(freqs_sin)[None, :, None, :]
+
+    def rotate(x):
+        x = as_f64(x)
+        half = x.shape[-1] // 2
+        a, b = x[..., :half], x[..., half:]
+        return to_f32(np.concatenate([a * c - b * sn, a * sn + b * c], axis=-1))
+
+    return rotate(xq), rotate(xk)

@@ -101,7 +101,12 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
                          n_kv_heads: int = 2, ffn: int = 128, vocab_size: int = 384,
                          context: int = 128, rope_base: float = 10000.0, rms_eps: float = 1e-5,
                          weight_types: dict | None = None, embd_type: int = GGML_Q8_0,
-                         norm_type: int = GGML_F32, embd_scale: float = 0.5) -> bytes:
+                         norm_type: int = GGML_F32, embd_scale: float = 0.5,
+                         rope_freq_factors=None, extra_metadata: dict | None = None,
+                         arch: str = "llama", qkv_bias: bool = False) -> bytes:
+    """`rope_freq_factors`: a rope_freqs.weight tensor (Llama 3's RoPE divisors, head_dim / 2);
+    `extra_metadata`: more keys (or replacements); `arch`: general.architecture and the key
+    prefix ("qwen2": NeoX-style RoPE); `qkv_bias`: attn_q/k/v.bias tensors (F32), as Qwen2 has."""
     head_dim = dim // n_heads
     if head_dim * n_heads != dim or n_heads % n_kv_heads:
         raise ValueError("tiny_gguf: dim must split into n_heads, n_heads into n_kv_heads")
@@ -110,20 +115,20 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
     tokens, token_types, merges = tiny_vocab(vocab_size)
 
     metadata = {
-        "general.architecture": "llama",
+        "general.architecture": arch,
         "general.name": "tiny-llama",
         "general.file_type": 3,
         "general.quantization_version": 2,
-        "llama.block_count": n_layers,
-        "llama.context_length": context,
-        "llama.embedding_length": dim,
-        "llama.feed_forward_length": ffn,
-        "llama.attention.head_count": n_heads,
-        "llama.attention.head_count_kv": n_kv_heads,
-        "llama.rope.freq_base": float(rope_base),
-        "llama.attention.layer_norm_rms_epsilon": float(rms_eps),
-        "llama.vocab_size": vocab_size,
-        "llama.rope.dimension_count": head_dim,
+        f"{arch}.block_count": n_layers,
+        f"{arch}.context_length": context,
+        f"{arch}.embedding_length": dim,
+        f"{arch}.feed_forward_length": ffn,
+        f"{arch}.attention.head_count": n_heads,
+        f"{arch}.attention.head_count_kv": n_kv_heads,
+        f"{arch}.rope.freq_base": float(rope_base),
+        f"{arch}.attention.layer_norm_rms_epsilon": float(rms_eps),
+        f"{arch}.vocab_size": vocab_size,
+        f"{arch}.rope.dimension_count": head_dim,
         "tokenizer.ggml.add_space_prefix": False,
         "tokenizer.ggml.add_bos_token": False,
         "tokenizer.ggml.model": "gpt2",
@@ -136,6 +141,7 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
         "tokenizer.ggml.unknown_token_id": 0,
         "tokenizer.ggml.padding_token_id": 2,
         "tokenizer.chat_template": TINY_CHAT_TEMPLATE,
+        **(extra_metadata or {}),
     }
 
     def linear(n_out, n_in):
@@ -154,12 +160,17 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
         tensors[p + "attn_q.weight"] = tensor_from_array(linear(dim, dim), types["attn_q"])
         tensors[p + "attn_k.weight"] = tensor_from_array(linear(kv, dim), types["attn_k"])
         tensors[p + "attn_v.weight"] = tensor_from_array(linear(kv, dim), types["attn_v"])
+        if qkv_bias:
+            for n, width in (("q", dim), ("k", kv), ("v", kv)):
+                tensors[p + f"attn_{n}.bias"] = tensor_from_array(0.5 * rng.standard_normal(width), GGML_F32)
         tensors[p + "attn_output.weight"] = tensor_from_array(linear(dim, dim), types["attn_output"])
         tensors[p + "ffn_norm.weight"] = tensor_from_array(norm(), norm_type)
         tensors[p + "ffn_gate.weight"] = tensor_from_array(linear(ffn, dim), types["ffn_gate"])
         tensors[p + "ffn_up.weight"] = tensor_from_array(linear(ffn, dim), types["ffn_up"])
         tensors[p + "ffn_down.weight"] = tensor_from_array(linear(dim, ffn), types["ffn_down"])
     tensors["output_norm.weight"] = tensor_from_array(norm(), norm_type)
+    if rope_freq_factors is not None:
+        tensors["rope_freqs.weight"] = tensor_from_array(np.asarray(rope_freq_factors, np.float32), GGML_F32)
     return write_gguf(metadata, tensors)
 
 
