@@ -2,12 +2,13 @@
 
 The template is `tokenizer.chat_template` (Jinja, as Hugging Face ships it), rendered in a
 sandboxed environment with HF's conventions (trim_blocks, lstrip_blocks, raise_exception,
-tojson). Without a template we fall back to ChatML, written in plain Python so that it
+strftime_now, tojson). Without a template we fall back to ChatML, written in plain Python so that it
 needs no jinja2 at all.
 """
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import lru_cache
 
 CHATML_ROLES = ("system", "user", "assistant", "tool")
@@ -19,6 +20,11 @@ class ChatTemplateError(ValueError):
 
 def _raise_exception(message):
     raise ChatTemplateError(f"chat template: {message}")
+
+
+def _strftime_now(fmt: str) -> str:
+    """Today's date as the template asks for it (Llama 3.1+ templates put it in the system turn)."""
+    return datetime.now().strftime(fmt)
 
 
 def _tojson(value, indent=None, ensure_ascii=False):
@@ -34,6 +40,7 @@ def _compile(source: str):
         raise ChatTemplateError("chat template: jinja2 is not installed") from None
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
     env.filters["tojson"] = _tojson
     try:
         return env.from_string(source)

@@ -68,6 +68,15 @@ def test_raise_exception_bos_and_hf_conventions():
         tpl.render([{"role": "assistant", "content": "x"}])
 
 
+def test_strftime_now_gives_todays_date_as_llama_3_templates_ask():
+    import datetime
+
+    tpl = ChatTemplate('{% if strftime_now is defined %}{{ strftime_now("%d %b %Y") }}{% endif %}|{{ messages[0].content }}')
+    before = datetime.datetime.now().strftime("%d %b %Y")
+    text = tpl.render([{"role": "user", "content": "x"}])
+    assert text in (f"{before}|x", f"{datetime.datetime.now().strftime('%d %b %Y')}|x"), text
+
+
 def test_sandbox_and_bad_templates_are_clear_errors():
     with pytest.raises(ChatTemplateError, match="does not compile"):
         ChatTemplate("{% for %}")

@@ -1,0 +1,37 @@
+"""A GGUF file re-encoded into other block types (tests: a real model in the types people
+download, from the one model setup fetches)."""
+from __future__ import annotations
+
+from ..loaders.gguf import T_ARRAY, GGUFValue, TensorSpec, read_gguf, tensor_from_array, write_gguf
+
+
+def requantize_gguf(data: bytes, rule) -> bytes:
+    """`data` with each tensor for which rule(name, GGUFTensor) gives a ggml type id re-encoded
+    into it (from its dequantized values); None keeps a tensor's bytes. Metadata is kept with
+    its GGUF types."""
+    g = read_gguf(data)
+    metadata = {}
+    for key, value in g.metadata.items():
+        t = g.metadata_types[key]
+        metadata[key] = GGUFValue(value, T_ARRAY, t[1]) if isinstance(t, tuple) else GGUFValue(value, t)
+    tensors = {}
+    for name, t in g.tensors.items():
+        new = rule(name, t)
+        tensors[name] = TensorSpec(t.ggml_type, t.dims, bytes(t.data)) if new is None \
+            else tensor_from_array(t.to_numpy(), new)
+    return write_gguf(metadata, tensors, alignment=g.alignment, version=g.version)
+
+
+def smollm2_like_q4_k_m(name: str, t):
+    """The mix llama.cpp's Q4_K_M gives SmolLM2-135M, whose 576-wide rows are not whole K-quant
+    blocks (K-quants need multiples of 256): Q5_0 / Q5_1 for those, Q4_K / Q6_K for ffn_down
+    (1,536-wide rows), the rest (Q8_0 embedding, F32 norms) kept."""
+    if not name.startswith("blk.") or not name.endswith(".weight") or len(t.dims) != 2:
+        return None
+    layer = int(name.split(".")[1])
+    if "ffn_down" in name:
+        return 14 if layer % 2 == 0 else 12       # Q6_K / Q4_K
+    return 7 if "ffn_gate" in name else 6          # Q5_1 / Q5_0
+
+
+__all__ = ["requantize_gguf", "smollm2_like_q4_k_m"]
