@@ -219,3 +219,24 @@ def test_unsupported_architecture_is_named():
 
     with pytest.raises(ValueError, match=r"architecture 'gemma2' is not supported \(supported: llama, qwen2\)"):
         build_llama_program(read_gguf(make_tiny_llama_gguf(seed=0, arch="gemma2")), context=16, max_prefill=8)
+
+
+def test_a_weight_past_the_storage_binding_limit_is_a_clear_error(native_backend, monkeypatch, tiny_gguf):
+    """Every tensor is bound whole: one larger than the device's maxStorageBufferBindingSize
+    (a big model's embedding on a small GPU) is refused at build by name and size, with
+    nothing left allocated."""
+    import dataclasses
+
+    from py_engine.graph import Graph
+    from py_engine.graph.errors import OpError
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+
+    lp = build_llama_program(read_gguf(tiny_gguf), context=16, max_prefill=8)
+    embd = 384 * 64 * 34 // 32  # the Q8_0 embedding's bytes, the largest tensor here
+    monkeypatch.setattr(native_backend, "limits", dataclasses.replace(native_backend.limits,
+                                                                      max_storage_binding_size=embd - 16))
+    live = dict(native_backend._live)
+    with pytest.raises(OpError, match=r"needs \d+ bytes, past this GPU's storage binding limit of \d+ bytes"):
+        asyncio.run(Graph.build(lp.program, native_backend))
+    assert native_backend._live == live

@@ -159,7 +159,8 @@ class Graph:
                 ref = TensorRef(vid, v)
                 if vid not in self.aliases and vid not in repack_only:
                     # At least 16 bytes: kernels may bind any tensor as an array of vec4s.
-                    ref.buffer = self.backend.create_buffer(max(16, ref.numel * ref.itemsize), "storage", f"t{vid}",
+                    nbytes = self._bindable(max(16, ref.numel * ref.itemsize), f"tensor {vid} {list(v.dims)}")
+                    ref.buffer = self.backend.create_buffer(nbytes, "storage", f"t{vid}",
                                                             self._constant_for_gpu(vid, ref) if ref.constant else None)
                 self.tensors[vid] = ref
             elif isinstance(v, SymInt):
@@ -170,6 +171,15 @@ class Graph:
 
         for vid in self.aliases:
             self.tensors[vid].buffer = self.tensors[root(self.aliases, vid)].buffer
+
+    def _bindable(self, nbytes: int, what: str) -> int:
+        """`nbytes`, if a storage binding of that size is allowed here (every tensor is bound
+        whole), else an OpError before WebGPU's validation would fail less clearly."""
+        limit = self.backend.limits.max_storage_binding_size
+        if nbytes > limit:
+            raise OpError(f"graph: {what} needs {nbytes} bytes, past this GPU's storage binding limit of "
+                          f"{limit} bytes (a smaller model, or a smaller context for KV caches)")
+        return nbytes
 
     def _constant_for_gpu(self, vid: int, ref: TensorRef):
         data = self.program.constant_bytes(vid)
@@ -206,7 +216,8 @@ class Graph:
                 raise OpError(f"graph: value {vid} is not a constant, it cannot be repacked")
             data = as_bytes(make(self.program.constant_bytes(vid)))  # no copy of an ndarray
             # Sized to whole 16 bytes so the buffer can be bound as array<vec4<...>>.
-            buf = self.backend.create_buffer(max(16, -(-len(data) // 16) * 16), "storage", f"t{vid}:{key[0]}", data)
+            nbytes = self._bindable(max(16, -(-len(data) // 16) * 16), f"constant {vid} as {key[0]}")
+            buf = self.backend.create_buffer(nbytes, "storage", f"t{vid}:{key[0]}", data)
             self._repacked[(vid, key)] = buf
         return buf
 
