@@ -60,7 +60,8 @@ class Engine:
             backend = await create_backend()
         lp = build_llama_program(gguf, context=context, max_prefill=max_prefill, fuse=passes_for(backend),
                                  max_buffer_bytes=backend.limits.max_storage_binding_size,
-                                 kv_dtype=kv_dtype_for(kv_cache))
+                                 kv_dtype=kv_dtype_for(kv_cache),
+                                 on_transcode=lambda done, total: on_progress("transcode", done=done, total=total))
         on_progress("upload", ops=len(lp.program.chain))
         graph = await Graph.build(lp.program, backend)
         on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())

@@ -240,3 +240,18 @@ def test_a_weight_past_the_storage_binding_limit_is_a_clear_error(native_backend
     with pytest.raises(OpError, match=r"needs \d+ bytes, past this GPU's storage binding limit of \d+ bytes"):
         asyncio.run(Graph.build(lp.program, native_backend))
     assert native_backend._live == live
+
+
+def test_engine_load_reports_transcoding_progress(native_backend):
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    stages = []
+    engine = asyncio.run(Engine.load(make_tiny_transcoded_gguf(seed=0), backend=native_backend, context=32,
+                                     max_prefill=8, on_progress=lambda stage, **info: stages.append((stage, info))))
+    try:
+        counts = [(i["done"], i["total"]) for s, i in stages if s == "transcode"]
+        assert counts == [(n, 20) for n in range(1, 21)], counts
+        names = [s for s, _ in stages]
+        assert names.index("parse") < names.index("transcode") < names.index("upload"), names
+    finally:
+        engine.close()

@@ -62,7 +62,8 @@ const STAGES = [
   ["upload", "Upload weights to the GPU, build pipelines"],
   ["ready", "Ready"],
 ];
-const STAGE_OF = { runtime: "runtime", download: "bytes", cache: "bytes", read: "bytes", parse: "parse", upload: "upload", ready: "ready" };
+const STAGE_OF = { runtime: "runtime", download: "bytes", cache: "bytes", read: "bytes", parse: "parse", transcode: "parse",
+  upload: "upload", ready: "ready" };
 
 function mb(n) { return (n / 1048576).toFixed(n < 10485760 ? 2 : 1) + " MB"; }
 
@@ -105,6 +106,8 @@ function onProgress(p) {
     $("progress").dataset.source = p.stage;
   } else if (p.stage === "runtime") {
     markStage(key, p.info.step);
+  } else if (p.stage === "transcode") {
+    markStage(key, `transcoding weights to the GPU's formats: ${p.info.done} of ${p.info.total} tensors`);
   } else if (p.stage === "upload") {
     markStage(key, p.info.ops ? `${p.info.ops} ops` : "");
   } else if (p.stage === "ready") {

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..loaders.gguf import GGUFError, GGUFFile
-from ..loaders.gguf_transcode import kernel_tensor
+from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, kernel_tensor
 from ..passes import optimize
 from ..program import Bool, Double, Int, Null, Program, SymInt, ValueList
 from .llama_config import LlamaConfig, config_from_gguf
@@ -115,12 +115,13 @@ def rope_table(config: LlamaConfig, context: int) -> tuple:
 
 def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefill: int = 512,
                         kv_budget_bytes: int = 512 << 20, max_buffer_bytes: int = 1 << 30,
-                        fuse: bool | tuple = True, kv_dtype: str = F32) -> LlamaProgram:
+                        fuse: bool | tuple = True, kv_dtype: str = F32, on_transcode=None) -> LlamaProgram:
     """`fuse`: run py_engine.passes.optimize (fewer dispatches per token), or only the passes
     given as a tuple (see passes.passes_for); False keeps the plain ExecuTorch-style op chain,
     e.g. to test the fused graph against it. `kv_dtype`: "float32", or "float16" for KV caches
     holding keys and values rounded to f16 (half the memory, half the attention's reads), or
-    "auto" (resolve_kv_dtype)."""
+    "auto" (resolve_kv_dtype). `on_transcode(done, total)`: called after each tensor transcoded
+    at load (K-quants etc.; a large model's take seconds)."""
     if kv_dtype != "auto" and kv_dtype not in KV_DTYPES:
         raise ValueError(f"llama: kv cache dtype must be auto, {' or '.join(KV_DTYPES)}; got {kv_dtype!r}")
     c = config_from_gguf(gguf)
@@ -129,7 +130,7 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
                           kv_dtype=kv_dtype)
     s_max = max(1, min(int(max_prefill), ctx))
     p = Program()
-    b = _Builder(p, gguf)
+    b = _Builder(p, gguf, on_transcode)
 
     tokens = p.tensor("int32", (1, s_max))
     input_pos = p.tensor("int32", (1,))
@@ -211,9 +212,11 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
 class _Builder:
     """Small helpers that add one op call each; weights become constants once."""
 
-    def __init__(self, p: Program, gguf: GGUFFile):
+    def __init__(self, p: Program, gguf: GGUFFile, on_transcode=None):
         self.p = p
         self.gguf = gguf
+        self.on_transcode = on_transcode
+        self.to_transcode = sum(t.ggml_type in TRANSCODED_BLOCKS for t in gguf.tensors.values())
         self.weights: dict = {}
         self.types: dict = {}
         self.transcoded: dict = {}  # "Q4_K->Q4_1" -> tensors
@@ -225,6 +228,8 @@ class _Builder:
         if k is not t:
             key = f"{t.type_name}->{k.type_name}"
             self.transcoded[key] = self.transcoded.get(key, 0) + 1
+            if self.on_transcode is not None:
+                self.on_transcode(sum(self.transcoded.values()), self.to_transcode)
         return k
 
     def weight(self, name: str, rows=None) -> int:
