@@ -13,6 +13,7 @@ rest is prefilled again; if even the last message does not fit, ContextFullError
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from .chat_template import ChatTemplate
 from .generate import ContextFullError, GenerationSettings, GenerationStats, LlamaRunner, generate_tokens
@@ -25,6 +26,17 @@ from .tokenizer import Tokenizer
 
 def _noop(stage: str, **info) -> None:
     pass
+
+
+@dataclass
+class PreparedModel:
+    """What Engine.prepare checked on the CPU and Engine.build puts on the GPU."""
+    backend: object
+    gguf: object
+    tokenizer: Tokenizer
+    template: ChatTemplate
+    lp: object        # models.llama.LlamaProgram
+    t0: float         # when preparing started (load time)
 
 
 class Engine:
@@ -46,7 +58,17 @@ class Engine:
         """`source`: GGUF bytes (bytes, bytearray, memoryview), a file path, or in the browser
         (Pyodide) a URL, fetched with the page's fetch. `kv_cache`: "float32", "float16" or
         "auto" (default: float32, or float16 where the memory budget would cut the model's
-        context; see models.llama.kv_dtype_for)."""
+        context; see models.llama.kv_dtype_for). prepare() then build()."""
+        prepared = await cls.prepare(source, backend=backend, context=context, max_prefill=max_prefill,
+                                     kv_cache=kv_cache, on_progress=on_progress)
+        return await cls.build(prepared, on_progress)
+
+    @staticmethod
+    async def prepare(source, *, backend=None, context: int | None = None, max_prefill: int = 256,
+                      kv_cache: str | None = None, on_progress=_noop) -> "PreparedModel":
+        """The model read and checked on the CPU: file, tokenizer, chat template, program (with
+        any transcoding). A bad or unsupported file fails here, before the GPU holds anything
+        of it, so a caller replacing a model can keep the old one (py_engine.web_worker)."""
         if isinstance(source, str):
             source = await _read_source(source)
         t0 = time.perf_counter()
@@ -62,11 +84,17 @@ class Engine:
                                  max_buffer_bytes=backend.limits.max_storage_binding_size,
                                  kv_dtype=kv_dtype_for(kv_cache),
                                  on_transcode=lambda done, total: on_progress("transcode", done=done, total=total))
-        on_progress("upload", ops=len(lp.program.chain))
-        graph = await Graph.build(lp.program, backend)
-        on_progress("ready", seconds=time.perf_counter() - t0, **graph.memory_stats())
+        return PreparedModel(backend, gguf, tokenizer, template, lp, t0)
+
+    @classmethod
+    async def build(cls, prepared: "PreparedModel", on_progress=_noop) -> "Engine":
+        """Upload a prepared model and build its graph on the GPU."""
+        p = prepared
+        on_progress("upload", ops=len(p.lp.program.chain))
+        graph = await Graph.build(p.lp.program, p.backend)
+        on_progress("ready", seconds=time.perf_counter() - p.t0, **graph.memory_stats())
         graph.warm()  # the kernels left out of the load compile while the page waits for the user
-        return cls(backend, gguf, tokenizer, template, lp, graph)
+        return cls(p.backend, p.gguf, p.tokenizer, p.template, p.lp, graph)
 
     @property
     def context(self) -> int:

@@ -21,6 +21,7 @@ from .engine import Engine
 from .generate import ContextFullError, GenerationSettings
 from .gpu import GpuDeviceLost, GpuError
 from .graph import OpError
+from .loaders.gguf import GGUFError
 
 GGUF_MAGIC = b"GGUF"
 PTE_MAGIC = b"ET12"  # at offset 4 of an ExecuTorch program
@@ -40,10 +41,6 @@ def sniff_format(head: bytes) -> str:
         return "pte"
     raise UnsupportedModelError(f"not a model file: it starts with {head[:8]!r}; expected a GGUF file "
                                 f"('GGUF') or an ExecuTorch program ('ET12' at byte 4)")
-
-
-async def _open_gguf(data, options, on_progress) -> Engine:
-    return await Engine.load(data, on_progress=on_progress, **options)
 
 
 
@@ -77,7 +74,6 @@ class WorkerSession:
         allowed = {k: options[k] for k in ("context", "max_prefill", "kv_cache") if options.get(k) is not None}
         data = _as_bytes(data)
         fmt = sniff_format(data[:8])
-        self.close()
 
         def progress(stage, **info):
             if on_progress is not None:
@@ -88,12 +84,17 @@ class WorkerSession:
             # An ExecuTorch program is not a chat model: run one step and report its outputs.
             from .pte_runner import run_pte_once
 
+            self.close()
             progress("parse")
             result = await run_pte_once(data)
             progress("ready", seconds=time.perf_counter() - t0)
             return json.dumps(_plain({"format": "pte", "bytes": len(data), "context": 0,
                                       "seconds": time.perf_counter() - t0, "pte": result}))
-        self.engine = await _open_gguf(data, allowed, progress)
+        # A file that fails to prepare leaves the current model loaded (has_model tells the page);
+        # only a checked one replaces it, the old one's GPU memory freed before the upload.
+        prepared = await Engine.prepare(data, on_progress=progress, **allowed)
+        self.close()
+        self.engine = await Engine.build(prepared, progress)
         cfg = getattr(getattr(self.engine, "lp", None), "config", None)
         adapter = getattr(self.engine.backend, "adapter_info", {}) or {}
         return json.dumps(_plain({
@@ -155,6 +156,10 @@ class WorkerSession:
         if device is not None and hasattr(device, "destroy"):
             device.destroy()
 
+    def has_model(self) -> bool:
+        """Whether a chat model is loaded (also after a load that failed: the one before it)."""
+        return self.engine is not None
+
     def close(self) -> None:
         if self.engine is not None:
             try:
@@ -182,6 +187,10 @@ def describe_error(exc: BaseException) -> str:
         kind, hint = "unsupported-op", "This model needs an operation the engine cannot run yet. Try another model."
     elif isinstance(exc, UnsupportedModelError):
         kind, hint = "unsupported-model", "Choose a GGUF file of a llama-family model (e.g. SmolLM2)."
+    elif isinstance(exc, GGUFError):
+        kind, hint = "unsupported-model", ("This GGUF file cannot be run: the details say why. The engine runs "
+                                           "llama and qwen2 models in F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
+                                           "Q8_0, Q4_K, Q5_K and Q6_K.")
     elif isinstance(exc, ContextFullError):
         kind, hint = "context-full", "The conversation is longer than the model's context. Start a new chat."
     else:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from chat_site import LOAD_TIMEOUT_MS, REPLY_TIMEOUT_MS, TINY, ask, screenshot, site, wait_ready  # noqa: F401
-from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+from py_engine.testing.tiny_gguf import make_tiny_llama_gguf, make_tiny_transcoded_gguf
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -194,6 +194,25 @@ def test_a_file_that_is_not_a_model_shows_a_clear_error(context, site, tmp_path)
         assert "not a model file" in page.text_content("#problem-detail")  # inside a closed <details>
     finally:
         page.close()
+
+
+def test_a_bad_model_file_keeps_the_loaded_model_and_conversation(chat, tmp_path):
+    """A GGUF the engine refuses (here an architecture it does not run) is checked before the
+    loaded model is let go: the problem is shown and the chat goes on with the same model."""
+    path = tmp_path / "gemma.gguf"
+    path.write_bytes(make_tiny_llama_gguf(seed=0, arch="gemma2"))
+    ask(chat, "Hi", max_tokens=2)
+    before = chat.inner_text("#model-name"), chat.locator("article.msg").count()
+    chat.set_input_files("#model-file", str(path))
+    chat.wait_for_selector("#problem:not([hidden])", timeout=LOAD_TIMEOUT_MS)
+    chat.wait_for_selector("#status[data-state=ready]")
+    assert chat.get_attribute("#problem", "data-kind") == "unsupported-model"
+    assert "architecture 'gemma2' is not supported" in chat.text_content("#problem-detail")
+    assert "still using" in chat.inner_text("#status")
+    assert (chat.inner_text("#model-name"), chat.locator("article.msg").count()) == before
+    stats = ask(chat, "More", max_tokens=2)
+    whole_prompt = stats["cached_tokens"] - stats["generated_tokens"]
+    assert stats["generated_tokens"] >= 1 and 0 < stats["prefilled_tokens"] < whole_prompt, stats  # cache kept
 
 
 def test_device_lost_shows_what_to_do(chat):

@@ -9,6 +9,7 @@ import pytest
 from py_engine.generate import ContextFullError
 from py_engine.gpu import GpuDeviceLost, GpuError
 from py_engine.graph import OpError
+from py_engine.loaders.gguf import GGUFError
 from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
 from py_engine.web_worker import UnsupportedModelError, WorkerSession, describe_error, sniff_format
 
@@ -28,6 +29,7 @@ def test_sniff_format_reads_magic_bytes():
     (GpuError("WebGPU error: something"), "gpu"),
     (OpError("linear_gguf: unsupported"), "unsupported-op"),
     (ContextFullError("the prompt has 900 tokens"), "context-full"),
+    (GGUFError("gguf: architecture 'gemma2' is not supported"), "unsupported-model"),
     (ValueError("odd"), "error"),
 ])
 def test_describe_error_names_the_kind_and_what_to_do(exc, kind):
@@ -62,3 +64,27 @@ def test_session_loads_chats_reuses_cache_and_aborts():
             await session.chat(json.dumps(msgs[:1]))
 
     asyncio.run(run())
+
+
+def test_a_file_that_fails_its_checks_leaves_the_loaded_model():
+    """Bad bytes, a truncated GGUF and an unsupported architecture are refused before the model
+    already loaded is closed: it still chats, with its KV cache."""
+    async def run():
+        session = WorkerSession()
+        await session.load(make_tiny_llama_gguf(seed=0), "{}")
+        engine = session.engine
+        msgs = [{"role": "user", "content": "Hi"}]
+        await session.chat(json.dumps(msgs), '{"max_tokens": 2, "temperature": 0}')
+        good = make_tiny_llama_gguf(seed=1)
+        for bad, match in ((b"hello", "not a model file"), (good[:len(good) // 2], "truncated|past end"),
+                           (make_tiny_llama_gguf(seed=0, arch="gemma2"), "architecture 'gemma2'")):
+            with pytest.raises(ValueError, match=match):
+                await session.load(bad, "{}")
+            assert session.has_model() and session.engine is engine
+        stats = json.loads(await session.chat(json.dumps(msgs), '{"max_tokens": 2, "temperature": 0}'))
+        assert stats["prefilled_tokens"] == 0 or stats["prefilled_tokens"] < stats["cached_tokens"] - 2, stats
+        session.close()
+        assert not session.has_model()
+
+    asyncio.run(run())
+

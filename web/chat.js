@@ -155,9 +155,16 @@ async function loadModel(model, label) {
     refreshCacheState();
     drainQueued();
   } catch (err) {
-    if (previous && !state.engine) previous.terminate?.();
     $("loader").hidden = true;
-    setStatus("error", "the model could not be loaded");
+    if (previous && err.keptModel) {
+      // The file failed its checks before the loaded model was let go: the chat goes on with it.
+      state.engine = previous;
+      setComposer(true);
+      setStatus("ready", `${label} could not be loaded; still using ${state.modelLabel}`);
+    } else {
+      if (previous && !state.engine) previous.terminate?.();
+      setStatus("error", "the model could not be loaded");
+    }
     showProblem(err);
   }
 }

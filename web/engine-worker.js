@@ -6,7 +6,7 @@
 //                 {type: "clear-cache", id}  {type: "lose-device", id} (test hook)
 // Worker -> page: {type: "progress", id, stage, loaded?, total?, info?}  {type: "loaded", id, info}
 //                 {type: "chunk", id, text}  {type: "done", id, stats}  {type: "ok", id, result?}
-//                 {type: "error", id, error: {name, kind, message, hint}}
+//                 {type: "error", id, error: {name, kind, message, hint, keptModel?}}
 // Commands run one at a time in arrival order; "abort" acts at once (between two decode steps).
 "use strict";
 
@@ -142,7 +142,15 @@ const handlers = {
     const rt = await runtime(id);
     const bytes = await bytesP;
     const onProgress = (stage, infoJson) => post({ type: "progress", id, stage, info: JSON.parse(infoJson) });
-    const info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
+    let info;
+    try {
+      info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
+    } catch (err) {
+      // A file that failed its checks left the model before it loaded: say so, the page keeps it.
+      const error = err && err.kind ? err : await pythonError(err);
+      error.keptModel = !!rt.session.has_model();
+      throw error;
+    }
     post({ type: "loaded", id, info: JSON.parse(info) });
   },
   async chat(msg) {

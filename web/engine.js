@@ -17,11 +17,12 @@ export const DEFAULT_MODEL = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
 export const CACHE_NAME = "py-engine-models-v1";  // the worker uses the same name
 
 export class EngineError extends Error {
-  constructor({ name, kind, message, hint }) {
+  constructor({ name, kind, message, hint, keptModel }) {
     super(message);
     this.name = name || "EngineError";
     this.kind = kind || "error";
     this.hint = hint || "";
+    this.keptModel = !!keptModel;  // a failed load: the worker still holds the model loaded before
   }
 }
 
@@ -184,7 +185,9 @@ export class Engine {
  * Options: context (KV-cache positions), maxPrefill, kvCache ("auto": float32 caches, float16
  * where the memory budget would cut the model's context; "float16"; "float32"), cache (keep the
  * weights in the Cache API).
- * Pass `engine` (a previous Engine) to load another model in the same worker.
+ * Pass `engine` (a previous Engine) to load another model in the same worker; a file that fails
+ * its checks (not a model, unsupported architecture or type, ...) rejects with
+ * `err.keptModel === true` and leaves that previous Engine working.
  */
 export async function createEngine({ model, onProgress = () => {}, context, maxPrefill, kvCache, cache = true, engine: reuse } = {}) {
   if (!webgpuAvailable()) throw new EngineError(NO_WEBGPU);

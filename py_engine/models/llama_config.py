@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..loaders.gguf import GGUFError
+
 
 @dataclass(frozen=True)
 class LlamaConfig:
@@ -45,7 +47,7 @@ def config_from_gguf(gguf, context: int | None = None) -> LlamaConfig:
     """Config from `{arch}.*` keys; `context` caps the model's context length."""
     arch = gguf.get("general.architecture", "llama")
     if arch not in ARCHITECTURES:
-        raise ValueError(f"gguf: architecture '{arch}' is not supported (supported: {', '.join(ARCHITECTURES)})")
+        raise GGUFError(f"gguf: architecture '{arch}' is not supported (supported: {', '.join(ARCHITECTURES)})")
     k = arch + "."
     dim = int(gguf.require(k + "embedding_length", int))
     n_heads = int(gguf.require(k + "attention.head_count", int))
@@ -53,7 +55,7 @@ def config_from_gguf(gguf, context: int | None = None) -> LlamaConfig:
     head_dim = int(gguf.get(k + "attention.key_length", dim // n_heads))
     rot = gguf.get(k + "rope.dimension_count", head_dim)
     if int(rot) != head_dim:
-        raise ValueError(f"llama: partial rotary embeddings (rope.dimension_count {rot} != head_dim {head_dim}) "
+        raise GGUFError(f"llama: partial rotary embeddings (rope.dimension_count {rot} != head_dim {head_dim}) "
                          "are not supported")
     vocab = gguf.get(k + "vocab_size")
     if not vocab:
@@ -81,17 +83,17 @@ def _rope_scaling(gguf, k: str, head_dim: int) -> tuple:
     are refused rather than run wrong."""
     kind = gguf.get(k + "rope.scaling.type", "none")
     if kind not in ("none", "linear"):
-        raise ValueError(f"llama: RoPE scaling '{kind}' is not supported (only none, linear, and Llama 3's "
+        raise GGUFError(f"llama: RoPE scaling '{kind}' is not supported (only none, linear, and Llama 3's "
                          "rope_freqs)")
     factor = float(gguf.get(k + "rope.scaling.factor", 0.0) or gguf.get(k + "rope.scale_linear", 0.0) or 0.0)
     if factor < 0:
-        raise ValueError(f"llama: rope scaling factor must be positive, got {factor}")
+        raise GGUFError(f"llama: rope scaling factor must be positive, got {factor}")
     scale = 1.0 / factor if factor else 1.0
     factors = ()
     t = gguf.tensors.get("rope_freqs.weight")
     if t is not None:
         if t.n_elements != head_dim // 2:
-            raise ValueError(f"llama: rope_freqs.weight has {t.n_elements} elements, expected head_dim / 2 = "
+            raise GGUFError(f"llama: rope_freqs.weight has {t.n_elements} elements, expected head_dim / 2 = "
                              f"{head_dim // 2}")
         factors = tuple(float(f) for f in t.to_numpy().reshape(-1))
     return scale, factors
