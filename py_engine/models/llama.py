@@ -261,13 +261,13 @@ class _Builder:
         """`name`.weight (and `name`.bias where the file has one) applied to x; `rows`: reorder
         the outputs (weight rows and bias alike)."""
         w = self.weight(name + ".weight", rows)
-        bias = Null()
         if name + ".bias" in self.gguf.tensors:
             v = self.vector(name + ".bias", out_dims[-1], "bias")
             bias = self.p.tensor(F32, (out_dims[-1],), v if rows is None else v[rows])
+        else:
+            bias = self.p.add(Null())
         out = self.p.tensor(F32, out_dims)
-        self.p.call("py_engine.linear_gguf.default", x, w, self.p.add(Int(self.types[name + ".weight"])),
-                    bias if isinstance(bias, int) else self.p.add(bias), out)
+        self.p.call("py_engine.linear_gguf.default", x, w, self.p.add(Int(self.types[name + ".weight"])), bias, out)
         return out
 
     def rms_norm(self, x: int, name: str, eps: int, width: int, s_max: int) -> int:

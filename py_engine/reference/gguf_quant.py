@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, decode
-from .kquant_encode import ENCODERS
 
 QK = 32  # weights per block for every block type here
 
@@ -110,6 +109,8 @@ def quantize(ggml_type: int, x) -> bytes:
         return quantize_q4_1(x)
     if ggml_type == GGML_Q8_0:
         return quantize_q8_0(x)
+    from .kquant_encode import ENCODERS  # (it builds on this module's helpers)
+
     if ggml_type in ENCODERS:
         try:
             return ENCODERS[ggml_type](x)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .gguf_quant import _pack_nibbles  # [n, 32] 4-bit values -> [n, 16] bytes, Q4_0 order
+
 
 def _blocks(x, per: int, name: str) -> np.ndarray:
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -25,11 +27,6 @@ def _f16(v: np.ndarray) -> tuple:
 
 def _inv(d: np.ndarray) -> np.ndarray:
     return np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
-
-
-def _pack_nibbles(q: np.ndarray) -> np.ndarray:
-    """[n, 32] 4-bit values -> [n, 16] bytes, Q4_0 order."""
-    return (q[:, :16] | (q[:, 16:] << 4)).astype(np.uint8)
 
 
 def _pack_bits(bit: np.ndarray) -> np.ndarray:
