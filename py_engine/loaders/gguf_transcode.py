@@ -21,8 +21,10 @@ Block layouts (little-endian; "sub-block" = the weights one scale covers):
      of sub-block 2c+1 (high);                                    w = d*scale*q - dmin*min
   Q5_K (256, 176 B): as Q4_K with 32 B qh before the nibbles: bit s of qh[l] is the fifth bit
      of weight l of sub-block s
-  Q6_K (256, 210 B): 128 B low nibbles, 64 B high 2-bit pairs, 16 int8 scales (one per 16
-     weights), f16 d;                                             w = d*scale*(q-32)
+  Q6_K (256, 210 B): 128 B low nibbles, 64 B of high 2-bit pairs, 16 int8 scales (one per 16
+     weights), f16 d; per half of 128 weights (64 + 32 B): low-nibble byte l holds weights l
+     (low) and 64+l (high), byte 32+l weights 32+l and 96+l; high byte l holds the two top bits
+     of weights l, 32+l, 64+l, 96+l (bits 0-1, 2-3, 4-5, 6-7);   w = d*scale*(q-32)
 Pure numpy, in row chunks so a large tensor never needs all its floats at once.
 """
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dataclasses import replace
 
 import numpy as np
 
-GGML_F32, GGML_F16, GGML_Q4_0, GGML_Q4_1 = 0, 1, 2, 3
+GGML_F32, GGML_F16, GGML_Q4_1 = 0, 1, 3
 GGML_Q5_0, GGML_Q5_1, GGML_Q8_0 = 6, 7, 8
 GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 12, 13, 14, 30
 
@@ -131,7 +133,8 @@ def _f16_bytes(v: np.ndarray) -> np.ndarray:
 
 def _finite(scales: np.ndarray, target: str) -> None:
     if not np.isfinite(scales).all():
-        raise ValueError(f"a block's scale does not fit {target}'s f16 (weights beyond +-65504 per step)")
+        raise ValueError(f"a block's scale is not a finite f16 in {target} (the file holds NaN or inf, or "
+                         "weights past f16's range)")
 
 
 def _q8_0(w: np.ndarray) -> np.ndarray:
