@@ -28,7 +28,11 @@ async def _load(args):
     from py_engine.engine import Engine
 
     def progress(stage, **info):
-        print(f"[{stage}]", file=sys.stderr, flush=True)
+        if stage == "transcode":  # one line, rewritten per tensor
+            end = "\n" if info["done"] == info["total"] else ""
+            print(f"\r[transcode] {info['done']}/{info['total']} tensors", end=end, file=sys.stderr, flush=True)
+        else:
+            print(f"[{stage}]", file=sys.stderr, flush=True)
 
     return await Engine.load(args.model, context=args.context, on_progress=progress)
 

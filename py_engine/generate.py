@@ -59,14 +59,15 @@ class LlamaRunner:
         return int(np.frombuffer(data, np.int32)[0])
 
     async def stream(self, ids, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
-                     sampler: Sampler | None = None) -> TokenStream:
+                     sampler: Sampler | None = None, eager: bool = True) -> TokenStream:
         """Feed `ids`, then iterate tokens (greedy, or drawn on the GPU with `sampler`'s
         parameters and uniform numbers) with the next token fed on the GPU, up to `depth` steps
         in flight and `group` tokens per readback (see py_engine.token_stream). At most
-        `max_new` tokens."""
+        `max_new` tokens. `eager=False`: no decode step is submitted before the first token is
+        read (the prompt's time and the decode's are then measured apart)."""
         await self.close_stream()
         self._check_ids(ids)
-        stream = TokenStream(self, max_new, depth, group, sampler)
+        stream = TokenStream(self, max_new, depth, group, sampler, eager)
         self._stream = stream
         return await stream.start(ids)
 
@@ -140,13 +141,14 @@ class GenerationStats:
     prefilled_tokens: int = 0
     generated_tokens: int = 0
     prefill_seconds: float = 0.0
-    decode_seconds: float = 0.0
+    decode_seconds: float = 0.0  # from the first token (the prompt's) to the last
+    decode_steps: int = 0        # tokens that arrived in that time (a stop token included)
     finish_reason: str = ""
     token_ids: list = field(default_factory=list)
 
     @property
     def decode_tokens_per_s(self) -> float:
-        return self.generated_tokens / self.decode_seconds if self.decode_seconds > 0 else 0.0
+        return self.decode_steps / self.decode_seconds if self.decode_seconds > 0 else 0.0
 
     @property
     def prefill_tokens_per_s(self) -> float:
@@ -181,8 +183,11 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
     stream = None
     if gpu_greedy or on_gpu:
         # Tokens flow on the GPU (argmax, or the GPU sampler), several steps in flight.
+        # eager=False: the first token is read before decode steps are queued behind the prompt,
+        # so prefill_seconds is the prompt's and the decode rate counts only decode steps (on
+        # adapters that run work as it is submitted, eager steps would land in the prefill).
         stream = await runner.stream(new_ids, max_new=max(1, settings.max_tokens),
-                                     sampler=sampler if on_gpu else None)
+                                     sampler=sampler if on_gpu else None, eager=False)
         tid = await stream.next()
     else:
         tid = await sample_after(new_ids)
@@ -230,6 +235,7 @@ async def generate_tokens(runner: LlamaRunner, tokenizer, new_ids, settings: Gen
                 tid = await stream.next()
             else:
                 tid = await sample_after([tid])
+            stats.decode_steps += tid is not None
     finally:
         if stream is not None:
             await stream.aclose()

@@ -4,7 +4,8 @@ The token of a step is its argmax (greedy) or a draw of the GPU sampler (py_engi
 with a uniform number the host drew from the generation's seeded generator). Each decode step's
 submit starts with a 4-byte copy of the last step's token into the token input and ends with a
 copy of its own token into a small mappable buffer, `group` consecutive tokens to a buffer (one
-map per group, not per token). The host therefore does not need a step's token to submit the
+map per group, not per token; the prompt's token has a buffer of its own, so the first token is
+not held back by the steps after it). The host therefore does not need a step's token to submit the
 next one, so up to `depth` steps are in flight while the host waits for the oldest group's map:
 the readback round trip overlaps GPU work instead of adding to it.
 
@@ -48,7 +49,7 @@ class TokenStream:
     py_engine.sampling.Sampler whose parameters the GPU sampler takes (None: greedy)."""
 
     def __init__(self, runner, max_new: int, depth: int = DEFAULT_DEPTH, group: int = DEFAULT_GROUP,
-                 sampler=None):
+                 sampler=None, eager: bool = True):
         if max_new < 1:
             raise ValueError(f"token stream: max_new must be at least 1, got {max_new}")
         if depth < 1 or group < 1:
@@ -60,6 +61,7 @@ class TokenStream:
         self.group = min(int(group), self.depth)
         lp = runner.lp
         self.sampler = sampler
+        self.eager = eager  # submit decode steps before token 1 is read (else only after it)
         self._gpu_sampler = runner.gpu_sampler(sampler.params) if sampler is not None else None
         # Where each step's token is: the sampler's draw, or the argmax op's output.
         self._token = self._gpu_sampler.token if sampler is not None else self.graph.tensor(lp.next_token_id).buffer
@@ -82,7 +84,9 @@ class TokenStream:
         """Submit the prompt (its last chunk also produces token 1)."""
         try:
             self.runner._submit_chunks(ids, after=self._readback_copy(), tail=self._draw_rows())
-            self._map_if_full()
+            # Token 1 alone in its buffer, mapped at once: it shows when the prompt is done, not
+            # after the decode steps that would share its buffer.
+            self._groups[-1].start_map(self.graph.backend)
         except BaseException:
             await self.aclose()
             raise
@@ -156,7 +160,8 @@ class TokenStream:
                 await self.aclose()
                 raise StopAsyncIteration
             self.runner.pos = self.start_pos + k
-        while self.produced - self.yielded < self.depth and self._can_submit(self.produced):
+        while (self.eager or self.yielded) and self.produced - self.yielded < self.depth \
+                and self._can_submit(self.produced):
             self._submit_step()
         if not self._ready:
             if not self._groups[0].mapping:

@@ -29,6 +29,39 @@ def test_streams_pieces_and_stops_at_max_tokens(engine):
     assert "".join(pieces) == engine.tokenizer.decode(s.token_ids, skip_special=True)
 
 
+def test_stats_split_the_first_token_from_the_decode(engine, monkeypatch):
+    """Prefill time ends with the first token, read back alone (not with the decode steps after
+    it); the decode rate counts the tokens that came after it, a stop token included. With
+    the native CPU adapter's steps slowed to >= 20 ms each, the rate cannot pass 50 tokens/s."""
+    import time
+
+    from py_engine import token_stream
+
+    starts = []
+    real_start = token_stream.TokenStream.start
+
+    async def start(self, ids):
+        out = await real_start(self, ids)
+        starts.append([(g.count, g.mapping) for g in self._groups])
+        return out
+
+    real_submit = token_stream.TokenStream._submit_step
+
+    def slow_submit(self):
+        time.sleep(0.02)
+        real_submit(self)
+
+    monkeypatch.setattr(token_stream.TokenStream, "start", start)
+    monkeypatch.setattr(token_stream.TokenStream, "_submit_step", slow_submit)
+    monkeypatch.setattr(engine.backend, "is_cpu", False)  # the GPU-fed stream (CPU adapters sample on the host)
+    collect(engine.generate("Hello world", max_tokens=8, temperature=0))
+    s = engine.last_stats
+    assert starts == [[(1, True)]], starts  # token 1's buffer: one token, mapped at once
+    steps = s.generated_tokens - 1 + (s.finish_reason == "stop")
+    assert s.decode_steps == steps, (s.decode_steps, steps, s.finish_reason)
+    assert 0 < s.decode_tokens_per_s <= 50, s.decode_tokens_per_s
+
+
 def test_same_seed_same_text_other_seed_differs(engine):
     a = "".join(collect(engine.generate("The dog", max_tokens=12, temperature=1.5, top_k=0, top_p=1.0, seed=7)))
     b = "".join(collect(engine.generate("The dog", max_tokens=12, temperature=1.5, top_k=0, top_p=1.0, seed=7)))
