@@ -5,9 +5,9 @@ with a uniform number the host drew from the generation's seeded generator). Eac
 submit starts with a 4-byte copy of the last step's token into the token input and ends with a
 copy of its own token into a small mappable buffer, `group` consecutive tokens to a buffer (one
 map per group, not per token; the prompt's token has a buffer of its own, so the first token is
-not held back by the steps after it). The host therefore does not need a step's token to submit the
-next one, so up to `depth` steps are in flight while the host waits for the oldest group's map:
-the readback round trip overlaps GPU work instead of adding to it.
+not held back by the steps after it). The host therefore does not need a step's token to submit
+the next one, so up to `depth` steps are in flight while the host waits for the oldest group's
+map: the readback round trip overlaps GPU work instead of adding to it.
 
 Positions: the prompt fills 0..P-1. Step i (i >= 1) feeds token i at position P+i-1 and
 produces token i+1; the prompt's submit produces token 1. A token counts as fed (in the KV

@@ -43,8 +43,6 @@ def sniff_format(head: bytes) -> str:
                                 f"('GGUF') or an ExecuTorch program ('ET12' at byte 4)")
 
 
-
-
 def _as_bytes(data):
     """bytes-like, or a Pyodide JsProxy of a Uint8Array/ArrayBuffer (copied once)."""
     if hasattr(data, "to_bytes"):
