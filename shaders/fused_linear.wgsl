@@ -38,7 +38,7 @@ struct Params {
 struct Split {
   n0: u32,
   n1: u32,
-  _pad0: u32,
+  has_bias: u32,  // two- and three-way linears: mb holds their biases, one after another
   _pad1: u32,
 }
 
@@ -56,6 +56,8 @@ struct Split {
 // *_cpu entry points only (record formats): the weight as Q4 or Q8_0 records (see quant_weights.wgsl).
 @group(0) @binding(15) var<storage, read> wr: array<array<vec4<u32>, 3>>;
 @group(0) @binding(16) var<storage, read> wr8: array<array<vec4<u32>, 5>>;
+// store2 / store3's entries only (not the *_norm GEMVs, which hold no bias): the biases.
+@group(0) @binding(18) var<storage, read> mb: array<f32>;
 
 // ---- from quant_weights.wgsl (included) ----
 struct W8 {
@@ -745,7 +747,23 @@ fn silu_mul(g: f32, u: f32) -> f32 {
   return (g * sg) * u;
 }
 
+fn with_bias(n: u32, v: f32) -> f32 {
+  if (s.has_bias != 0u) {  // uniform
+    return v + mb[n];
+  }
+  return v;
+}
+
+// out row n of the concatenated outputs = v (+ bias n).
 fn store2(m: u32, n: u32, v: f32) {
+  put2(m, n, with_bias(n, v));
+}
+
+fn store3(m: u32, n: u32, v: f32) {
+  put3(m, n, with_bias(n, v));
+}
+
+fn put2(m: u32, n: u32, v: f32) {
   if (n < s.n0) {
     out0[m * s.n0 + n] = v;
   } else {
@@ -753,7 +771,7 @@ fn store2(m: u32, n: u32, v: f32) {
   }
 }
 
-fn store3(m: u32, n: u32, v: f32) {
+fn put3(m: u32, n: u32, v: f32) {
   let n01 = s.n0 + s.n1;
   if (n < s.n0) {
     out0[m * s.n0 + n] = v;
@@ -1078,7 +1096,7 @@ fn gemv2_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
   let c = gemv_col_n(wid, nwg, lid);
   if (c.live) {
-    store2(0u, c.n, c.v);
+    put2(0u, c.n, c.v);
   }
 }
 
@@ -1087,7 +1105,7 @@ fn gemv3_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
   let c = gemv_col_n(wid, nwg, lid);
   if (c.live) {
-    store3(0u, c.n, c.v);
+    put3(0u, c.n, c.v);
   }
 }
 

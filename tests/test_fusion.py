@@ -164,6 +164,45 @@ def test_parallel_linears_need_one_input_type_and_row_size():
     assert out.values[multi.args[3]].values == (4, 4)
 
 
+def test_parallel_linears_fuse_with_their_biases_and_keep_the_norm_apart():
+    """Biased linears (Qwen2's q/k/v) group among themselves, their biases concatenated as the
+    fused call's sixth argument; a biased multi keeps its add_rms_norm (the *_norm GEMVs add no
+    bias), while the same program without biases folds it."""
+    from py_engine.passes import fuse_norm_linear
+
+    def program(biased: bool):
+        p = Program()
+        a, b = p.tensor("float32", (1, 32)), p.tensor("float32", (1, 32))
+        s, x = p.tensor("float32", (1, 32)), p.tensor("float32", (1, 32))
+        p.call("py_engine.add_rms_norm.default", a, b, p.add(Double(1.0)),
+               p.tensor("float32", (32,), np.ones(32, np.float32)), p.add(Double(1e-5)), s, x)
+        outs = [p.tensor("float32", (1, 4)) for _ in range(3)]
+        t = p.add(Int(GGML_Q4_1))
+        for i, o in enumerate(outs):
+            w = p.tensor("uint8", (4, 20), np.full((4, 20), i, np.uint8))
+            bias = p.tensor("float32", (4,), np.full(4, i, np.float32)) if biased else p.add(Null())
+            p.call("py_engine.linear_gguf.default", x, w, t, bias, o)
+        p.input_ids, p.output_ids = [a, b], outs + [s]
+        return p, outs
+
+    p, outs = program(True)
+    fused = fuse_parallel_linears(p)
+    assert [c.name for c in fused.chain] == ["py_engine.add_rms_norm.default", "py_engine.linear_gguf_multi.default"]
+    multi = fused.chain[1]
+    assert len(multi.args) == 6 and fused.values[multi.args[4]].ids == tuple(outs)
+    bias = np.frombuffer(bytes(fused.constant_bytes(multi.args[5])), np.float32)
+    assert bias.tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4
+    assert [c.name for c in fuse_norm_linear(fused).chain] == [c.name for c in fused.chain]
+    unbiased = fuse_parallel_linears(program(False)[0])
+    assert [c.name for c in fuse_norm_linear(unbiased).chain] == ["py_engine.linear_gguf_multi_norm.default"]
+    # One biased linear among unbiased ones stays apart.
+    q = program(False)[0]
+    x, w, t, _, o = q.chain[1].args
+    q.chain[1] = type(q.chain[1])(q.chain[1].name, (x, w, t, q.tensor("float32", (4,), np.zeros(4, np.float32)), o))
+    assert [c.name for c in fuse_parallel_linears(q).chain] == [
+        "py_engine.add_rms_norm.default", "py_engine.linear_gguf.default", "py_engine.linear_gguf_multi.default"]
+
+
 def test_add_rms_norm_pass_skips_broadcasting_adds():
     p = Program()
     a, b = p.tensor("float32", (2, 16)), p.tensor("float32", (16,))

@@ -202,12 +202,17 @@ def test_rope_schemes_that_would_run_wrong_are_refused():
         build_llama_program(read_gguf(bad), context=16, max_prefill=8)
 
 
+QWEN2_TYPES = dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3)  # one type: one fused, biased q/k/v linear
+
+
 @pytest.mark.parametrize("adapter", ["cpu", "gpu"])
 def test_qwen2_matches_reference(native_backend, monkeypatch, adapter):
-    """A qwen2 file: q/k/v biases, NeoX-style RoPE pairs (run as interleaved pairs by reordering
-    q's and k's rows at load; the reference rotates the halves directly). Logits within 1e-3 at
+    """A qwen2 file: q/k/v biases (carried by the fused q/k/v linear), NeoX-style RoPE pairs (run
+    as interleaved pairs by reordering q's and k's rows at load; the reference rotates the halves
+    directly). Logits within 1e-3 at
     every step, the same greedy ids, on this CPU adapter's kernels and as GPUs run them."""
-    data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2)  # greedy ids that vary
+    data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2,
+                                weight_types=QWEN2_TYPES)  # greedy ids that vary
     monkeypatch.setattr(native_backend, "is_cpu", adapter == "cpu")
     r = asyncio.run(compare_with_reference(native_backend, data, [1, 40, 41, 42, 43, 44, 45], n_decode=10))
     assert len(set(r["ids"])) > 1, r["ids"]
@@ -255,3 +260,30 @@ def test_engine_load_reports_transcoding_progress(native_backend):
         assert names.index("parse") < names.index("transcode") < names.index("upload"), names
     finally:
         engine.close()
+
+
+def test_qwen2_biased_qkv_runs_as_one_linear(native_backend, monkeypatch):
+    """Qwen2's biased q/k/v fuse into one linear carrying the biases: a decode step runs one
+    dispatch more per layer than the same llama without biases (after the first layer, the
+    norm before q/k/v stays its own dispatch), where the three biased linears ran four."""
+    from py_engine.graph import Graph
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.models.llama import build_llama_program
+    from py_engine.passes import passes_for
+
+    monkeypatch.setattr(native_backend, "is_cpu", False)
+    counts = {}
+    for arch, bias in (("llama", False), ("qwen2", True)):
+        data = make_tiny_llama_gguf(seed=0, n_layers=3, arch=arch, qkv_bias=bias,
+                                    weight_types=dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3))  # one type: fusable
+        lp = build_llama_program(read_gguf(data), context=32, max_prefill=8, fuse=passes_for(native_backend))
+        multis = [c for c in lp.program.chain if c.name == "py_engine.linear_gguf_multi.default"]
+        if bias:
+            assert len(multis) == 3 and all(len(c.args) == 6 for c in multis)
+        g = asyncio.run(Graph.build(lp.program, native_backend))
+        try:
+            g.prepare([np.ones((1, 1), np.int32), np.array([5], np.int32)])
+            counts[arch] = sum(1 for row in g.table if row[2] * row[3] * row[4])
+        finally:
+            g.destroy()
+    assert counts["qwen2"] == counts["llama"] + 2, counts

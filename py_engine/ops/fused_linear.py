@@ -1,9 +1,10 @@
 """Fused GGUF linears (shaders/fused_linear.wgsl), emitted by py_engine.passes:
 
 py_engine.linear_gguf_multi.default(x[..., K], weight u8 [N0+N1(+N2), row_bytes], ggml_type,
-    splits IntList [N0, N1(, N2)], outs ValueList [out0[..., N0], out1[..., N1](, out2)])
+    splits IntList [N0, N1(, N2)], outs ValueList [out0[..., N0], out1[..., N1](, out2)][, bias])
   Several linears of one input in one dispatch: the weight holds the rows of each linear's
-  weight one after another (the pass concatenates them); output j gets its own tensor.
+  weight one after another (the pass concatenates them); output j gets its own tensor. The
+  optional bias (float32 [N0+N1(+N2)]) holds each linear's bias likewise.
 
 py_engine.linear_gguf_swiglu.default(x[..., K], weight u8 [2F, row_bytes], ggml_type, out[..., F])
   out = silu(x @ Wg.T) * (x @ Wu.T) with weight = [Wg; Wu]: the gate and up linears, the
@@ -51,11 +52,20 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False, mma: b
     return 0, ceil_div(m, tm) * ceil_div(f, tn // 2)
 
 
+def _with_tail(slots: list, tail: dict) -> list:
+    """Bindings 0.. of `slots`, then `tail`'s (binding -> buffer) after them."""
+    out = list(slots)
+    for i, buf in sorted(tail.items()):
+        out += [None] * (i - len(out)) + [buf]
+    return out
+
+
 class _FusedGgufLinear(Op):
     """Shared validation and resize hook; subclasses set `self.outs` [(vid, n)], `self.n_total`,
     `self.split` (the Split uniform's n0, n1), the entry point names and `self.workgroups`."""
 
     N_PREFIX = 0  # arguments before the linear's own (x, weight, ...)
+    bias = None   # a two- or three-way linear's concatenated biases (binding 18)
 
     def linear_args(self, n: int) -> tuple:
         """The linear's n arguments, x first. The folded-norm ops (_PreNorm) start with
@@ -92,19 +102,22 @@ class _FusedGgufLinear(Op):
             self.shape = GPU_GEMV  # *_cpu entries read records only: other formats take the GPUs' entries
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
-        split.write(SPLIT.pack(*self.split, 0, 0))
+        split.write(SPLIT.pack(*self.split, int(self.bias is not None), 0))
         w = weight_buffer(g, self.layout, self.weight)
         # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
         x = g.tensor(self.x)
         buffers = [x, w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
         pad = [None] * (8 - len(buffers))
+        # Binding 18, the biases, for the multi entries (store2 / store3); the weight stands in
+        # where there are none (the uniform's has_bias is 0).
+        tail = {18: g.tensor(self.bias) if self.bias is not None else w} if self.STORES_BIAS else {}
         self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
         self.d_gemm = None
         self.mma = False
         if self.shape.tpr == 1:
             # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16;
             # gemm*_cpu take prompts, four activation rows per thread.
-            cpu_buffers = [None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w]
+            cpu_buffers = _with_tail([None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w], tail)
             gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
             self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
             self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
@@ -117,10 +130,10 @@ class _FusedGgufLinear(Op):
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
                                SG=subgroup_lanes(g.backend, self.shape.tpr))
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
-        self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
+        self.d_gemv = g.add_dispatch(gemv, _with_tail(buffers + pad + [x, w], tail), f"{self.name}:gemv")
         # the *_mma entries also read x as vec4s (binding 8)
-        self.d_tiled, self.mma = tiled_dispatch(g, SHADER, self.tiled_entry, self.layout, buffers,
-                                                [None] + buffers[1:] + pad + [x], self.name)
+        self.d_tiled, self.mma = tiled_dispatch(g, SHADER, self.tiled_entry, self.layout, _with_tail(buffers, tail),
+                                                _with_tail([None] + buffers[1:] + pad + [x], tail), self.name)
 
     def configure(self, g):
         dims = g.tensor(self.x).dims
@@ -142,9 +155,17 @@ class _FusedGgufLinear(Op):
 
 @register("py_engine.linear_gguf_multi.default")
 class LinearGgufMulti(_FusedGgufLinear):
+    STORES_BIAS = True   # its entries store through store2 / store3, which read binding 18
+    TAKES_BIAS = True    # a sixth argument, the biases (not with a folded norm: _PreNorm)
+
     def validate(self, ctx):
-        self.x, self.weight, type_id, splits_id, outs_id = self.linear_args(5)
+        n_args = 6 if self.TAKES_BIAS and len(self.args) == self.N_PREFIX + 6 else 5
+        self.x, self.weight, type_id, splits_id, outs_id, *bias = self.linear_args(n_args)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
+        if bias:
+            self.bias = bias[0]
+            ctx.tensor(self.name, self.bias, "bias", dtypes=("float32",))
+            self.same_dims(ctx, self.bias, (rows,), "bias")
         splits = ctx.int_list(self.name, splits_id, "splits")
         if len(splits) not in (2, 3) or any(n <= 0 for n in splits):
             raise self.error(f"splits must be 2 or 3 positive row counts, got {list(splits)}")
@@ -167,6 +188,8 @@ class LinearGgufMulti(_FusedGgufLinear):
 
 @register("py_engine.linear_gguf_swiglu.default")
 class LinearGgufSwiglu(_FusedGgufLinear):
+    STORES_BIAS = False
+
     def validate(self, ctx):
         self.x, self.weight, type_id, out = self.linear_args(4)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
@@ -198,6 +221,7 @@ class _PreNorm:
     sum_out. norm_out then stays stale: the pass only folds a norm_out nothing else reads."""
 
     N_PREFIX = 6  # a, b, alpha, norm weight, eps, sum_out; then norm_out (the linear's x), ...
+    TAKES_BIAS = False  # the *_norm GEMVs add none (py_engine.passes.fuse_norm_linear leaves biased ones)
 
     def validate(self, ctx):
         if len(self.args) < 8:

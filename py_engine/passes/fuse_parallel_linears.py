@@ -1,11 +1,12 @@
 """Parallel GGUF linears reading one input -> one py_engine.linear_gguf_multi.default call.
 
-Groups py_engine.linear_gguf calls with the same input, no bias, and constant weights of one
-ggml type and row size (q/k/v of an attention block). Each group of 2 or 3 becomes one call
-whose weight is the rows of the group's weights one after another and whose outputs are the
-original output tensors (so nothing downstream changes). The fused call takes the place of
-the group's first call: the input and weights exist there, and the outputs are only read
-after their original writers.
+Groups py_engine.linear_gguf calls with the same input and constant weights of one ggml type
+and row size (q/k/v of an attention block), either all without bias or all with a constant
+float32 bias (Qwen2's q/k/v). Each group of 2 or 3 becomes one call whose weight is the rows of
+the group's weights one after another (and whose bias, a sixth argument, their biases), and
+whose outputs are the original output tensors (so nothing downstream changes). The fused call
+takes the place of the group's first call: the input and weights exist there, and the outputs
+are only read after their original writers.
 """
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ def _key(ix: ProgramIndex, call: OpCall):
         return None
     x, w, t, bias, out = call.args
     wt, tv = ix.tensor(w), ix.program.values[t] if 0 <= t < len(ix.program.values) else None
-    if not ix.is_null(bias) or not ix.is_constant_tensor(w) or not isinstance(tv, Int):
+    if not ix.is_constant_tensor(w) or not isinstance(tv, Int):
         return None
     if wt.dtype != "uint8" or len(wt.dims) != 2 or ix.tensor(out) is None:
         return None
-    return (x, tv.value, wt.dims[1])
+    biased = not ix.is_null(bias)
+    if biased and not (ix.is_constant_tensor(bias) and ix.tensor(bias).dtype == "float32"
+                       and tuple(ix.tensor(bias).dims) == (wt.dims[0],)):
+        return None
+    return (x, tv.value, wt.dims[1], biased)
 
 
 def _chunks(members: list) -> list:
@@ -55,7 +60,11 @@ def fuse_parallel_linears(program: Program) -> Program:
             w = concat_constant_rows(out, weights)
             splits = out.add(IntList(tuple(program.values[v].dims[0] for v in weights)))
             outs = out.add(ValueList(tuple(c.args[4] for c in calls)))
-            replace[chunk[0]] = OpCall(FUSED, (calls[0].args[0], w, calls[0].args[2], splits, outs))
+            args = (calls[0].args[0], w, calls[0].args[2], splits, outs)
+            if not ix.is_null(calls[0].args[3]):
+                biases = b"".join(bytes(program.constant_bytes(c.args[3])) for c in calls)
+                args += (out.tensor("float32", (len(biases) // 4,), biases),)
+            replace[chunk[0]] = OpCall(FUSED, args)
             replace.update({i: None for i in chunk[1:]})
     out.chain = rewrite_chain(program.chain, replace)
     return out
