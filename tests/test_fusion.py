@@ -165,8 +165,8 @@ def test_parallel_linears_need_one_input_type_and_row_size():
 
 
 def test_parallel_linears_fuse_with_their_biases_and_keep_the_norm_apart():
-    """Biased linears (Qwen2's q/k/v) group among themselves, their biases concatenated as the
-    fused call's sixth argument; a biased multi keeps its add_rms_norm (the *_norm GEMVs add no
+    """Biased linears (Qwen2's q/k/v) group among themselves, their biases concatenated into the
+    fused call's argument before its outputs; a biased multi keeps its add_rms_norm (the *_norm GEMVs add no
     bias), while the same program without biases folds it."""
     from py_engine.passes import fuse_norm_linear
 
@@ -189,8 +189,8 @@ def test_parallel_linears_fuse_with_their_biases_and_keep_the_norm_apart():
     fused = fuse_parallel_linears(p)
     assert [c.name for c in fused.chain] == ["py_engine.add_rms_norm.default", "py_engine.linear_gguf_multi.default"]
     multi = fused.chain[1]
-    assert len(multi.args) == 6 and fused.values[multi.args[4]].ids == tuple(outs)
-    bias = np.frombuffer(bytes(fused.constant_bytes(multi.args[5])), np.float32)
+    assert len(multi.args) == 6 and fused.values[multi.args[5]].ids == tuple(outs)  # outputs stay last
+    bias = np.frombuffer(bytes(fused.constant_bytes(multi.args[4])), np.float32)
     assert bias.tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4
     assert [c.name for c in fuse_norm_linear(fused).chain] == [c.name for c in fused.chain]
     unbiased = fuse_parallel_linears(program(False)[0])

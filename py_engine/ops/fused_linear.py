@@ -1,10 +1,10 @@
 """Fused GGUF linears (shaders/fused_linear.wgsl), emitted by py_engine.passes:
 
 py_engine.linear_gguf_multi.default(x[..., K], weight u8 [N0+N1(+N2), row_bytes], ggml_type,
-    splits IntList [N0, N1(, N2)], outs ValueList [out0[..., N0], out1[..., N1](, out2)][, bias])
+    splits IntList [N0, N1(, N2)][, bias], outs ValueList [out0[..., N0], out1[..., N1](, out2)])
   Several linears of one input in one dispatch: the weight holds the rows of each linear's
   weight one after another (the pass concatenates them); output j gets its own tensor. The
-  optional bias (float32 [N0+N1(+N2)]) holds each linear's bias likewise.
+  optional bias (float32 [N0+N1(+N2)]) holds each linear's bias likewise (outputs stay last).
 
 py_engine.linear_gguf_swiglu.default(x[..., K], weight u8 [2F, row_bytes], ggml_type, out[..., F])
   out = silu(x @ Wg.T) * (x @ Wu.T) with weight = [Wg; Wu]: the gate and up linears, the
@@ -156,11 +156,11 @@ class _FusedGgufLinear(Op):
 @register("py_engine.linear_gguf_multi.default")
 class LinearGgufMulti(_FusedGgufLinear):
     STORES_BIAS = True   # its entries store through store2 / store3, which read binding 18
-    TAKES_BIAS = True    # a sixth argument, the biases (not with a folded norm: _PreNorm)
+    TAKES_BIAS = True    # the biases, before outs (not with a folded norm: _PreNorm)
 
     def validate(self, ctx):
         n_args = 6 if self.TAKES_BIAS and len(self.args) == self.N_PREFIX + 6 else 5
-        self.x, self.weight, type_id, splits_id, outs_id, *bias = self.linear_args(n_args)
+        self.x, self.weight, type_id, splits_id, *bias, outs_id = self.linear_args(n_args)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
         if bias:
             self.bias = bias[0]

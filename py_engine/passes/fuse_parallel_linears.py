@@ -3,7 +3,7 @@
 Groups py_engine.linear_gguf calls with the same input and constant weights of one ggml type
 and row size (q/k/v of an attention block), either all without bias or all with a constant
 float32 bias (Qwen2's q/k/v). Each group of 2 or 3 becomes one call whose weight is the rows of
-the group's weights one after another (and whose bias, a sixth argument, their biases), and
+the group's weights one after another (and whose bias, before the outputs, their biases), and
 whose outputs are the original output tensors (so nothing downstream changes). The fused call
 takes the place of the group's first call: the input and weights exist there, and the outputs
 are only read after their original writers.
@@ -59,12 +59,12 @@ def fuse_parallel_linears(program: Program) -> Program:
             weights = [c.args[1] for c in calls]
             w = concat_constant_rows(out, weights)
             splits = out.add(IntList(tuple(program.values[v].dims[0] for v in weights)))
-            outs = out.add(ValueList(tuple(c.args[4] for c in calls)))
-            args = (calls[0].args[0], w, calls[0].args[2], splits, outs)
+            args = (calls[0].args[0], w, calls[0].args[2], splits)
             if not ix.is_null(calls[0].args[3]):
                 biases = b"".join(bytes(program.constant_bytes(c.args[3])) for c in calls)
                 args += (out.tensor("float32", (len(biases) // 4,), biases),)
-            replace[chunk[0]] = OpCall(FUSED, args)
+            outs = out.add(ValueList(tuple(c.args[4] for c in calls)))
+            replace[chunk[0]] = OpCall(FUSED, args + (outs,))
             replace.update({i: None for i in chunk[1:]})
     out.chain = rewrite_chain(program.chain, replace)
     return out
