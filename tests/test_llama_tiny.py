@@ -209,8 +209,8 @@ QWEN2_TYPES = dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3)  # one type: one 
 def test_qwen2_matches_reference(native_backend, monkeypatch, adapter):
     """A qwen2 file: q/k/v biases (carried by the fused q/k/v linear), NeoX-style RoPE pairs (run
     as interleaved pairs by reordering q's and k's rows at load; the reference rotates the halves
-    directly). Logits within 1e-3 at
-    every step, the same greedy ids, on this CPU adapter's kernels and as GPUs run them."""
+    directly). Logits within 1e-3 at every step, the same greedy ids, on this CPU adapter's
+    kernels and as GPUs run them."""
     data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2,
                                 weight_types=QWEN2_TYPES)  # greedy ids that vary
     monkeypatch.setattr(native_backend, "is_cpu", adapter == "cpu")
@@ -265,7 +265,7 @@ def test_engine_load_reports_transcoding_progress(native_backend):
 def test_qwen2_biased_qkv_runs_as_one_linear(native_backend, monkeypatch):
     """Qwen2's biased q/k/v fuse into one linear carrying the biases: a decode step runs one
     dispatch more per layer than the same llama without biases (after the first layer, the
-    norm before q/k/v stays its own dispatch), where the three biased linears ran four."""
+    norm before q/k/v stays its own dispatch; unfused, the norm and three linears were four)."""
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
