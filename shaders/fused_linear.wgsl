@@ -38,13 +38,13 @@ struct Params {
 struct Split {
   n0: u32,
   n1: u32,
-  has_bias: u32,  // two- and three-way linears: mb holds their biases, one after another
+  _pad0: u32,
   _pad1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;     // x as f32 bits
 @group(0) @binding(1) var<storage, read> w: array<u32>;       // raw weight bytes
-@group(0) @binding(2) var<storage, read> scales: array<f32>;  // read only by 4-bit ExecuTorch formats: any buffer
+@group(0) @binding(2) var<storage, read> scales: array<f32>;  // GGUF weights have none: any buffer (BIAS: the biases)
 @group(0) @binding(3) var<uniform> p: Params;
 @group(0) @binding(4) var<uniform> s: Split;
 @group(0) @binding(5) var<storage, read_write> out0: array<f32>;
@@ -56,8 +56,6 @@ struct Split {
 // *_cpu entry points only (record formats): the weight as Q4 or Q8_0 records (see quant_weights.wgsl).
 @group(0) @binding(15) var<storage, read> wr: array<array<vec4<u32>, 3>>;
 @group(0) @binding(16) var<storage, read> wr8: array<array<vec4<u32>, 5>>;
-// store2 / store3's entries only (not the *_norm GEMVs, which hold no bias): the biases.
-@group(0) @binding(18) var<storage, read> mb: array<f32>;
 
 // ---- from quant_weights.wgsl (included) ----
 struct W8 {
@@ -747,11 +745,15 @@ fn silu_mul(g: f32, u: f32) -> f32 {
   return (g * sg) * u;
 }
 
+// Pipelines asked for with BIAS=1 (two- and three-way linears with biases) read the biases, one
+// linear's after another, where 4-bit ExecuTorch formats read scales: the fused linears take GGUF
+// weights only, so no binding is added (the *_norm GEMVs, which never hold a bias, call put*).
 fn with_bias(n: u32, v: f32) -> f32 {
-  if (s.has_bias != 0u) {  // uniform
-    return v + mb[n];
-  }
+//#if BIAS
+  return v + scales[n];
+//#else
   return v;
+//#endif
 }
 
 // out row n of the concatenated outputs = v (+ bias n).

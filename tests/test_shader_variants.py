@@ -20,6 +20,17 @@ def test_kv16_blocks_declare_packed_caches():
     assert "array<Half16>" not in f32 and "k_cache: array<Slice>" in f32 and "//#" not in f32
 
 
+def test_bias_blocks_read_the_biases_through_the_scales_binding():
+    """BIAS=1 pipelines (biased q/k/v, Qwen2) differ from the plain ones in one line: with_bias
+    adds scales[n], the binding GGUF weights leave unused, so no storage binding is added."""
+    import difflib
+
+    plain, bias = shader_text("fused_linear"), shader_text("fused_linear", bias=True)
+    changed = [d for d in difflib.unified_diff(plain.splitlines(), bias.splitlines(), lineterm="", n=0)
+               if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+    assert changed == ["-  return v;", "+  return v + scales[n];"], changed
+
+
 def test_unknown_switch_is_refused(monkeypatch):
     from py_engine.graph import pipelines
 

@@ -8,9 +8,9 @@ from pathlib import Path
 # Text switches: shaders mark code with lines `//#if NAME`, optionally `//#else`, and `//#endif`
 # (not nested); a pipeline with the switch on gets the first branch. SUBGROUPS (subgroup
 # builtins) is on when the override SG is above 1; KV16 (KV caches of packed f16 pairs, whose
-# bindings change type) when the pipeline is asked for with KV16=1, and MMA (the tiled kernels on
-# the matrix units: chromium-experimental-subgroup-matrix with f16) with MMA=1; neither is passed
-# on as an override constant.
+# bindings change type) when the pipeline is asked for with KV16=1, MMA (the tiled kernels on
+# the matrix units: chromium-experimental-subgroup-matrix with f16) with MMA=1, and BIAS (the
+# fused linears' bias binding) with BIAS=1; none is passed on as an override constant.
 _BLOCK = re.compile(r"^//#if (\w+)\n(.*?)(?:^//#else\n(.*?))?^//#endif\n", re.M | re.S)
 
 # Reductions finish with subgroup shuffles where the device has subgroups (a switch for
@@ -38,11 +38,11 @@ def shader_source(name: str) -> str:
 
 @lru_cache(maxsize=None)
 def shader_text(name: str, subgroups: bool = False, directive: bool = False, kv16: bool = False,
-                mma: bool = False) -> str:
+                mma: bool = False, bias: bool = False) -> str:
     """The shader with its switch blocks resolved: SUBGROUPS by `subgroups`, KV16 by `kv16`, MMA
-    by `mma` (which also enables f16 and the subgroup matrices); `directive` adds the
-    `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
-    on = {"SUBGROUPS": subgroups, "KV16": kv16, "MMA": mma}
+    by `mma` (which also enables f16 and the subgroup matrices), BIAS by `bias`; `directive` adds
+    the `enable subgroups;` that Chrome requires (and wgpu's naga rejects)."""
+    on = {"SUBGROUPS": subgroups, "KV16": kv16, "MMA": mma, "BIAS": bias}
 
     def resolve(m):
         if m.group(1) not in on:
@@ -79,8 +79,9 @@ class PipelineCache:
                 raise ValueError(f"{label}: SG={sg} needs subgroups of at least {sg} invocations; "
                                  f"this device has {getattr(self.backend, 'subgroup_min_size', 0) or 'none'}")
             code = shader_text(shader, sg > 1, sg > 1 and getattr(self.backend, "subgroups_directive", False),
-                               bool(overrides.get("KV16", 0)), bool(overrides.get("MMA", 0)))
-            constants = {k: v for k, v in overrides.items() if k not in ("KV16", "MMA")}
+                               bool(overrides.get("KV16", 0)), bool(overrides.get("MMA", 0)),
+                               bool(overrides.get("BIAS", 0)))
+            constants = {k: v for k, v in overrides.items() if k not in ("KV16", "MMA", "BIAS")}
             p = self.backend.create_pipeline(code, entry, constants, label)
             idx = len(self.pipelines)
             self.pipelines.append(p)

@@ -52,20 +52,12 @@ def swiglu_workgroups(m: int, f: int, shape=GPU_GEMV, norm: bool = False, mma: b
     return 0, ceil_div(m, tm) * ceil_div(f, tn // 2)
 
 
-def _with_tail(slots: list, tail: dict) -> list:
-    """Bindings 0.. of `slots`, then `tail`'s (binding -> buffer) after them."""
-    out = list(slots)
-    for i, buf in sorted(tail.items()):
-        out += [None] * (i - len(out)) + [buf]
-    return out
-
-
 class _FusedGgufLinear(Op):
     """Shared validation and resize hook; subclasses set `self.outs` [(vid, n)], `self.n_total`,
     `self.split` (the Split uniform's n0, n1), the entry point names and `self.workgroups`."""
 
     N_PREFIX = 0  # arguments before the linear's own (x, weight, ...)
-    bias = None   # a two- or three-way linear's concatenated biases (binding 18)
+    bias = None   # a two- or three-way linear's concatenated biases (read by BIAS=1 pipelines)
 
     def linear_args(self, n: int) -> tuple:
         """The linear's n arguments, x first. The folded-norm ops (_PreNorm) start with
@@ -102,38 +94,38 @@ class _FusedGgufLinear(Op):
             self.shape = GPU_GEMV  # *_cpu entries read records only: other formats take the GPUs' entries
         self.params = g.uniforms.alloc(PARAMS.size, self.name)
         split = self.split_slot = g.uniforms.alloc(SPLIT.size, f"{self.name}:split")
-        split.write(SPLIT.pack(*self.split, int(self.bias is not None), 0))
+        split.write(SPLIT.pack(*self.split, 0, 0))
         w = weight_buffer(g, self.layout, self.weight)
-        # binding 2 (scales) is read only by ExecuTorch's 4-bit formats: the weight stands in.
+        # Binding 2 (scales) is read only by ExecuTorch's 4-bit formats, never here: the weight
+        # stands in, or a biased linear's biases, which its BIAS=1 pipelines read there.
+        bias = {"BIAS": 1} if self.bias is not None else {}
+        sc = g.tensor(self.bias) if self.bias is not None else w
         x = g.tensor(self.x)
-        buffers = [x, w, w, self.params, split] + [g.tensor(v) for v, _ in self.outs]
+        buffers = [x, w, sc, self.params, split] + [g.tensor(v) for v, _ in self.outs]
         pad = [None] * (8 - len(buffers))
-        # Binding 18, the biases, for the multi entries (store2 / store3); the weight stands in
-        # where there are none (the uniform's has_bias is 0).
-        tail = {18: g.tensor(self.bias) if self.bias is not None else w} if self.STORES_BIAS else {}
         self.d_tiled = None  # CPU shapes run every M on their own kernels: no tiled pipeline to compile
         self.d_gemm = None
         self.mma = False
         if self.shape.tpr == 1:
             # *_cpu entry points read x as vec4s at binding 8 and the weight as records at 15, 16;
             # gemm*_cpu take prompts, four activation rows per thread.
-            cpu_buffers = _with_tail([None, None, None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w], tail)
-            gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r)
+            cpu_buffers = [None, None, sc if bias else None] + buffers[3:] + pad + [x] + [None] * 6 + [w, w]
+            gemv = g.pipelines.get(SHADER, f"{self.gemv_entry}_cpu", FMT=fmt, WG=self.shape.wg, R=self.shape.r, **bias)
             self.d_gemv = g.add_dispatch(gemv, cpu_buffers, f"{self.name}:gemv")
             self.gemm_shape = cpu_gemm_shape(g.backend, self.n_total)
             if quant_kernels.CPU_GEMM and numel(self.x_dims[:-1]) > 1:  # prompts can come
                 entry, shape = self.gemv_entry.replace("gemv", "gemm") + "_cpu", self.gemm_shape
                 self.d_gemm = g.defer_dispatch(
-                    lambda: g.pipelines.get(SHADER, entry, FMT=fmt, WG=shape.wg, R=shape.r),
+                    lambda: g.pipelines.get(SHADER, entry, FMT=fmt, WG=shape.wg, R=shape.r, **bias),
                     cpu_buffers, f"{self.name}:gemm", self.d_gemv)
             return
         gemv = g.pipelines.get(SHADER, self.gemv_entry, FMT=fmt, WG=self.shape.wg, TPR=self.shape.tpr,
-                               SG=subgroup_lanes(g.backend, self.shape.tpr))
+                               SG=subgroup_lanes(g.backend, self.shape.tpr), **bias)
         # gemv entry points also read x and the weight as vec4s at bindings 8, 9.
-        self.d_gemv = g.add_dispatch(gemv, _with_tail(buffers + pad + [x, w], tail), f"{self.name}:gemv")
+        self.d_gemv = g.add_dispatch(gemv, buffers + pad + [x, w], f"{self.name}:gemv")
         # the *_mma entries also read x as vec4s (binding 8)
-        self.d_tiled, self.mma = tiled_dispatch(g, SHADER, self.tiled_entry, self.layout, _with_tail(buffers, tail),
-                                                _with_tail([None] + buffers[1:] + pad + [x], tail), self.name)
+        self.d_tiled, self.mma = tiled_dispatch(g, SHADER, self.tiled_entry, self.layout, buffers,
+                                                [None] + buffers[1:] + pad + [x], self.name, **bias)
 
     def configure(self, g):
         dims = g.tensor(self.x).dims
@@ -155,7 +147,6 @@ class _FusedGgufLinear(Op):
 
 @register("py_engine.linear_gguf_multi.default")
 class LinearGgufMulti(_FusedGgufLinear):
-    STORES_BIAS = True   # its entries store through store2 / store3, which read binding 18
     TAKES_BIAS = True    # the biases, before outs (not with a folded norm: _PreNorm)
 
     def validate(self, ctx):
@@ -188,8 +179,6 @@ class LinearGgufMulti(_FusedGgufLinear):
 
 @register("py_engine.linear_gguf_swiglu.default")
 class LinearGgufSwiglu(_FusedGgufLinear):
-    STORES_BIAS = False
-
     def validate(self, ctx):
         self.x, self.weight, type_id, out = self.linear_args(4)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)

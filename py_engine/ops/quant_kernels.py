@@ -130,13 +130,15 @@ def tile_shape(mma: bool) -> tuple:
     return mma_tile_shape() if mma else (TILE_M, TILE_N)
 
 
-def tiled_dispatch(g, shader: str, entry: str, layout, buffers, mma_buffers, label: str) -> tuple:
+def tiled_dispatch(g, shader: str, entry: str, layout, buffers, mma_buffers, label: str, **switches) -> tuple:
     """The prompts' tiled dispatch of `entry`: its `_mma` variant (binding `mma_buffers`) where
-    uses_mma, else the f32 one (binding `buffers`). Returns (dispatch row, whether mma)."""
+    uses_mma, else the f32 one (binding `buffers`); `switches`: more pipeline keys (BIAS=1).
+    Returns (dispatch row, whether mma)."""
     if uses_mma(g.backend, layout):
-        pipe = g.pipelines.get(shader, f"{entry}_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ, MPF=int(MMA_PF))
+        pipe = g.pipelines.get(shader, f"{entry}_mma", FMT=layout.fmt, MMA=1, MI=MMA_MI, NJ=MMA_NJ, MPF=int(MMA_PF),
+                               **switches)
         return g.add_dispatch(pipe, mma_buffers, f"{label}:tiled"), True
-    pipe = g.pipelines.get(shader, entry, FMT=layout.fmt, PF=tiled_prefetch(g.backend))
+    pipe = g.pipelines.get(shader, entry, FMT=layout.fmt, PF=tiled_prefetch(g.backend), **switches)
     return g.add_dispatch(pipe, buffers, f"{label}:tiled"), False
 
 
