@@ -747,7 +747,7 @@ fn silu_mul(g: f32, u: f32) -> f32 {
 
 // Pipelines asked for with BIAS=1 (two- and three-way linears with biases) read the biases, one
 // linear's after another, where 4-bit ExecuTorch formats read scales: the fused linears take GGUF
-// weights only, so no binding is added (the *_norm GEMVs, which never hold a bias, call put*).
+// weights only, which have none.
 fn with_bias(n: u32, v: f32) -> f32 {
 //#if BIAS
   return v + scales[n];
@@ -758,29 +758,23 @@ fn with_bias(n: u32, v: f32) -> f32 {
 
 // out row n of the concatenated outputs = v (+ bias n).
 fn store2(m: u32, n: u32, v: f32) {
-  put2(m, n, with_bias(n, v));
-}
-
-fn store3(m: u32, n: u32, v: f32) {
-  put3(m, n, with_bias(n, v));
-}
-
-fn put2(m: u32, n: u32, v: f32) {
+  let vb = with_bias(n, v);
   if (n < s.n0) {
-    out0[m * s.n0 + n] = v;
+    out0[m * s.n0 + n] = vb;
   } else {
-    out1[m * (p.N - s.n0) + n - s.n0] = v;
+    out1[m * (p.N - s.n0) + n - s.n0] = vb;
   }
 }
 
-fn put3(m: u32, n: u32, v: f32) {
+fn store3(m: u32, n: u32, v: f32) {
+  let vb = with_bias(n, v);
   let n01 = s.n0 + s.n1;
   if (n < s.n0) {
-    out0[m * s.n0 + n] = v;
+    out0[m * s.n0 + n] = vb;
   } else if (n < n01) {
-    out1[m * s.n1 + n - s.n0] = v;
+    out1[m * s.n1 + n - s.n0] = vb;
   } else {
-    out2[m * (p.N - n01) + n - n01] = v;
+    out2[m * (p.N - n01) + n - n01] = vb;
   }
 }
 
@@ -1098,7 +1092,7 @@ fn gemv2_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
   let c = gemv_col_n(wid, nwg, lid);
   if (c.live) {
-    put2(0u, c.n, c.v);
+    store2(0u, c.n, c.v);
   }
 }
 
@@ -1107,7 +1101,7 @@ fn gemv3_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
   let c = gemv_col_n(wid, nwg, lid);
   if (c.live) {
-    put3(0u, c.n, c.v);
+    store3(0u, c.n, c.v);
   }
 }
 

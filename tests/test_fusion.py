@@ -164,10 +164,10 @@ def test_parallel_linears_need_one_input_type_and_row_size():
     assert out.values[multi.args[3]].values == (4, 4)
 
 
-def test_parallel_linears_fuse_with_their_biases_and_keep_the_norm_apart():
+def test_parallel_linears_fuse_with_their_biases_and_fold_the_norm():
     """Biased linears (Qwen2's q/k/v) group among themselves, their biases concatenated into the
-    fused call's argument before its outputs; a biased multi keeps its add_rms_norm (the *_norm GEMVs add no
-    bias), while the same program without biases folds it."""
+    fused call's argument before its outputs; the add_rms_norm before them folds into the fused
+    call as without biases."""
     from py_engine.passes import fuse_norm_linear
 
     def program(biased: bool):
@@ -192,9 +192,10 @@ def test_parallel_linears_fuse_with_their_biases_and_keep_the_norm_apart():
     assert len(multi.args) == 6 and fused.values[multi.args[5]].ids == tuple(outs)  # outputs stay last
     bias = np.frombuffer(bytes(fused.constant_bytes(multi.args[4])), np.float32)
     assert bias.tolist() == [0.0] * 4 + [1.0] * 4 + [2.0] * 4
-    assert [c.name for c in fuse_norm_linear(fused).chain] == [c.name for c in fused.chain]
-    unbiased = fuse_parallel_linears(program(False)[0])
-    assert [c.name for c in fuse_norm_linear(unbiased).chain] == ["py_engine.linear_gguf_multi_norm.default"]
+    for prog, n_args in ((fused, 7 + 5), (fuse_parallel_linears(program(False)[0]), 7 + 4)):
+        folded = fuse_norm_linear(prog).chain
+        assert [c.name for c in folded] == ["py_engine.linear_gguf_multi_norm.default"]
+        assert len(folded[0].args) == n_args
     # One biased linear among unbiased ones stays apart.
     q = program(False)[0]
     x, w, t, _, o = q.chain[1].args

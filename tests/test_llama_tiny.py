@@ -205,15 +205,21 @@ def test_rope_schemes_that_would_run_wrong_are_refused():
 QWEN2_TYPES = dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3)  # one type: one fused, biased q/k/v linear
 
 
-@pytest.mark.parametrize("adapter", ["cpu", "gpu"])
+@pytest.mark.parametrize("adapter", ["cpu", "gpu", "gpu-9-storage-buffers"])
 def test_qwen2_matches_reference(native_backend, monkeypatch, adapter):
     """A qwen2 file: q/k/v biases (carried by the fused q/k/v linear), NeoX-style RoPE pairs (run
     as interleaved pairs by reordering q's and k's rows at load; the reference rotates the halves
     directly). Logits within 1e-3 at every step, the same greedy ids, on this CPU adapter's
-    kernels and as GPUs run them."""
+    kernels and as GPUs run them, also where the norm-folded GEMV with biases (10 storage
+    buffers) does not fit the device and the norm runs on its own."""
+    import dataclasses
+
     data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2,
                                 weight_types=QWEN2_TYPES)  # greedy ids that vary
     monkeypatch.setattr(native_backend, "is_cpu", adapter == "cpu")
+    if adapter.endswith("buffers"):
+        monkeypatch.setattr(native_backend, "limits", dataclasses.replace(native_backend.limits,
+                                                                          max_storage_buffers_per_stage=9))
     r = asyncio.run(compare_with_reference(native_backend, data, [1, 40, 41, 42, 43, 44, 45], n_decode=10))
     assert len(set(r["ids"])) > 1, r["ids"]
 
@@ -263,9 +269,9 @@ def test_engine_load_reports_transcoding_progress(native_backend):
 
 
 def test_qwen2_biased_qkv_runs_as_one_linear(native_backend, monkeypatch):
-    """Qwen2's biased q/k/v fuse into one linear carrying the biases: a decode step runs one
-    dispatch more per layer than the same llama without biases (after the first layer, the
-    norm before q/k/v stays its own dispatch; unfused, the norm and three linears were four)."""
+    """Qwen2's biased q/k/v fuse into one linear carrying the biases, with the norm before them
+    folded in: a decode step runs as many dispatches as the same llama without biases (unfused,
+    the norm and the three linears were four per layer)."""
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program
@@ -277,13 +283,14 @@ def test_qwen2_biased_qkv_runs_as_one_linear(native_backend, monkeypatch):
         data = make_tiny_llama_gguf(seed=0, n_layers=3, arch=arch, qkv_bias=bias,
                                     weight_types=dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3))  # one type: fusable
         lp = build_llama_program(read_gguf(data), context=32, max_prefill=8, fuse=passes_for(native_backend))
-        multis = [c for c in lp.program.chain if c.name == "py_engine.linear_gguf_multi.default"]
-        if bias:
-            assert len(multis) == 3 and all(len(c.args) == 6 for c in multis)
+        multis = [c for c in lp.program.chain if c.name.startswith("py_engine.linear_gguf_multi")]
+        if bias:  # the first layer's norm is not an add_rms_norm: plain multi; then norm-folded ones
+            assert [(c.name.split(".")[1], len(c.args)) for c in multis] == \
+                [("linear_gguf_multi", 6), ("linear_gguf_multi_norm", 12), ("linear_gguf_multi_norm", 12)], multis
         g = asyncio.run(Graph.build(lp.program, native_backend))
         try:
             g.prepare([np.ones((1, 1), np.int32), np.array([5], np.int32)])
             counts[arch] = sum(1 for row in g.table if row[2] * row[3] * row[4])
         finally:
             g.destroy()
-    assert counts["qwen2"] == counts["llama"] + 2, counts
+    assert counts["qwen2"] == counts["llama"], counts

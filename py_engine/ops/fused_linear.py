@@ -147,10 +147,8 @@ class _FusedGgufLinear(Op):
 
 @register("py_engine.linear_gguf_multi.default")
 class LinearGgufMulti(_FusedGgufLinear):
-    TAKES_BIAS = True    # the biases, before outs (not with a folded norm: _PreNorm)
-
     def validate(self, ctx):
-        n_args = 6 if self.TAKES_BIAS and len(self.args) == self.N_PREFIX + 6 else 5
+        n_args = 6 if len(self.args) == self.N_PREFIX + 6 else 5  # the biases before outs, or none
         self.x, self.weight, type_id, splits_id, *bias, outs_id = self.linear_args(n_args)
         rows = self.check_x_and_weight(ctx, self.weight, type_id)
         if bias:
@@ -210,7 +208,6 @@ class _PreNorm:
     sum_out. norm_out then stays stale: the pass only folds a norm_out nothing else reads."""
 
     N_PREFIX = 6  # a, b, alpha, norm weight, eps, sum_out; then norm_out (the linear's x), ...
-    TAKES_BIAS = False  # the *_norm GEMVs add none (py_engine.passes.fuse_norm_linear leaves biased ones)
 
     def validate(self, ctx):
         if len(self.args) < 8:
@@ -219,9 +216,11 @@ class _PreNorm:
         super().validate(ctx)
         self.triggers = frozenset([self.norm.a, self.norm.b])
         k = self.layout.width
-        # Storage buffers of the folded kernel: w, w4, a, b, norm weight, sum_out and the outputs.
+        # Storage buffers of the folded kernel: w, w4, a, b, norm weight, sum_out, the outputs
+        # and any biases.
+        storage = 6 + len(self.outs) + (self.bias is not None)
         self.fold_norm = (self.layout.repacked and k % 32 == 0
-                          and 6 + len(self.outs) <= ctx.limits.max_storage_buffers_per_stage)
+                          and storage <= ctx.limits.max_storage_buffers_per_stage)
 
     def build(self, g):
         self.norm.build(g)
@@ -231,15 +230,18 @@ class _PreNorm:
         shared = (self.shape.wg + self.layout.width + self.vl) * 4  # red, xn, ssq
         # The *_norm GEMVs read the repacked layout with TPR lanes per row: not on CPU adapters.
         if self.fold_norm and not self.layout.records and shared <= g.limits.max_workgroup_storage_size:
+            biased = self.bias is not None
             pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
                                    TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
-                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
+                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)),
+                                   **({"BIAS": 1} if biased else {}))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))
             w = weight_buffer(g, self.layout, self.weight)
             outs = [g.tensor(v) for v, _ in self.outs]
             t = g.tensor
-            buffers = ([None, w, None, self.params, self.split_slot] + outs + [None] * (3 - len(outs))
+            buffers = ([None, w, t(self.bias) if biased else None, self.params, self.split_slot] + outs
+                       + [None] * (3 - len(outs))
                        + [None, w, t(self.norm.a), t(self.norm.b), t(self.norm.w), t(self.norm.sum_out), nparams])
             self.norm_buffers = buffers  # py_engine.linear_gguf_multi_norm_rope binds them too
             self.d_norm_gemv = g.add_dispatch(pipe, buffers, f"{self.name}:gemv_norm")

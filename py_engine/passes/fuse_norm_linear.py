@@ -36,8 +36,6 @@ def fuse_norm_linear(program: Program) -> Program:
         lin = program.chain[j]
         if lin.name not in FOLDED or lin.args[0] != norm_out or j <= n:
             continue
-        if lin.name == "py_engine.linear_gguf_multi.default" and len(lin.args) != 5:
-            continue  # biased (bias before outs): the *_norm GEMVs add no bias
         t = ix.program.values[lin.args[2]] if isinstance(lin.args[2], int) else None
         if not isinstance(t, Int) or t.value not in REPACKED_TYPES:
             continue
