@@ -21,7 +21,8 @@ from .engine import Engine
 from .generate import ContextFullError, GenerationSettings
 from .gpu import GpuDeviceLost, GpuError
 from .graph import OpError
-from .loaders.gguf import GGUFError
+from .loaders.gguf import FILE_TYPE_NAMES, GGUFError
+from .models.llama_config import ARCHITECTURES
 
 GGUF_MAGIC = b"GGUF"
 PTE_MAGIC = b"ET12"  # at offset 4 of an ExecuTorch program
@@ -186,9 +187,8 @@ def describe_error(exc: BaseException) -> str:
     elif isinstance(exc, UnsupportedModelError):
         kind, hint = "unsupported-model", "Choose a GGUF file of a llama-family model (e.g. SmolLM2)."
     elif isinstance(exc, GGUFError):
-        kind, hint = "unsupported-model", ("This GGUF file cannot be run: the details say why. The engine runs "
-                                           "llama and qwen2 models in F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, "
-                                           "Q8_0, Q4_K, Q5_K and Q6_K.")
+        kind, hint = "unsupported-model", (f"This GGUF file cannot be run: the details say why. The engine runs "
+                                           f"{' and '.join(ARCHITECTURES)} models in {', '.join(FILE_TYPE_NAMES)}.")
     elif isinstance(exc, ContextFullError):
         kind, hint = "context-full", "The conversation is longer than the model's context. Start a new chat."
     else:

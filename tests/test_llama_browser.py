@@ -59,10 +59,11 @@ async def test_qwen2_in_browser(selenium):
     # q/k/v biases and NeoX-style RoPE (tests/test_llama_tiny.py), inside Pyodide.
     from py_engine.testing.llama_cases import compare_with_reference
     from py_engine.testing.shared_backend import shared_backend
+    from py_engine.loaders.gguf import GGML_Q4_1
     from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
 
     data = make_tiny_llama_gguf(seed=3, arch="qwen2", qkv_bias=True, embd_scale=0.2,
-                                weight_types=dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3))
+                                weight_types=dict.fromkeys(("attn_q", "attn_k", "attn_v"), GGML_Q4_1))
     r = await compare_with_reference(await shared_backend(), data, [1, 40, 41, 42, 43, 44, 45], n_decode=6)
     assert len(r["ids"]) == 6
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from py_engine.engine import Engine
+from py_engine.loaders.gguf import GGML_Q4_1
 from py_engine.testing.llama_cases import compare_with_reference
 from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
 
@@ -202,7 +203,7 @@ def test_rope_schemes_that_would_run_wrong_are_refused():
         build_llama_program(read_gguf(bad), context=16, max_prefill=8)
 
 
-QWEN2_TYPES = dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3)  # one type: one fused, biased q/k/v linear
+QWEN2_TYPES = dict.fromkeys(("attn_q", "attn_k", "attn_v"), GGML_Q4_1)  # one type: one fused, biased q/k/v linear
 
 
 @pytest.mark.parametrize("adapter", ["cpu", "gpu", "gpu-9-storage-buffers"])
@@ -281,7 +282,7 @@ def test_qwen2_biased_qkv_runs_as_one_linear(native_backend, monkeypatch):
     counts = {}
     for arch, bias in (("llama", False), ("qwen2", True)):
         data = make_tiny_llama_gguf(seed=0, n_layers=3, arch=arch, qkv_bias=bias,
-                                    weight_types=dict.fromkeys(("attn_q", "attn_k", "attn_v"), 3))  # one type: fusable
+                                    weight_types=QWEN2_TYPES)
         lp = build_llama_program(read_gguf(data), context=32, max_prefill=8, fuse=passes_for(native_backend))
         multis = [c for c in lp.program.chain if c.name.startswith("py_engine.linear_gguf_multi")]
         if bias:  # the first layer's norm is not an add_rms_norm: plain multi; then norm-folded ones

@@ -52,7 +52,7 @@ def _f16(raw: np.ndarray, col: int) -> np.ndarray:
     return raw[:, col:col + 2].copy().view("<f2").astype(np.float32)
 
 
-def _nibbles32(qs: np.ndarray) -> np.ndarray:
+def nibbles32(qs: np.ndarray) -> np.ndarray:
     """[blocks, 16] bytes -> [blocks, 32] nibbles in Q4_0 order (low nibbles first)."""
     return np.concatenate([qs & 0x0F, qs >> 4], axis=1)
 
@@ -83,7 +83,7 @@ def _decode_blocks(t: int, raw: np.ndarray) -> np.ndarray:
         return (raw.copy().view("<u2").astype(np.uint32) << 16).view(np.float32)
     if t in (GGML_Q5_0, GGML_Q5_1):
         off = 2 if t == GGML_Q5_0 else 4
-        q = _nibbles32(raw[:, off + 4:]) | (_qh_bits(raw[:, off:off + 4]) << 4)
+        q = nibbles32(raw[:, off + 4:]) | (_qh_bits(raw[:, off:off + 4]) << 4)
         d = _f16(raw, 0)
         if t == GGML_Q5_0:
             return d * (q.astype(np.float32) - 16.0)
@@ -127,7 +127,8 @@ def decode(t: int, data, n_elements: int) -> np.ndarray:
                            for i in range(0, len(blocks), step)] or [np.zeros(0, np.float32)])
 
 
-def _f16_bytes(v: np.ndarray) -> np.ndarray:
+def f16_bytes(v: np.ndarray) -> np.ndarray:
+    """Values [n] -> their little-endian f16 bytes [n, 2]."""
     return v.astype("<f2").reshape(-1, 1).view(np.uint8)
 
 
@@ -145,7 +146,7 @@ def _q8_0(w: np.ndarray) -> np.ndarray:
     d32 = d.astype(np.float32)
     inv = np.divide(1.0, d32, out=np.zeros_like(d32), where=d32 != 0)
     q = np.clip(np.rint(w * inv[:, None]), -127, 127).astype(np.int8)
-    return np.concatenate([_f16_bytes(d), q.view(np.uint8)], axis=1)
+    return np.concatenate([f16_bytes(d), q.view(np.uint8)], axis=1)
 
 
 def _q4_k_to_q4_1(raw: np.ndarray) -> np.ndarray:
@@ -158,11 +159,11 @@ def _q4_k_to_q4_1(raw: np.ndarray) -> np.ndarray:
         _finite(m.astype(np.float16), "Q4_1")
     q = _k_nibbles(raw[:, 16:144]).reshape(-1, 32)
     packed = q[:, :16] | (q[:, 16:] << 4)  # Q4_1 order: byte j = weights j and j+16
-    return np.concatenate([_f16_bytes(d), _f16_bytes(m), packed], axis=1)
+    return np.concatenate([f16_bytes(d), f16_bytes(m), packed], axis=1)
 
 
 def _q5_0_to_q8_0(raw: np.ndarray) -> np.ndarray:
-    q = (_nibbles32(raw[:, 6:]) | (_qh_bits(raw[:, 2:6]) << 4)).astype(np.int16) - 16
+    q = (nibbles32(raw[:, 6:]) | (_qh_bits(raw[:, 2:6]) << 4)).astype(np.int16) - 16
     return np.concatenate([raw[:, 0:2], q.astype(np.int8).view(np.uint8)], axis=1)
 
 
@@ -203,4 +204,4 @@ def kernel_tensor(tensor):
     return replace(tensor, ggml_type=t, data=memoryview(data))
 
 
-__all__ = ["TRANSCODED_BLOCKS", "TARGET", "decode", "transcode", "kernel_tensor"]
+__all__ = ["TRANSCODED_BLOCKS", "TARGET", "decode", "transcode", "kernel_tensor", "f16_bytes", "nibbles32"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, decode
+from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, decode, f16_bytes, nibbles32
 
 QK = 32  # weights per block for every block type here
 
@@ -58,10 +58,6 @@ def _blocks(x, name: str) -> np.ndarray:
     return x.reshape(-1, QK)
 
 
-def _f16_bytes(v: np.ndarray) -> np.ndarray:
-    return v.astype(np.float16).reshape(-1, 1).view(np.uint8)
-
-
 def _pack_nibbles(q: np.ndarray) -> np.ndarray:
     q = q.astype(np.uint8)
     return q[:, : QK // 2] | (q[:, QK // 2 :] << 4)
@@ -74,7 +70,7 @@ def quantize_q8_0(x) -> bytes:
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     v = b * inv[:, None]
     q = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(np.int8)  # roundf: half away from zero
-    return np.concatenate([_f16_bytes(d), q.view(np.uint8)], axis=1).tobytes()
+    return np.concatenate([f16_bytes(d), q.view(np.uint8)], axis=1).tobytes()
 
 
 def quantize_q4_0(x) -> bytes:
@@ -85,7 +81,7 @@ def quantize_q4_0(x) -> bytes:
     d = vmax / -8.0
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     q = np.clip(np.trunc(b * inv[:, None] + 8.5), 0, 15)
-    return np.concatenate([_f16_bytes(d), _pack_nibbles(q)], axis=1).tobytes()
+    return np.concatenate([f16_bytes(d), _pack_nibbles(q)], axis=1).tobytes()
 
 
 def quantize_q4_1(x) -> bytes:
@@ -94,7 +90,7 @@ def quantize_q4_1(x) -> bytes:
     d = (hi - lo) / 15.0
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
     q = np.clip(np.trunc((b - lo[:, None]) * inv[:, None] + 0.5), 0, 15)
-    return np.concatenate([_f16_bytes(d), _f16_bytes(lo), _pack_nibbles(q)], axis=1).tobytes()
+    return np.concatenate([f16_bytes(d), f16_bytes(lo), _pack_nibbles(q)], axis=1).tobytes()
 
 
 def quantize(ggml_type: int, x) -> bytes:
@@ -120,10 +116,6 @@ def quantize(ggml_type: int, x) -> bytes:
     raise AssertionError("unreachable")
 
 
-def _unpack_nibbles(qs: np.ndarray) -> np.ndarray:
-    return np.concatenate([qs & 0x0F, qs >> 4], axis=1).astype(np.float32)
-
-
 def dequantize(ggml_type: int, data, shape) -> np.ndarray:
     """Raw GGUF bytes of `ggml_type` -> float32 array of `shape` (numpy order). Types the
     kernels do not read (K-quants, Q5_*, BF16) decode through py_engine.loaders.gguf_transcode."""
@@ -146,10 +138,10 @@ def dequantize(ggml_type: int, data, shape) -> np.ndarray:
     blk = raw.reshape(-1, size)
     d = blk[:, 0:2].copy().view("<f2").astype(np.float32)  # (nblocks, 1)
     if ggml_type == GGML_Q4_0:
-        out = d * (_unpack_nibbles(blk[:, 2:]) - 8.0)
+        out = d * (nibbles32(blk[:, 2:]).astype(np.float32) - 8.0)
     elif ggml_type == GGML_Q4_1:
         m = blk[:, 2:4].copy().view("<f2").astype(np.float32)
-        out = d * _unpack_nibbles(blk[:, 4:]) + m
+        out = d * nibbles32(blk[:, 4:]).astype(np.float32) + m
     else:  # Q8_0
         out = d * blk[:, 2:].view(np.int8).astype(np.float32)
     return out.reshape(shape)

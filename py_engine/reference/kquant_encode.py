@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..loaders.gguf_transcode import f16_bytes
 from .gguf_quant import _pack_nibbles  # [n, 32] 4-bit values -> [n, 16] bytes, Q4_0 order
 
 
@@ -22,7 +23,7 @@ def _blocks(x, per: int, name: str) -> np.ndarray:
 def _f16(v: np.ndarray) -> tuple:
     """(f16 bytes [n, 2], the f16 values as float32 [n])."""
     h = np.asarray(v, np.float32).astype(np.float16).reshape(-1)
-    return h.astype("<f2").reshape(-1, 1).view(np.uint8), h.astype(np.float32)
+    return f16_bytes(h), h.astype(np.float32)
 
 
 def _inv(d: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ download, from the one model setup fetches)."""
 from __future__ import annotations
 
 from ..loaders.gguf import T_ARRAY, GGUFValue, TensorSpec, read_gguf, tensor_from_array, write_gguf
+from ..loaders.gguf_transcode import GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q6_K
 
 
 def requantize_gguf(data: bytes, rule) -> bytes:
@@ -30,8 +31,8 @@ def smollm2_like_q4_k_m(name: str, t):
         return None
     layer = int(name.split(".")[1])
     if "ffn_down" in name:
-        return 14 if layer % 2 == 0 else 12       # Q6_K / Q4_K
-    return 7 if "ffn_gate" in name else 6          # Q5_1 / Q5_0
+        return GGML_Q6_K if layer % 2 == 0 else GGML_Q4_K
+    return GGML_Q5_1 if "ffn_gate" in name else GGML_Q5_0
 
 
 __all__ = ["requantize_gguf", "smollm2_like_q4_k_m"]

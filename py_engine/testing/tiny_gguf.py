@@ -14,6 +14,7 @@ import numpy as np
 
 from py_engine.loaders.gguf import (GGML_F32, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0, T_ARRAY,
                                     T_INT32, GGUFValue, tensor_from_array, write_gguf)
+from py_engine.loaders.gguf_transcode import GGML_BF16, GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q5_K, GGML_Q6_K
 from py_engine.tokenizer import TOKEN_CONTROL, TOKEN_NORMAL, Tokenizer, byte_to_unicode
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -176,7 +177,6 @@ def make_tiny_llama_gguf(seed: int = 0, *, n_layers: int = 2, dim: int = 64, n_h
 
 # A Q4_K_M-like mix of the types the load transcodes (py_engine/loaders/gguf_transcode.py),
 # each at least once; K-quant rows are multiples of 256 weights, hence the wider tiny model.
-GGML_Q5_0, GGML_Q5_1, GGML_Q4_K, GGML_Q5_K, GGML_Q6_K, GGML_BF16 = 6, 7, 12, 13, 14, 30
 TRANSCODED_WEIGHT_TYPES = {
     "attn_q": GGML_Q4_K, "attn_k": GGML_Q4_K, "attn_v": GGML_Q6_K, "attn_output": GGML_Q5_0,
     "ffn_gate": GGML_Q5_K, "ffn_up": GGML_Q5_1, "ffn_down": GGML_Q6_K,
