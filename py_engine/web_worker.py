@@ -45,10 +45,13 @@ def sniff_format(head: bytes) -> str:
 
 
 def _as_bytes(data):
-    """bytes-like, or a Pyodide JsProxy of a Uint8Array/ArrayBuffer (copied once)."""
-    if hasattr(data, "to_bytes"):
-        return data.to_bytes()
-    return data
+    """bytes-like, or in the worker a JS object {bytes: Uint8Array | ArrayBuffer}, copied once into
+    Python's memory (py_engine.gpu.wasm_heap: at any address, so also past 2 GiB)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return data
+    from .gpu.wasm_heap import WasmHeap
+
+    return memoryview(WasmHeap().from_js(data))
 
 
 def _plain(value):

@@ -79,6 +79,8 @@ def _last_error_json():
   return pyodideReady;
 }
 
+importScripts("model-bytes.js");  // self.PyEngineModelBytes
+
 // Bytes of the model with download progress; same-origin URLs are kept in the Cache API.
 async function modelBytes(id, source, useCache) {
   if (source.bytes) return new Uint8Array(source.bytes);
@@ -96,43 +98,23 @@ async function modelBytes(id, source, useCache) {
       post({ type: "progress", id, stage: "cache-unavailable", info: { reason: String(e && e.message || e) } });
     }
   }
+  const progress = (stage) => (loaded, total) => post({ type: "progress", id, stage, loaded, total });
   if (cache) {
-    const hit = await cache.match(url);
-    if (hit) {
-      const buf = new Uint8Array(await hit.arrayBuffer());
-      post({ type: "progress", id, stage: "cache", loaded: buf.length, total: buf.length });
-      return buf;
-    }
+    const hit = await PyEngineModelBytes.readCached(cache, url, progress("cache"));
+    if (hit) return hit;
   }
-  const resp = await fetch(url);
-  if (!resp.ok) throw { name: "DownloadError", kind: "download", message: `downloading ${url} failed: HTTP ${resp.status} ${resp.statusText}`,
-                        hint: "Check the model URL (it must be on this site) or choose a local .gguf file." };
-  const total = Number(resp.headers.get("content-length")) || 0;
-  const reader = resp.body.getReader();
-  let buf = new Uint8Array(total || 1 << 20), loaded = 0, lastPost = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    if (loaded + value.length > buf.length) {  // unknown or wrong length: grow
-      const bigger = new Uint8Array(Math.max(buf.length * 2, loaded + value.length));
-      bigger.set(buf.subarray(0, loaded));
-      buf = bigger;
-    }
-    buf.set(value, loaded);
-    loaded += value.length;
-    const now = performance.now();
-    if (now - lastPost > 100) { post({ type: "progress", id, stage: "download", loaded, total }); lastPost = now; }
+  let got;
+  try {
+    got = await PyEngineModelBytes.download(url, { cache, onProgress: progress("download") });
+  } catch (e) {
+    if (e && e.status === undefined) throw e;
+    throw { name: "DownloadError", kind: "download", message: `downloading ${url} failed: HTTP ${e.status} ${e.statusText}`,
+            hint: "Check the model URL (it must be on this site) or choose a local .gguf file." };
   }
-  buf = buf.subarray(0, loaded);
-  post({ type: "progress", id, stage: "download", loaded, total: total || loaded });
-  if (cache) {
-    try {
-      await cache.put(url, new Response(buf, { headers: { "content-type": "application/octet-stream", "content-length": String(loaded) } }));
-    } catch (e) {  // quota: still usable, just not kept
-      post({ type: "progress", id, stage: "cache-skipped", info: { reason: String(e && e.message || e) } });
-    }
+  if (cache && !got.stored) {  // quota: still usable, just not kept
+    post({ type: "progress", id, stage: "cache-skipped", info: { reason: got.reason } });
   }
-  return buf;
+  return got.bytes;
 }
 
 const handlers = {
@@ -144,7 +126,8 @@ const handlers = {
     const onProgress = (stage, infoJson) => post({ type: "progress", id, stage, info: JSON.parse(infoJson) });
     let info;
     try {
-      info = await rt.call("load", bytes, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
+      // Boxed: Python copies the bytes from the box (py_engine/gpu/wasm_heap.py explains why).
+      info = await rt.call("load", { bytes }, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
     } catch (err) {
       // A file that failed its checks left the model before it loaded: say so, the page keeps it.
       const error = err && err.kind ? err : await pythonError(err);

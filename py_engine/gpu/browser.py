@@ -11,6 +11,7 @@ import js  # type: ignore[import-not-found]
 from pyodide.ffi import create_proxy, to_js  # type: ignore[import-not-found]
 
 from .base import GpuBackend, GpuDeviceLost, GpuError, Limits
+from .wasm_heap import WasmHeap
 
 _WANTED_LIMITS = (
     "maxStorageBufferBindingSize",
@@ -22,9 +23,11 @@ _WANTED_LIMITS = (
 )
 
 # The rows (pipeline, bind group, x, y, z) of a dispatch table into a compute pass; rows with x = 0
-# have nothing to do at the live shape. Shared with the benchmark's JS-only replays.
+# have nothing to do at the live shape. `box`: {rows: Int32Array} (WasmHeap.int32_array). Shared
+# with the benchmark's JS-only replays.
 ENCODE_TABLE_JS = """
-(pass, pipelines, groups, table, n) => {
+(pass, pipelines, groups, box, n) => {
+  const table = box.rows;
   let last = -1;
   for (let i = 0; i < n; i++) {
     const o = i * 5;
@@ -58,18 +61,6 @@ _RUN_JS = """
   copy(1);
   if (timing) timing.after(enc);
   device.queue.submit([enc.finish()]);
-}
-"""
-
-
-# Large writes (weights at load) go from a view of the Python buffer in WebAssembly memory
-# (PyProxy.getBuffer): no JS copy of every byte first, as to_js makes. Small ones (a decode
-# step's uniforms and input_pos) keep to_js, one call cheaper.
-_VIEW_WRITE_BYTES = 65536
-_WRITE_VIEW_JS = """
-(queue, handle, offset, data) => {
-  const view = data.getBuffer("u8");
-  try { queue.writeBuffer(handle, offset, view.data); } finally { view.release(); }
 }
 """
 
@@ -162,7 +153,7 @@ class BrowserBackend(GpuBackend):
         from pyodide.code import run_js  # type: ignore[import-not-found]
 
         self._make_run_js = run_js(_RUN_JS)(run_js(ENCODE_TABLE_JS))
-        self._write_view = run_js(_WRITE_VIEW_JS)
+        self._heap = WasmHeap()  # every byte between WebAssembly memory and JS goes through it
         self._run_js = self._make_run_js(None)
         self._on_lost = create_proxy(self._record_lost)
         device.lost.then(self._on_lost)
@@ -209,14 +200,7 @@ class BrowserBackend(GpuBackend):
 
     def _write_buffer(self, handle, offset, mv):
         self._check()
-        if len(mv) >= _VIEW_WRITE_BYTES:
-            proxy = create_proxy(mv)
-            try:
-                self._write_view(self.queue, handle, offset, proxy)
-            finally:
-                proxy.destroy()
-        else:
-            self.queue.writeBuffer(handle, offset, to_js(mv))
+        self._heap.write_buffer(self.queue, handle, offset, mv)
 
     async def _read_buffer(self, handle, offset, nbytes):
         self._check()
@@ -231,7 +215,7 @@ class BrowserBackend(GpuBackend):
         except Exception as e:
             self._check()
             raise GpuError(f"reading back {nbytes} bytes failed: {e}") from e
-        data = js.Uint8Array.new(staging.getMappedRange()).to_bytes()
+        data = self._heap.read_mapped(staging, 0, nbytes)
         staging.unmap()
         old = self._staging.get(nbytes)
         if old is not None:
@@ -271,7 +255,7 @@ class BrowserBackend(GpuBackend):
         # than convert again (the conversion costs ~3x the comparison in Pyodide).
         raw = table.tobytes()
         if raw != self._js_table[0]:
-            self._js_table = (raw, to_js(memoryview(table.reshape(-1))))  # an Int32Array (a copy)
+            self._js_table = (raw, self._heap.int32_array(table))  # {rows: Int32Array} (a copy)
         js_table = self._js_table[1]
         copies = None
         if before or after:
@@ -302,7 +286,7 @@ class BrowserBackend(GpuBackend):
         except Exception as e:
             self._check()
             raise GpuError(f"reading back {nbytes} bytes failed: {e}") from e
-        data = js.Uint8Array.new(handle.getMappedRange(0, nbytes)).to_bytes()
+        data = self._heap.read_mapped(handle, 0, nbytes)
         handle.unmap()
         self._check()
         return data

@@ -37,21 +37,25 @@ function setStatus(state, text) {
 }
 
 // Model bytes for the engine. "network": drop any cached copy, download, then keep it in the
-// Cache API (as the chat page does; the put is part of a cold load). "cache": read it back.
+// Cache API (as the chat page does, with its code: ../model-bytes.js; the put is part of a cold
+// load). "cache": read it back.
 async function getModel(url, mode) {
   const cache = await caches.open(CACHE_NAME);
   const abs = new URL(url, location.href).href;
   if (mode === "cache") {
-    const hit = await cache.match(abs);
-    if (!hit) throw new Error(`bench: ${abs} is not in the Cache API after the cold load`);
-    return { bytes: new Uint8Array(await hit.arrayBuffer()) };
+    const bytes = await PyEngineModelBytes.readCached(cache, abs);
+    if (!bytes) throw new Error(`bench: ${abs} is not in the Cache API after the cold load`);
+    return { bytes };
   }
   await cache.delete(abs);
-  const resp = await fetch(abs, { cache: "no-store" });
-  if (!resp.ok) throw new Error(`bench: downloading ${abs} failed: HTTP ${resp.status}`);
-  const bytes = new Uint8Array(await resp.arrayBuffer());
-  await cache.put(abs, new Response(bytes, { headers: { "content-type": "application/octet-stream" } }));
-  return { bytes };
+  let got;
+  try {
+    got = await PyEngineModelBytes.download(abs, { cache, fetchOptions: { cache: "no-store" } });
+  } catch (e) {
+    throw new Error(`bench: downloading ${abs} failed: ` + (e.status ? `HTTP ${e.status}` : String(e && e.message || e)));
+  }
+  if (!got.stored) throw new Error(`bench: the Cache API did not keep ${abs}: ${got.reason}`);
+  return { bytes: got.bytes };
 }
 
 async function benchEngine() {

@@ -98,14 +98,12 @@ _SUBMIT_GROUPS_JS = """
 
 async def _submit_groups(backend, graph, steps: int) -> dict:
     """µs per decode step (wall, and JS encoding) with 1-8 steps per submit, alternated 3 times."""
-    from pyodide.ffi import to_js  # type: ignore[import-not-found]
-
     from py_engine.gpu.browser import ENCODE_TABLE_JS
 
     _, pipes, groups = backend._js_lists  # set by the graph's last submit
     table = graph.table
     run = run_js(_SUBMIT_GROUPS_JS)(run_js(ENCODE_TABLE_JS))(backend.device, pipes, groups,
-                                                              to_js(memoryview(table.reshape(-1))), len(table))
+                                                              backend._heap.int32_array(table), len(table))
     got: dict = {}
     for _ in range(3):
         for k, one in ((1, False), (2, False), (4, False), (8, False), (4, True), (8, True)):
@@ -209,6 +207,7 @@ async def _load(get_model, url, mode, cfg, log):
     because it is where the browser finishes compiling pipelines."""
     from py_engine.generate import LlamaRunner
     from py_engine.gpu import create_backend
+    from py_engine.gpu.wasm_heap import WasmHeap
     from py_engine.graph import Graph
     from py_engine.loaders.gguf import read_gguf
     from py_engine.models.llama import build_llama_program, kv_dtype_for
@@ -216,7 +215,7 @@ async def _load(get_model, url, mode, cfg, log):
 
     t0 = _now()
     got = await get_model(url, mode)
-    data = got.bytes.to_bytes()
+    data = memoryview(WasmHeap().from_js(got))  # got: {bytes}
     t_bytes = _now()
     backend = await create_backend(features=("timestamp-query",))
     t_device = _now()
@@ -300,6 +299,7 @@ async def run_engine_bench(cfg_json, get_model, log):
     backend, graph, lp, runner, cold = await _load(get_model, url, "network", cfg, log)
     graph.destroy()
     backend.destroy()
+    del backend, graph, lp, runner  # the cached load starts without the first copy in memory
     backend, graph, lp, runner, cached = await _load(get_model, url, "cache", cfg, log)
     # As Engine.load: the kernels left out of the load start compiling now (not after the cold
     # load, whose graph goes at once); the first prompt waits for what is left of it.
@@ -311,6 +311,9 @@ async def run_engine_bench(cfg_json, get_model, log):
     out["load_cold_phases_seconds"] = cold["phases"]  # bytes, device, program (GGUF -> ops), graph build, first step
     out["load_cached_phases_seconds"] = cached["phases"]
     out["model_bytes"] = cold["model_bytes"]
+    import pyodide_js  # type: ignore[import-not-found]
+
+    out["wasm_memory_bytes"] = int(pyodide_js._module.HEAPU8.length)  # Pyodide's memory after the loads
     out["adapter"] = backend.adapter_info
     out["adapter_features"] = sorted(backend.adapter_features)
     out["subgroup_matrix_configs"] = backend.subgroup_matrix_configs
