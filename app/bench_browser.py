@@ -172,15 +172,18 @@ def _run_page(url: str, args, flags: list[str], sink: _Sink, tmp: Path) -> str:
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=exe, headless=True,
-                                        args=[f for f in flags if not f.startswith("--headless")])
+            # A profile on disk, as a person's browser has: an incognito context's storage quota
+            # is too small to keep a model of a billion parameters in the Cache API.
+            context = p.chromium.launch_persistent_context(
+                str(tmp / "profile"), executable_path=exe, headless=True,
+                args=[f for f in flags if not f.startswith("--headless")])
             try:
-                page = browser.new_page()
+                page = context.new_page()
                 page.on("pageerror", lambda err: sink("log", f"pageerror: {err}"))
                 page.goto(url)
                 return _wait(sink, args.timeout, lambda: None)
             finally:
-                browser.close()
+                context.close()
     profile = tmp / "profile"
     cmd = [exe, *flags, f"--user-data-dir={profile}", url]
     if not any(f.startswith("--headless") for f in flags):

@@ -40,9 +40,8 @@ class PreparedModel:
 
 
 class Engine:
-    def __init__(self, backend, gguf, tokenizer, template, lp, graph):
+    def __init__(self, backend, tokenizer, template, lp, graph):
         self.backend = backend
-        self.gguf = gguf
         self.tokenizer = tokenizer
         self.template = template
         self.lp = lp
@@ -92,9 +91,12 @@ class Engine:
         p = prepared
         on_progress("upload", ops=len(p.lp.program.chain))
         graph = await Graph.build(p.lp.program, p.backend)
+        # The GPU holds the weights now: the program's copies go, and the file with them (the
+        # engine keeps no reference to it), so a 1B model leaves its ~2 GB of Python memory free.
+        p.lp.program.release_constants()
         on_progress("ready", seconds=time.perf_counter() - p.t0, **graph.memory_stats())
         graph.warm()  # the kernels left out of the load compile while the page waits for the user
-        return cls(p.backend, p.gguf, p.tokenizer, p.template, p.lp, graph)
+        return cls(p.backend, p.tokenizer, p.template, p.lp, graph)
 
     @property
     def context(self) -> int:

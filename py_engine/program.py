@@ -138,6 +138,12 @@ class Program:
         self.constants.append(memoryview(data).cast("B"))
         return len(self.constants) - 1
 
+    def release_constants(self) -> None:
+        """Drop every constant's bytes, once a graph holds them on the GPU (Engine.build): a loaded
+        model then keeps no copy of its weights in Python's memory, which in the browser is
+        Pyodide's 4 GiB, shared with the next model's load. constant_bytes raises after it."""
+        self.constants = [None] * len(self.constants)
+
     def call(self, name: str, *args: int) -> None:
         self.chain.append(OpCall(name, tuple(int(a) for a in args)))
 
@@ -155,7 +161,11 @@ class Program:
             raise ProgramError(
                 f"tensor {tensor_id}: constant id {t.constant_id} out of range "
                 f"({len(self.constants)} constants)")
-        data = memoryview(self.constants[t.constant_id]).cast("B")
+        held = self.constants[t.constant_id]
+        if held is None:
+            raise ProgramError(f"tensor {tensor_id}: constant {t.constant_id} was released once its graph held it "
+                               f"on the GPU (Program.release_constants); build from a fresh program")
+        data = memoryview(held).cast("B")
         if len(data) < t.nbytes:
             raise ProgramError(
                 f"tensor {tensor_id}: constant {t.constant_id} holds {len(data)} bytes, "

@@ -16,6 +16,7 @@ import numpy as np
 _JS = """
 (module) => ({
   writeBuffer(queue, handle, offset, addr, n) { queue.writeBuffer(handle, offset, module.HEAPU8.buffer, addr, n); },
+  memoryBytes() { return module.HEAPU8.length; },
   boxLength(box) { return box.bytes.byteLength; },
   copyIn(addr, box) {
     const s = box.bytes;
@@ -47,6 +48,10 @@ class WasmHeap:
     def write_buffer(self, queue, handle, offset: int, mv: memoryview) -> None:
         """queue.writeBuffer of `mv` (non-empty, bytes) straight from WebAssembly memory."""
         self._js.writeBuffer(queue, handle, offset, address(mv), mv.nbytes)
+
+    def memory_bytes(self) -> int:
+        """The size of Pyodide's WebAssembly memory now (it only grows)."""
+        return int(self._js.memoryBytes())
 
     def from_js(self, box) -> np.ndarray:
         """A uint8 copy of box.bytes (an ArrayBuffer or typed array) of a JS object `box`. Boxed
