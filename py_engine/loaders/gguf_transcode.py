@@ -77,6 +77,20 @@ def _k_nibbles(qs: np.ndarray) -> np.ndarray:
     return np.concatenate([q & 0x0F, q >> 4], axis=2).reshape(-1, 8, 32)
 
 
+def _q6_k_ints(raw: np.ndarray) -> tuple:
+    """Q6_K blocks [b, 210] -> (scale * (q - 32) as int16 [b, 16, 16], one row per scale; d as
+    float32 [b, 1, 1]). Weights are d times the integers, exactly in float32 (24 bits)."""
+    ql, qh = raw[:, 0:128].reshape(-1, 2, 1, 64), raw[:, 128:192].reshape(-1, 2, 1, 32)
+    low = np.concatenate([ql & 0x0F, ql >> 4], axis=2).reshape(-1, 2, 128)      # [b, half, 128]
+    high = ((qh >> _Q6_SHIFTS) & 3).reshape(-1, 2, 128)
+    q = ((low | (high << 4)) - np.uint8(32)).view(np.int8)                         # q - 32, wrapped
+    v = q.reshape(-1, 16, 16).astype(np.int16) * raw[:, 192:208].view(np.int8)[:, :, None]
+    return v, _f16(raw, 208)[:, :, None]
+
+
+_Q6_SHIFTS = np.arange(0, 8, 2, dtype=np.uint8).reshape(1, 1, 4, 1)
+
+
 def _decode_blocks(t: int, raw: np.ndarray) -> np.ndarray:
     """[blocks, block bytes] of type t -> float32 [blocks, weights per block]."""
     if t == GGML_BF16:
@@ -99,14 +113,8 @@ def _decode_blocks(t: int, raw: np.ndarray) -> np.ndarray:
         m = _f16(raw, 2)[:, :, None] * mins[:, :, None]
         return (d * q.astype(np.float32) - m).reshape(-1, 256)
     if t == GGML_Q6_K:
-        ql, qh = raw[:, 0:128].reshape(-1, 2, 1, 64), raw[:, 128:192].reshape(-1, 2, 1, 32)
-        low = np.concatenate([ql & 0x0F, ql >> 4], axis=2).reshape(-1, 2, 128)      # [b, half, 128]
-        shifts = np.arange(0, 8, 2, dtype=np.uint8).reshape(1, 1, 4, 1)
-        high = ((qh >> shifts) & 3).reshape(-1, 2, 128)
-        q = (low | (high << 4)).astype(np.float32) - 32.0
-        scales = raw[:, 192:208].view(np.int8).astype(np.float32)                   # one per 16
-        d = _f16(raw, 208) * scales                                                   # [b, 16]
-        return (q.reshape(-1, 16, 16) * d[:, :, None]).reshape(-1, 256)
+        v, d = _q6_k_ints(raw)
+        return (v.astype(np.float32) * d).reshape(-1, 256)
     raise ValueError(f"gguf transcode: no decoder for ggml type {t}")
 
 
@@ -138,28 +146,47 @@ def _finite(scales: np.ndarray, target: str) -> None:
                          "weights past f16's range)")
 
 
-def _q8_0(w: np.ndarray) -> np.ndarray:
-    """float32 [blocks, 32] -> Q8_0 bytes [blocks, 34]: d = f16(max|w| / 127), q = round(w / d)."""
+def _q8_0(w: np.ndarray, amax: np.ndarray | None = None) -> np.ndarray:
+    """float32 [blocks, 32] -> Q8_0 bytes [blocks, 34]: d = f16(max|w| / 127), q = round(w / d).
+    `amax`: max|w| per block where the caller has it exactly (cheaper in integers)."""
+    if amax is None:
+        amax = np.abs(w).max(axis=1)
     with np.errstate(over="ignore"):  # refused just below
-        d = (np.abs(w).max(axis=1) / 127.0).astype(np.float16)
+        d = (amax / np.float32(127.0)).astype("<f2")
     _finite(d, "Q8_0")
     d32 = d.astype(np.float32)
-    inv = np.divide(1.0, d32, out=np.zeros_like(d32), where=d32 != 0)
-    q = np.clip(np.rint(w * inv[:, None]), -127, 127).astype(np.int8)
-    return np.concatenate([f16_bytes(d), q.view(np.uint8)], axis=1)
+    inv = np.divide(np.float32(1.0), d32, out=np.zeros_like(d32), where=d32 != 0)
+    q = np.multiply(w, inv[:, None], out=w if w.flags.writeable else None)
+    np.rint(q, out=q)
+    np.clip(q, -127, 127, out=q)
+    out = np.empty((len(w), 34), np.uint8)
+    out[:, 0:2] = d.view(np.uint8).reshape(-1, 2)
+    out[:, 2:] = q.astype(np.int8).view(np.uint8)
+    return out
+
+
+_LOW4, _HIGH4 = np.uint64(0x0F0F0F0F0F0F0F0F), np.uint64(0xF0F0F0F0F0F0F0F0)
 
 
 def _q4_k_to_q4_1(raw: np.ndarray) -> np.ndarray:
     """Q4_K blocks [b, 144] -> Q4_1 blocks [8b, 20] holding the same sub-blocks."""
     scales, mins = _k_scales(raw[:, 4:16])
-    d = (_f16(raw, 0) * scales).reshape(-1)
-    m = -(_f16(raw, 2) * mins).reshape(-1)
-    with np.errstate(over="ignore"):
-        _finite(d.astype(np.float16), "Q4_1")
-        _finite(m.astype(np.float16), "Q4_1")
-    q = _k_nibbles(raw[:, 16:144]).reshape(-1, 32)
-    packed = q[:, :16] | (q[:, 16:] << 4)  # Q4_1 order: byte j = weights j and j+16
-    return np.concatenate([f16_bytes(d), f16_bytes(m), packed], axis=1)
+    with np.errstate(over="ignore"):  # refused just below
+        d = (_f16(raw, 0) * scales).astype("<f2")
+        m = (-(_f16(raw, 2) * mins)).astype("<f2")
+    _finite(d, "Q4_1")
+    _finite(m, "Q4_1")
+    # Chunk c's bytes l (A, l < 16) and 16 + l (B) hold weights l and 16 + l of sub-block 2c in
+    # their low nibbles and of 2c + 1 in their high ones; a Q4_1 byte j holds weights j (low) and
+    # j + 16 (high). So, eight bytes at a time: 2c = A.low | B.low << 4, 2c + 1 = A.high >> 4 | B.high.
+    qs = np.ascontiguousarray(raw[:, 16:144]).view("<u8").reshape(-1, 4, 2, 2)  # [b, chunk, A/B, 2 words]
+    a, b = qs[:, :, 0], qs[:, :, 1]
+    out = np.empty((len(raw), 4, 2, 20), np.uint8)  # [b, chunk, sub-block 2c / 2c + 1, Q4_1 block]
+    out[:, :, :, 0:2] = d.view(np.uint8).reshape(-1, 4, 2, 2)
+    out[:, :, :, 2:4] = m.view(np.uint8).reshape(-1, 4, 2, 2)
+    out[:, :, 0, 4:] = ((a & _LOW4) | ((b << np.uint64(4)) & _HIGH4)).view(np.uint8).reshape(-1, 4, 16)
+    out[:, :, 1, 4:] = (((a >> np.uint64(4)) & _LOW4) | (b & _HIGH4)).view(np.uint8).reshape(-1, 4, 16)
+    return out.reshape(-1, 20)
 
 
 def _q5_0_to_q8_0(raw: np.ndarray) -> np.ndarray:
@@ -179,16 +206,22 @@ def transcode(t: int, data, n_elements: int) -> tuple:
         return GGML_F32, w.astype("<f4").tobytes()
     per = TRANSCODED_BLOCKS[t][0]
     step = max(1, CHUNK_WEIGHTS // per)
-    out = []
+    out = np.empty((n_elements // 32, 20 if TARGET[t] == GGML_Q4_1 else 34), np.uint8)  # 32 weights a row
     for i in range(0, len(blocks), step):
         chunk = blocks[i:i + step]
+        rows = slice(i * per // 32, (i + len(chunk)) * per // 32)
         if t == GGML_Q4_K:
-            out.append(_q4_k_to_q4_1(chunk))
+            out[rows] = _q4_k_to_q4_1(chunk)
         elif t == GGML_Q5_0:
-            out.append(_q5_0_to_q8_0(chunk))
+            out[rows] = _q5_0_to_q8_0(chunk)
+        elif t == GGML_Q6_K:  # max|w| of 32 is |d| times an integer max: exact, and cheaper
+            v, d = _q6_k_ints(chunk)
+            v = v.reshape(-1, 32)
+            amax = np.abs(v).max(axis=1).reshape(-1, 8) * np.abs(d[:, :, 0])
+            out[rows] = _q8_0((v.reshape(-1, 8, 32).astype(np.float32) * d).reshape(-1, 32), amax.reshape(-1))
         else:
-            out.append(_q8_0(_decode_blocks(t, chunk).reshape(-1, 32)))
-    return TARGET[t], b"".join(o.tobytes() for o in out)
+            out[rows] = _q8_0(_decode_blocks(t, chunk).reshape(-1, 32))
+    return TARGET[t], memoryview(out).cast("B")
 
 
 def kernel_tensor(tensor):
