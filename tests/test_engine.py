@@ -117,3 +117,18 @@ def test_a_single_message_longer_than_the_context_is_an_error(engine):
     # The engine still works afterwards.
     collect(engine.generate("Hello", max_tokens=2, temperature=0))
     assert engine.last_stats.finish_reason in ("length", "stop")
+
+
+def test_a_loaded_model_keeps_no_copy_of_its_weights(engine):
+    # Engine.build released them once the GPU held them (Pyodide's 4 GiB is shared with the next
+    # load): none is left in the program, and reading one says why.
+    from py_engine.program import ProgramError
+
+    program = engine.lp.program
+    assert program.constants and all(c is None for c in program.constants)
+    weight = next(vid for vid, v in enumerate(program.values) if getattr(v, "constant_id", -1) >= 0)
+    with pytest.raises(ProgramError, match="released once its graph held it"):
+        program.constant_bytes(weight)
+    assert not hasattr(engine, "gguf")  # nor the file they came from
+    collect(engine.generate("Hi", max_tokens=2, temperature=0))  # and it still runs
+    assert engine.last_stats.generated_tokens >= 1

@@ -155,3 +155,18 @@ def test_a_transcoded_model_stays_close_to_the_files_own_weights():
     diff = float(np.abs(runs[0] - runs[1]).max())
     print("tiny transcoded llama: max logit change from transcoding", diff)
     assert diff < 0.3
+
+
+def test_the_synthetic_1b_shaped_file_builds():
+    # The benchmark's stand-in for Llama-3.2-1B Q4_K_M (py_engine/testing/synthetic_gguf.py), one layer.
+    from py_engine.models.llama import build_llama_program
+    from py_engine.testing.synthetic_gguf import llama_1b_shaped_gguf
+    from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
+
+    g = read_gguf(llama_1b_shaped_gguf(make_tiny_llama_gguf(seed=0), n_layers=1))
+    lp = build_llama_program(g, context=32, max_prefill=8, fuse=False)
+    c = lp.config
+    assert (c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim) == (1, 2048, 32, 8, 64, 8192)
+    assert lp.transcoded == {"Q6_K->Q8_0": 3, "Q4_K->Q4_1": 5}
+    w = T.decode(T.GGML_Q4_K, g.tensor("blk.0.attn_q.weight").data, 2048 * 2048)
+    assert np.isfinite(w).all() and 0 < np.abs(w).max() < 1
