@@ -60,3 +60,15 @@ async def test_buffers_and_ops_past_2_gib(selenium):
     assert address(memoryview(got)) >= high
     assert np.array_equal(got, (np.arange(3 << 20) * 7 % 256).astype(np.uint8))
     assert WasmHeap().from_js(run_js("() => ({ bytes: new ArrayBuffer(0) })")()).size == 0
+    # A file too large for Pyodide's memory is refused up front, as the page's out-of-memory case.
+    import json
+
+    from py_engine.web_worker import describe_error
+
+    try:
+        _as_bytes(run_js("() => ({ bytes: { byteLength: 3e9 } })")())
+    except MemoryError as e:
+        info = json.loads(describe_error(e))
+        assert info["kind"] == "out-of-memory" and "3.0 GB" in info["message"], info
+    else:
+        raise AssertionError("a 3 GB file was not refused")

@@ -56,7 +56,11 @@ class WasmHeap:
     def from_js(self, box) -> np.ndarray:
         """A uint8 copy of box.bytes (an ArrayBuffer or typed array) of a JS object `box`. Boxed
         because a JsProxy of the buffer itself is what Pyodide fails to make past 2 GiB."""
-        out = np.empty(self._js.boxLength(box), np.uint8)
+        n = int(self._js.boxLength(box))
+        if n >= 1 << 31:  # numpy's largest array here, and half of all Pyodide can hold
+            raise MemoryError(f"{n / 1e9:.1f} GB cannot be copied into Pyodide's memory (4 GiB at most, shared with "
+                              f"the weights a model loads): files of about 2 GB or more do not fit in the browser")
+        out = np.empty(n, np.uint8)
         if out.size:
             self._js.copyIn(address(memoryview(out)), box)
         return out
