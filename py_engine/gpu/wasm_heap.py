@@ -3,8 +3,8 @@
 Pyodide 0.27 hands buffer addresses to JS as signed 32-bit integers, so for memory past 2 GiB,
 where a model of a billion parameters puts its weights, `PyProxy.getBuffer` throws,
 `to_js(memoryview)` silently copies other bytes (a slice counted from the heap's end) and
-`JsProxy.to_bytes` throws; and making any JsProxy of a typed array or ArrayBuffer fails once
-Python objects live there ("Unknown typed array type"). Here Python takes addresses as unsigned
+`JsProxy.to_bytes` throws; and a JsProxy of a typed array or ArrayBuffer that Pyodide allocates
+up there fails to be made ("Unknown typed array type": its format is written to a signed address). Here Python takes addresses as unsigned
 integers, JS reads and writes the module's HEAPU8 itself, and typed arrays cross only inside
 plain JS objects (tests/test_wasm_heap_browser.py)."""
 from __future__ import annotations

@@ -195,7 +195,7 @@ def _q5_0_to_q8_0(raw: np.ndarray) -> np.ndarray:
 
 
 def transcode(t: int, data, n_elements: int) -> tuple:
-    """(kernel type, bytes) for `n_elements` weights of transcoded type `t`."""
+    """(kernel type, bytes-like) for `n_elements` weights of transcoded type `t`."""
     blocks = _blocks_of(t, data, n_elements)
     if t == GGML_BF16:
         w = decode(t, data, n_elements)
