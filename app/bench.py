@@ -17,33 +17,67 @@ import time
 import numpy as np
 
 
-# SmolLM2-135M's shapes, for a synthetic model of the same cost where the file is not at hand.
+# Shapes of synthetic models (random weights: speed, load time and memory depend on shapes and
+# formats only), where the file is not at hand. `kquants`: the Q4_K_M mix of K-quant blocks
+# (transcoded at load) instead of SmolLM2's Q4_1 linears and Q8_0 embedding.
 SMOLLM2_135M = dict(n_layers=30, dim=576, n_heads=9, n_kv_heads=3, ffn=1536, vocab=49152, context=8192,
                     rope_base=100000.0)
+# Llama-3.2-1B's layers (its vocab is 128,256; this one's is SmolLM2's, so its tokenizer fits).
+LLAMA_1B_Q4_K_M = dict(n_layers=16, dim=2048, n_heads=32, n_kv_heads=8, ffn=8192, vocab=49152, context=8192,
+                       rope_base=500000.0, kquants=True)
+SYNTHETIC = {"smollm2-135m": SMOLLM2_135M, "llama-1b-q4_k_m": LLAMA_1B_Q4_K_M}
 
 
-def synthetic_gguf(n_layers, dim, n_heads, n_kv_heads, ffn, vocab, context, rope_base, seed=0) -> bytes:
-    """A llama GGUF with random weights in SmolLM2's formats (Q4_1 linears, Q8_0 tied
-    embedding, F32 norms). Speed depends on shapes and formats only, not on the values."""
-    from py_engine.loaders.gguf import tensor_from_array, write_gguf
+def synthetic_label(name: str) -> str:
+    s = SYNTHETIC[name]
+    formats = "Q4_K_M mix of K-quants" if s.get("kquants") else "Q4_1, Q8_0 tied embedding"
+    return f"synthetic {name} shapes ({formats})"
+
+
+def _kquant_blocks(rng, ggml_type: int, rows: int, cols: int) -> bytes:
+    """Random Q4_K / Q6_K blocks with small, finite scales (weights of ~0.1): written as blocks,
+    since quantizing a billion random floats would take minutes."""
+    from py_engine.loaders.gguf_transcode import GGML_Q4_K, TRANSCODED_BLOCKS, f16_bytes
+
+    b = rng.integers(0, 256, (rows * cols // 256, TRANSCODED_BLOCKS[ggml_type][1]), dtype=np.uint8)
+    if ggml_type == GGML_Q4_K:
+        b[:, 0:2], b[:, 2:4] = f16_bytes(np.full(len(b), 2e-4)), f16_bytes(np.full(len(b), 1e-4))  # d, dmin
+    else:  # Q6_K: positive 6-bit scales, then d
+        b[:, 192:208] = rng.integers(0, 64, (len(b), 16), dtype=np.uint8)
+        b[:, 208:210] = f16_bytes(np.full(len(b), 2e-5))
+    return b.tobytes()
+
+
+def synthetic_gguf(n_layers, dim, n_heads, n_kv_heads, ffn, vocab, context, rope_base, kquants=False,
+                   seed=0) -> bytes:
+    """A llama GGUF with random weights: SmolLM2's formats (Q4_1 linears, Q8_0 tied embedding),
+    or with `kquants` llama.cpp's Q4_K_M mix (Q4_K; Q6_K for the tied embedding and for attn_v /
+    ffn_down of every other layer). F32 norms."""
+    from py_engine.loaders.gguf import TensorSpec, tensor_from_array, write_gguf
+    from py_engine.loaders.gguf_transcode import GGML_Q4_K, GGML_Q6_K
 
     q41, q80, f32 = 3, 8, 0
     rng = np.random.default_rng(seed)
     hd = dim // n_heads
 
     def w(rows, cols, t):
+        if kquants:
+            t = GGML_Q6_K if t == q80 else t
+            return TensorSpec(t, (cols, rows), _kquant_blocks(rng, t, rows, cols))
         return tensor_from_array((rng.standard_normal((rows, cols)) * 0.02).astype(np.float32), t)
 
+    lin = GGML_Q4_K if kquants else q41
     tensors = {"token_embd.weight": w(vocab, dim, q80), "output_norm.weight": tensor_from_array(np.ones(dim), f32)}
     for i in range(n_layers):
         b = f"blk.{i}."
+        six = GGML_Q6_K if kquants and i % 2 == 0 else lin
         tensors.update({
             b + "attn_norm.weight": tensor_from_array(np.ones(dim), f32),
-            b + "attn_q.weight": w(n_heads * hd, dim, q41), b + "attn_k.weight": w(n_kv_heads * hd, dim, q41),
-            b + "attn_v.weight": w(n_kv_heads * hd, dim, q41), b + "attn_output.weight": w(dim, n_heads * hd, q41),
+            b + "attn_q.weight": w(n_heads * hd, dim, lin), b + "attn_k.weight": w(n_kv_heads * hd, dim, lin),
+            b + "attn_v.weight": w(n_kv_heads * hd, dim, six), b + "attn_output.weight": w(dim, n_heads * hd, lin),
             b + "ffn_norm.weight": tensor_from_array(np.ones(dim), f32),
-            b + "ffn_gate.weight": w(ffn, dim, q41), b + "ffn_up.weight": w(ffn, dim, q41),
-            b + "ffn_down.weight": w(dim, ffn, q41),
+            b + "ffn_gate.weight": w(ffn, dim, lin), b + "ffn_up.weight": w(ffn, dim, lin),
+            b + "ffn_down.weight": w(dim, ffn, six),
         })
     metadata = {
         "general.architecture": "llama", "llama.block_count": n_layers, "llama.context_length": context,
@@ -69,8 +103,8 @@ async def _bench(args) -> dict:
     for setting in args.set:
         apply_setting(setting)
     if args.synthetic:
-        data = synthetic_gguf(**SMOLLM2_135M)
-        args.model = "synthetic SmolLM2-135M shapes (Q4_1, Q8_0 tied embedding)"
+        data = synthetic_gguf(**SYNTHETIC[args.synthetic])
+        args.model = synthetic_label(args.synthetic)
     t0 = time.perf_counter()
     if not args.synthetic:
         with open(args.model, "rb") as f:
@@ -131,7 +165,8 @@ def add_arguments(p) -> None:
     p.add_argument("--long-context", type=int, default=1024)
     p.add_argument("--depth", type=int, default=8, help="decode steps in flight (GPU-fed token stream)")
     p.add_argument("--group", type=int, default=4, help="decode tokens per readback map (GPU-fed token stream)")
-    p.add_argument("--synthetic", action="store_true", help="random weights with SmolLM2-135M's shapes and formats")
+    p.add_argument("--synthetic", nargs="?", const="smollm2-135m", choices=sorted(SYNTHETIC), default=None,
+                   help="random weights with these shapes and formats (default smollm2-135m: SmolLM2-135M's)")
     p.add_argument("--set", action="append", default=[], metavar="MODULE.NAME=VALUE",
                    help="set an engine switch first, e.g. graph.pipelines.SUBGROUP_REDUCE=0 (repeatable)")
     from . import bench_browser  # --browser and its options (headless Chromium, wllama side by side)

@@ -35,7 +35,6 @@ SWIFTSHADER_FLAGS = [
 ]
 QUIET_FLAGS = ["--disable-quic", "--no-first-run", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--mute-audio"]
-SYNTHETIC_NAME = "synthetic-smollm2-135m.gguf"
 # Figures compared with wllama: engine / wllama (throughputs: above 1 means the engine is faster;
 # load seconds: below 1 means the engine is faster).
 COMPARED = re.compile(r"^(prefill_\d+_tokens_per_s|decode_(short|long)_tokens_per_s|load_(cold|cached)_seconds)$")
@@ -75,15 +74,11 @@ def chromium_path(given: str | None) -> str:
 
 def tokenizer_metadata(gguf_path: str | Path) -> dict:
     """The tokenizer.* metadata of a GGUF, with its exact GGUF types (for write_gguf)."""
-    from py_engine.loaders.gguf import T_ARRAY, GGUFValue, read_gguf
+    from py_engine.loaders.gguf import read_gguf
 
     with open(gguf_path, "rb") as f:
         g = read_gguf(memoryview(f.read()))
-    out = {}
-    for key, value in g.metadata.items():
-        if key.startswith("tokenizer."):
-            t = g.metadata_types[key]
-            out[key] = GGUFValue(value, T_ARRAY, t[1]) if isinstance(t, tuple) else GGUFValue(value, t)
+    out = {k: v for k, v in g.typed_metadata().items() if k.startswith("tokenizer.")}
     if "tokenizer.ggml.model" not in out:
         raise SystemExit(f"bench --browser: {gguf_path} has no tokenizer metadata (tokenizer.ggml.model)")
     return out
@@ -96,21 +91,22 @@ def write_tokenizer_gguf(src: str | Path, dst: str | Path) -> None:
     Path(dst).write_bytes(write_gguf(tokenizer_metadata(src), {}))
 
 
-def synthetic_model(folder: Path, tokenizer_from: str | None) -> Path:
-    """SmolLM2-135M's shapes with random weights (app.bench.synthetic_gguf), plus a real tokenizer
-    when one is at hand (llama.cpp refuses a GGUF without one; the engine does not need it)."""
+def synthetic_model(folder: Path, tokenizer_from: str | None, name: str = "smollm2-135m") -> Path:
+    """Random weights of the shapes `name` (app.bench.SYNTHETIC), plus a real tokenizer when one
+    is at hand (llama.cpp refuses a GGUF without one, and the chat page needs one; the bench's
+    engine part does not)."""
     from py_engine.loaders.gguf import read_gguf, write_gguf
 
-    from .bench import SMOLLM2_135M, synthetic_gguf
+    from .bench import SYNTHETIC, synthetic_gguf
 
-    data = synthetic_gguf(**SMOLLM2_135M)
+    data = synthetic_gguf(**SYNTHETIC[name])
     if tokenizer_from:
         g = read_gguf(memoryview(data))
         meta = {k: v for k, v in g.metadata.items() if not k.startswith("general.alignment")}
         meta.update(tokenizer_metadata(tokenizer_from))
-        tensors = {name: (t.ggml_type, tuple(t.dims), bytes(t.data)) for name, t in g.tensors.items()}
+        tensors = {key: (t.ggml_type, tuple(t.dims), bytes(t.data)) for key, t in g.tensors.items()}
         data = write_gguf(meta, tensors)
-    path = folder / SYNTHETIC_NAME
+    path = folder / f"synthetic-{name}.gguf"
     path.write_bytes(data)
     return path
 
@@ -235,6 +231,7 @@ def case_modules(spec: str) -> list:
 
 
 def run_browser_bench(args, echo: bool = True) -> dict:
+    from .bench import synthetic_label
     from .serve import make_server
 
     case_modules(getattr(args, "cases", ""))
@@ -250,8 +247,8 @@ def run_browser_bench(args, echo: bool = True) -> dict:
         models.mkdir()
         if args.synthetic:
             source = args.tokenizer_from or (args.model if Path(args.model).is_file() else None)
-            model = synthetic_model(models, source)
-            model_label = "synthetic SmolLM2-135M shapes (Q4_1, Q8_0 tied embedding)" + (
+            model = synthetic_model(models, source, args.synthetic)
+            model_label = synthetic_label(args.synthetic) + (
                 "" if source else "; no tokenizer, so no wllama")
             if not source:
                 args.no_wllama = True

@@ -32,7 +32,6 @@ def _noop(stage: str, **info) -> None:
 class PreparedModel:
     """What Engine.prepare checked on the CPU and Engine.build puts on the GPU."""
     backend: object
-    gguf: object
     tokenizer: Tokenizer
     template: ChatTemplate
     lp: object        # models.llama.LlamaProgram
@@ -83,7 +82,7 @@ class Engine:
                                  max_buffer_bytes=backend.limits.max_storage_binding_size,
                                  kv_dtype=kv_dtype_for(kv_cache),
                                  on_transcode=lambda done, total: on_progress("transcode", done=done, total=total))
-        return PreparedModel(backend, gguf, tokenizer, template, lp, t0)
+        return PreparedModel(backend, tokenizer, template, lp, t0)
 
     @classmethod
     async def build(cls, prepared: "PreparedModel", on_progress=_noop) -> "Engine":

@@ -158,12 +158,11 @@ def test_a_transcoded_model_stays_close_to_the_files_own_weights():
 
 
 def test_the_synthetic_1b_shaped_file_builds():
-    # The benchmark's stand-in for Llama-3.2-1B Q4_K_M (py_engine/testing/synthetic_gguf.py), one layer.
+    # The benchmark's stand-in for Llama-3.2-1B Q4_K_M (`bench --synthetic llama-1b-q4_k_m`), one layer.
+    from app.bench import LLAMA_1B_Q4_K_M, synthetic_gguf
     from py_engine.models.llama import build_llama_program
-    from py_engine.testing.synthetic_gguf import llama_1b_shaped_gguf
-    from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
 
-    g = read_gguf(llama_1b_shaped_gguf(make_tiny_llama_gguf(seed=0), n_layers=1))
+    g = read_gguf(synthetic_gguf(**dict(LLAMA_1B_Q4_K_M, n_layers=1)))
     lp = build_llama_program(g, context=32, max_prefill=8, fuse=False)
     c = lp.config
     assert (c.n_layers, c.dim, c.n_heads, c.n_kv_heads, c.head_dim, c.ffn_dim) == (1, 2048, 32, 8, 64, 8192)

@@ -157,6 +157,11 @@ class GGUFFile:
     def architecture(self) -> str:
         return self.require("general.architecture", str)
 
+    def typed_metadata(self) -> dict:
+        """The metadata as GGUFValues of the file's own types: write_gguf writes them back as read."""
+        return {key: GGUFValue(value, T_ARRAY, t[1]) if isinstance(t := self.metadata_types[key], tuple)
+                else GGUFValue(value, t) for key, value in self.metadata.items()}
+
 
 # --- reader ---------------------------------------------------------------------------------
 class _Cursor:

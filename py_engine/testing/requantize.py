@@ -2,7 +2,7 @@
 download, from the one model setup fetches)."""
 from __future__ import annotations
 
-from ..loaders.gguf import T_ARRAY, GGUFValue, TensorSpec, read_gguf, tensor_from_array, write_gguf
+from ..loaders.gguf import TensorSpec, read_gguf, tensor_from_array, write_gguf
 from ..loaders.gguf_transcode import GGML_Q4_K, GGML_Q5_0, GGML_Q5_1, GGML_Q6_K
 
 
@@ -11,16 +11,12 @@ def requantize_gguf(data: bytes, rule) -> bytes:
     into it (from its dequantized values); None keeps a tensor's bytes. Metadata is kept with
     its GGUF types."""
     g = read_gguf(data)
-    metadata = {}
-    for key, value in g.metadata.items():
-        t = g.metadata_types[key]
-        metadata[key] = GGUFValue(value, T_ARRAY, t[1]) if isinstance(t, tuple) else GGUFValue(value, t)
     tensors = {}
     for name, t in g.tensors.items():
         new = rule(name, t)
         tensors[name] = TensorSpec(t.ggml_type, t.dims, bytes(t.data)) if new is None \
             else tensor_from_array(t.to_numpy(), new)
-    return write_gguf(metadata, tensors, alignment=g.alignment, version=g.version)
+    return write_gguf(g.typed_metadata(), tensors, alignment=g.alignment, version=g.version)
 
 
 def smollm2_like_q4_k_m(name: str, t):
