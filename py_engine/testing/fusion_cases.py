@@ -314,6 +314,11 @@ def norm_multi3_q4_1_dynamic_s():
     return _norm_then("multi", gq.GGML_Q4_1, (64, 32, 32), (1, 5, 64), (5, 1, 3, 1), 1.0, seed=70)
 
 
+def norm_multi3_q4_1_width_1056():
+    # K = 1056: 33 blocks for 32 lanes, so lane 0 of each row reads a block after its early one.
+    return _norm_then("multi", gq.GGML_Q4_1, (16, 8, 8), (1, 3, 1056), (1, 3, 1), 1.0, seed=72)
+
+
 def norm_swiglu_q8_0_width_96():
     # K = 96 (not a power of two: the sum of squares runs over 64 lanes, twice for a third of them).
     return _norm_then("swiglu", gq.GGML_Q8_0, (40, 40), (1, 4, 96), (1, 4, 1), 0.5, seed=71)
@@ -467,7 +472,7 @@ CASES = {f.__name__: f for f in (
     add_rms_norm_static, add_rms_norm_dynamic_s_alpha, add_rms_norm_chain,
     rope_qk_gqa_dynamic_s, rope_qk_smollm2_heads, rope_kv_prefill_then_decode, rope_kv_long_decode_splits,
     rope_kv_table_prefill_then_decode, rope_kv_table_long_decode_splits,
-    norm_multi3_q4_1_dynamic_s, norm_swiglu_q8_0_width_96)}
+    norm_multi3_q4_1_dynamic_s, norm_multi3_q4_1_width_1056, norm_swiglu_q8_0_width_96)}
 CASES.update({f"{n}_kv16": functools.partial(CASES[n], kv="float16") for n in list(CASES) if n.startswith("rope_kv")})
 
 
