@@ -217,6 +217,39 @@ def test_a_bad_model_file_keeps_the_loaded_model_and_conversation(chat, tmp_path
     assert stats["generated_tokens"] >= 1 and 0 < stats["prefilled_tokens"] < whole_prompt, stats  # cache kept
 
 
+def test_a_file_too_large_or_a_failed_download_keeps_the_loaded_model(chat, site, tmp_path):
+    """A 3 GB file (sparse: no disk used) is refused from its stated size, by URL before its body
+    is read and from the file picker before it is read, as out-of-memory; a URL that fails (404)
+    as a download error. Each time the loaded model and its conversation stay."""
+    huge = site.models / "huge.gguf"
+    with open(huge, "wb") as f:
+        f.truncate(3 << 30)
+    ask(chat, "Hi", max_tokens=2)
+    before = chat.inner_text("#model-name"), chat.locator("article.msg").count()
+
+    def refused(load, kind, detail):
+        chat.evaluate("document.getElementById('problem').hidden = true")
+        load()
+        chat.wait_for_selector("#problem:not([hidden])", timeout=LOAD_TIMEOUT_MS)
+        chat.wait_for_selector("#status[data-state=ready]")
+        assert chat.get_attribute("#problem", "data-kind") == kind
+        assert detail in chat.text_content("#problem-detail"), chat.text_content("#problem-detail")
+        assert "still using" in chat.inner_text("#status")
+        assert (chat.inner_text("#model-name"), chat.locator("article.msg").count()) == before
+
+    def by_url(path):  # the settings panel may be closed: set and press through the DOM
+        chat.evaluate("p => { document.getElementById('model-url').value = p; document.getElementById('load-url').click(); }",
+                      path)
+
+    refused(lambda: by_url("models/huge.gguf"), "out-of-memory", "3.2 GB")
+    refused(lambda: chat.set_input_files("#model-file", str(huge)), "out-of-memory", "3.2 GB")
+    refused(lambda: by_url("models/missing.gguf"), "download", "HTTP 404")
+    chat.evaluate(f"document.getElementById('model-url').value = 'models/{TINY}'")
+    stats = ask(chat, "More", max_tokens=2)
+    whole_prompt = stats["cached_tokens"] - stats["generated_tokens"]
+    assert stats["generated_tokens"] >= 1 and 0 < stats["prefilled_tokens"] < whole_prompt, stats  # cache kept
+
+
 def test_device_lost_shows_what_to_do(chat):
     chat.evaluate("window.pyEngineChat.engine.loseDevice()")
     ask(chat, "Hi", max_tokens=2)

@@ -81,10 +81,30 @@ def _last_error_json():
 
 importScripts("model-bytes.js");  // self.PyEngineModelBytes
 
+// Pyodide copies a model into its memory, 4 GiB at most, with the weights it loads beside it:
+// py_engine/gpu/wasm_heap.py refuses 2^31 bytes or more. Checked here first, before a download or
+// a read of that size starts (and before the browser's own RangeError for a buffer that big).
+const MAX_MODEL_BYTES = 2 ** 31 - 1;
+
+function tooLargeError(bytes) {
+  return { name: "MemoryError", kind: "out-of-memory",
+           message: `the model file is ${(bytes / 1e9).toFixed(1)} GB: files of about 2 GB or more do not fit in the browser's memory (4 GiB at most, shared with the weights a model loads)`,
+           hint: "Choose a smaller model: fewer parameters or a smaller quantization (Q4_K_M, Q4_0)." };
+}
+
 // Bytes of the model with download progress; same-origin URLs are kept in the Cache API.
 async function modelBytes(id, source, useCache) {
+  try {
+    return await modelBytesOf(id, source, useCache);
+  } catch (e) {
+    throw e && e.tooLarge ? tooLargeError(e.tooLarge) : e;
+  }
+}
+
+async function modelBytesOf(id, source, useCache) {
   if (source.bytes) return new Uint8Array(source.bytes);
   if (source.file) {
+    if (source.file.size > MAX_MODEL_BYTES) throw { tooLarge: source.file.size };
     post({ type: "progress", id, stage: "read", loaded: 0, total: source.file.size });
     const buf = new Uint8Array(await source.file.arrayBuffer());
     post({ type: "progress", id, stage: "read", loaded: buf.length, total: buf.length });
@@ -100,14 +120,14 @@ async function modelBytes(id, source, useCache) {
   }
   const progress = (stage) => (loaded, total) => post({ type: "progress", id, stage, loaded, total });
   if (cache) {
-    const hit = await PyEngineModelBytes.readCached(cache, url, progress("cache"));
+    const hit = await PyEngineModelBytes.readCached(cache, url, progress("cache"), MAX_MODEL_BYTES);
     if (hit) return hit;
   }
   let got;
   try {
-    got = await PyEngineModelBytes.download(url, { cache, onProgress: progress("download") });
+    got = await PyEngineModelBytes.download(url, { cache, onProgress: progress("download"), maxBytes: MAX_MODEL_BYTES });
   } catch (e) {
-    if (e && e.status === undefined) throw e;
+    if (e && (e.status === undefined || e.tooLarge)) throw e;
     throw { name: "DownloadError", kind: "download", message: `downloading ${url} failed: HTTP ${e.status} ${e.statusText}`,
             hint: "Check the model URL (it must be on this site) or choose a local .gguf file." };
   }
@@ -121,11 +141,12 @@ const handlers = {
   async load(msg) {
     const { id, source, options = {} } = msg;
     const bytesP = modelBytes(id, source, options.cache !== false);
+    bytesP.catch(() => {});  // awaited below, once the runtime is up
     const rt = await runtime(id);
-    const bytes = await bytesP;
     const onProgress = (stage, infoJson) => post({ type: "progress", id, stage, info: JSON.parse(infoJson) });
     let info;
     try {
+      const bytes = await bytesP;  // a failed download or a file too large: the loaded model stays too
       // Boxed: Python copies the bytes from the box (py_engine/gpu/wasm_heap.py explains why).
       info = await rt.call("load", { bytes }, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
     } catch (err) {
