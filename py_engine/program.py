@@ -27,6 +27,21 @@ class ProgramError(ValueError):
     """A Program that is malformed: bad ids, wrong value kinds, missing constants."""
 
 
+class LazyBytes:
+    """A constant's bytes made each time they are read (`make()`: bytes-like), with their length
+    known up front: a fused weight's rows joined or a transcoded GGUF weight, made once when the
+    graph uploads it, so a model's weights are not all held in a second form while it loads."""
+
+    __slots__ = ("nbytes", "make")
+
+    def __init__(self, nbytes: int, make):
+        self.nbytes = int(nbytes)
+        self.make = make
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+
 @dataclass(frozen=True)
 class Null:
     pass
@@ -135,7 +150,7 @@ class Program:
     def constant(self, data) -> int:
         if isinstance(data, np.ndarray):
             data = np.ascontiguousarray(data).tobytes()
-        self.constants.append(memoryview(data).cast("B"))
+        self.constants.append(data if isinstance(data, LazyBytes) else memoryview(data).cast("B"))
         return len(self.constants) - 1
 
     def release_constants(self) -> None:
@@ -153,7 +168,8 @@ class Program:
             raise ProgramError(f"value id {vid} out of range (program has {len(self.values)} values)")
         return self.values[vid]
 
-    def constant_bytes(self, tensor_id: int) -> memoryview:
+    def _held_constant(self, tensor_id: int):
+        """(tensor, what program.constants holds for it): its bytes or a LazyBytes."""
         t = self.value(tensor_id)
         if not isinstance(t, Tensor) or t.constant_id < 0:
             raise ProgramError(f"value {tensor_id} is not a constant tensor")
@@ -165,9 +181,32 @@ class Program:
         if held is None:
             raise ProgramError(f"tensor {tensor_id}: constant {t.constant_id} was released once its graph held it "
                                f"on the GPU (Program.release_constants); build from a fresh program")
-        data = memoryview(held).cast("B")
-        if len(data) < t.nbytes:
+        return t, held
+
+    def _check_size(self, tensor_id: int, t: "Tensor", n: int) -> None:
+        if n < t.nbytes:
             raise ProgramError(
-                f"tensor {tensor_id}: constant {t.constant_id} holds {len(data)} bytes, "
+                f"tensor {tensor_id}: constant {t.constant_id} holds {n} bytes, "
                 f"dims {list(t.dims)} {t.dtype} need {t.nbytes}")
+
+    def is_lazy_constant(self, tensor_id: int) -> bool:
+        t = self.values[tensor_id]
+        return (isinstance(t, Tensor) and 0 <= t.constant_id < len(self.constants)
+                and isinstance(self.constants[t.constant_id], LazyBytes))
+
+    def check_constant(self, tensor_id: int) -> None:
+        """constant_bytes' checks, without making a LazyBytes' bytes."""
+        t, held = self._held_constant(tensor_id)
+        self._check_size(tensor_id, t, held.nbytes if isinstance(held, LazyBytes) else memoryview(held).nbytes)
+
+    def constant_bytes(self, tensor_id: int) -> memoryview:
+        t, held = self._held_constant(tensor_id)
+        if isinstance(held, LazyBytes):
+            data = memoryview(held.make()).cast("B")
+            if len(data) != held.nbytes:
+                raise ProgramError(f"tensor {tensor_id}: constant {t.constant_id} was made with {len(data)} bytes, "
+                                   f"{held.nbytes} were declared")
+        else:
+            data = memoryview(held).cast("B")
+        self._check_size(tensor_id, t, len(data))
         return data[: t.nbytes]

@@ -157,7 +157,8 @@ def test_local_gguf_file_through_the_file_picker(context, site, tmp_path):
         assert page.get_attribute("#progress", "data-source") == "read"
         assert "my-local-model.gguf" in page.inner_text("#model-name")
         assert "Q4_K→Q4_1" in page.inner_text("#model-name") and "Q6_K→Q8_0" in page.inner_text("#model-name")
-        assert page.get_attribute("#stages li[data-stage=parse]", "data-detail") == \
+        # transcoded as the weights are uploaded (each made then, never all held twice)
+        assert page.get_attribute("#stages li[data-stage=upload]", "data-detail") == \
             "transcoding weights to the GPU's formats: 20 of 20 tensors"
         assert site.hits("my-local-model") == 0  # read in the browser, never uploaded
         stats = ask(page, "Hi", max_tokens=3)

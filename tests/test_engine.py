@@ -132,3 +132,35 @@ def test_a_loaded_model_keeps_no_copy_of_its_weights(engine):
     assert not hasattr(engine, "gguf")  # nor the file they came from
     collect(engine.generate("Hi", max_tokens=2, temperature=0))  # and it still runs
     assert engine.last_stats.generated_tokens >= 1
+
+
+def test_transcoded_weights_are_made_once_each_at_the_upload(native_backend):
+    """A K-quant model: Engine.prepare holds no transcoded weight (only the norms, BF16 vectors,
+    are converted then), Engine.build makes each weight once as the graph uploads it, the tied
+    Q6_K embedding (read by the embedding and the output head) included; the model then runs."""
+    from py_engine.loaders.gguf_transcode import TRANSCODED_BLOCKS
+    from py_engine.loaders.gguf import read_gguf
+    from py_engine.program import LazyBytes
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    data = make_tiny_transcoded_gguf(seed=0)
+    g = read_gguf(data)
+    vectors = sum(t.ggml_type in TRANSCODED_BLOCKS and len(t.dims) == 1 for t in g.tensors.values())
+    matrices = sum(t.ggml_type in TRANSCODED_BLOCKS and len(t.dims) == 2 for t in g.tensors.values())
+    assert vectors and matrices
+    events = []
+    on_progress = lambda stage, **info: events.append((stage, info))  # noqa: E731
+    prepared = asyncio.run(Engine.prepare(data, backend=native_backend, context=64, max_prefill=16,
+                                          on_progress=on_progress))
+    at_prepare = [e for e in events if e[0] == "transcode"]
+    assert len(at_prepare) == vectors
+    assert any(isinstance(c, LazyBytes) for c in prepared.lp.program.constants)
+    eng = asyncio.run(Engine.build(prepared, on_progress))
+    try:
+        made = [info for stage, info in events if stage == "transcode"]
+        assert len(made) == vectors + matrices  # the tied embedding once: its readers share one buffer
+        assert made[-1] == {"done": vectors + matrices, "total": vectors + matrices}
+        collect(eng.generate("Hi", max_tokens=2, temperature=0))
+        assert eng.last_stats.generated_tokens >= 1
+    finally:
+        eng.close()

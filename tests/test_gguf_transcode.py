@@ -8,6 +8,7 @@ from gguf.quants import dequantize as llama_cpp_dequantize
 
 from py_engine.loaders import gguf_transcode as T
 from py_engine.loaders.gguf import GGUFError, GGUFTensor, read_gguf, tensor_from_array, write_gguf
+from py_engine.program import LazyBytes
 from py_engine.reference.gguf_quant import dequantize
 
 NAMES = {T.GGML_Q5_0: "Q5_0", T.GGML_Q5_1: "Q5_1", T.GGML_Q4_K: "Q4_K", T.GGML_Q5_K: "Q5_K",
@@ -122,6 +123,57 @@ def test_transcoding_refuses_what_it_cannot_hold():
         T.decode(T.GGML_Q4_K, bytes(144), 300)
     with pytest.raises(ValueError, match="need 144 bytes"):
         T.transcode(T.GGML_Q4_K, bytes(100), 256)
+
+
+@pytest.mark.parametrize("t", [T.GGML_Q5_0, T.GGML_Q5_1, T.GGML_Q4_K, T.GGML_Q5_K, T.GGML_Q6_K],
+                         ids=["Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"])
+def test_lazy_transcoding_makes_the_same_bytes_when_read(t):
+    """kernel_tensor(lazy=True): the same type, size and bytes as at once, made on each read
+    (on_made counts them); nothing is transcoded before."""
+    per = T.TRANSCODED_BLOCKS[t][0]
+    raw = random_blocks(t, 16, np.random.default_rng(t + 200))
+    tensor = GGUFTensor("w", (per * 8, 2), t, 0, memoryview(raw.tobytes()))
+    assert T.cannot_fail(t, tensor.data, tensor.n_elements)
+    made = []
+    lazy = T.kernel_tensor(tensor, lazy=True, on_made=lambda: made.append(1))
+    now = T.kernel_tensor(tensor)
+    assert isinstance(lazy.data, LazyBytes) and made == []
+    assert (lazy.ggml_type, lazy.nbytes) == (now.ggml_type, now.nbytes)
+    assert bytes(lazy.data.make()) == bytes(now.data) and bytes(lazy.data.make()) == bytes(now.data)
+    assert len(made) == 2
+
+
+def test_lazy_transcoding_still_refuses_at_once_what_may_not_fit():
+    """A block whose scales could pass f16's range, or a NaN scale: cannot_fail says no, so the
+    tensor is transcoded (and refused) when taken, as a model's checks must fail before the GPU
+    holds anything; the wrong byte count likewise."""
+    q6 = np.zeros((1, 210), np.uint8)
+    q6[0, 192:208] = 127
+    q6[0, 208:210] = np.array([60000], np.float16).view(np.uint8)
+    q4k = random_blocks(T.GGML_Q4_K, 2, np.random.default_rng(5))
+    q4k[1, 0:2] = np.array([np.nan], np.float16).view(np.uint8)
+    for name, t, raw in (("blk.0.ffn_down.weight", T.GGML_Q6_K, q6), ("blk.0.ffn_up.weight", T.GGML_Q4_K, q4k)):
+        tensor = GGUFTensor(name, (256 * len(raw),), t, 0, memoryview(raw.tobytes()))
+        assert not T.cannot_fail(t, tensor.data, tensor.n_elements)
+        with pytest.raises(GGUFError, match=rf"tensor '{name}' \({NAMES[t]}\) cannot be transcoded: .*f16"):
+            T.kernel_tensor(tensor, lazy=True)
+    short = GGUFTensor("w", (256,), T.GGML_Q4_K, 0, memoryview(bytes(100)))
+    with pytest.raises(GGUFError, match="need 144 bytes"):
+        T.kernel_tensor(short, lazy=True)
+
+
+def test_a_model_with_a_bad_block_is_refused_while_its_program_is_built():
+    """The builder takes weights lazily, yet a NaN scale in one is refused by build_llama_program
+    (Engine.prepare), naming the tensor, not later at the upload."""
+    from py_engine.models.llama import build_llama_program
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    g = read_gguf(memoryview(bytearray(make_tiny_transcoded_gguf(seed=0))))
+    bad = next(t for t in g.tensors.values() if t.ggml_type == T.GGML_Q6_K)
+    assert not bad.data.readonly
+    bad.data[208:210] = np.array([np.inf], np.float16).view(np.uint8).tobytes()
+    with pytest.raises(GGUFError, match=rf"tensor '{bad.name}' \(Q6_K\) cannot be transcoded"):
+        build_llama_program(g, context=32)
 
 
 def test_files_with_these_types_parse_and_transcode_to_kernel_types():

@@ -62,7 +62,7 @@ const STAGES = [
   ["upload", "Upload weights to the GPU, build pipelines"],
   ["ready", "Ready"],
 ];
-const STAGE_OF = { runtime: "runtime", download: "bytes", cache: "bytes", read: "bytes", parse: "parse", transcode: "parse",
+const STAGE_OF = { runtime: "runtime", download: "bytes", cache: "bytes", read: "bytes", parse: "parse", transcode: "upload",
   upload: "upload", ready: "ready" };
 
 function mb(n) { return (n / 1048576).toFixed(n < 10485760 ? 2 : 1) + " MB"; }

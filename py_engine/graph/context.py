@@ -31,7 +31,7 @@ class BuildContext:
             raise OpError(f"{op}: {what} must have rank {rank}, got dims {list(v.dims)}")
         if v.constant_id >= 0:
             try:
-                self.program.constant_bytes(vid)
+                self.program.check_constant(vid)
             except ProgramError as e:
                 raise OpError(f"{op}: {what}: {e}") from None
         return v

@@ -218,23 +218,75 @@ def transcode(t: int, data, n_elements: int) -> tuple:
             v, d = _q6_k_ints(chunk)
             v = v.reshape(-1, 32)
             amax = np.abs(v).max(axis=1).reshape(-1, 8) * np.abs(d[:, :, 0])
-            out[rows] = _q8_0((v.reshape(-1, 8, 32).astype(np.float32) * d).reshape(-1, 32), amax.reshape(-1))
+            with np.errstate(invalid="ignore", over="ignore"):  # a non-finite d: refused in _q8_0
+                w = (v.reshape(-1, 8, 32).astype(np.float32) * d).reshape(-1, 32)
+            out[rows] = _q8_0(w, amax.reshape(-1))
         else:
             out[rows] = _q8_0(_decode_blocks(t, chunk).reshape(-1, 32))
     return TARGET[t], memoryview(out).cast("B")
 
 
-def kernel_tensor(tensor):
-    """`tensor` (a GGUFTensor) if the kernels read its type, else a transcoded copy (same name
-    and dims, new type and bytes)."""
-    if tensor.ggml_type not in TRANSCODED_BLOCKS:
-        return tensor
+F16_MAX = 65504.0
+
+
+def cannot_fail(t: int, data, n_elements: int) -> bool:
+    """Whether transcoding these blocks surely makes finite scales, from their own scales alone
+    (a bound on each block's max|w|; the quants are bounded integers). True for any file whose
+    weights are far from f16's limits, as trained weights are; a False calls for `transcode`
+    itself, which then decides (and may refuse). Raises ValueError for a wrong byte count."""
+    blocks = _blocks_of(t, data, n_elements)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if t == GGML_Q5_0:  # the scale is copied
+            bound = np.abs(_f16(blocks, 0))
+        elif t == GGML_Q5_1:  # w = d*q + m, q < 32; the new scale is max|w| / 127
+            bound = (np.abs(_f16(blocks, 0)) * 31 + np.abs(_f16(blocks, 2))) / 127
+        elif t == GGML_Q4_K:  # d*scale and dmin*min, both 6-bit
+            bound = np.maximum(np.abs(_f16(blocks, 0)), np.abs(_f16(blocks, 2))) * 63
+        elif t == GGML_Q5_K:  # w = d*scale*q - dmin*min, q < 32
+            bound = (np.abs(_f16(blocks, 0)) * 63 * 31 + np.abs(_f16(blocks, 2)) * 63) / 127
+        elif t == GGML_Q6_K:  # w = d*scale*(q - 32), int8 scale
+            bound = np.abs(_f16(blocks, 208)) * 128 * 32 / 127
+        else:
+            return False
+    return bool(np.all(bound < F16_MAX))  # NaN compares False
+
+
+def _transcode_tensor(tensor) -> tuple:
     try:
-        t, data = transcode(tensor.ggml_type, tensor.data, tensor.n_elements)
+        return transcode(tensor.ggml_type, tensor.data, tensor.n_elements)
     except ValueError as e:
         from .gguf import GGUFError
         raise GGUFError(f"gguf: tensor '{tensor.name}' ({tensor.type_name}) cannot be transcoded: {e}") from None
-    return replace(tensor, ggml_type=t, data=memoryview(data))
 
 
-__all__ = ["TRANSCODED_BLOCKS", "TARGET", "decode", "transcode", "kernel_tensor", "f16_bytes", "nibbles32"]
+def kernel_tensor(tensor, lazy: bool = False, on_made=None):
+    """`tensor` (a GGUFTensor) if the kernels read its type, else a transcoded copy (same name
+    and dims, new type and bytes). `lazy`: where `cannot_fail`, the copy's data is a LazyBytes
+    that transcodes when read (the graph's upload: never all weights in both forms at once),
+    calling `on_made()` each time; else the bytes now, so a file that fails fails here."""
+    if tensor.ggml_type not in TRANSCODED_BLOCKS:
+        return tensor
+    t = tensor.ggml_type
+    if lazy and t != GGML_BF16:  # BF16's target type depends on every value
+        try:
+            sure = cannot_fail(t, tensor.data, tensor.n_elements)
+        except ValueError:
+            sure = False  # the byte count: refused just below, with the tensor's name
+        if sure:
+            from ..program import LazyBytes
+
+            def make():
+                data = _transcode_tensor(tensor)[1]
+                if on_made is not None:
+                    on_made()
+                return data
+
+            nbytes = tensor.n_elements // 32 * (20 if TARGET[t] == GGML_Q4_1 else 34)
+            return replace(tensor, ggml_type=TARGET[t], data=LazyBytes(nbytes, make))
+    kind, data = _transcode_tensor(tensor)
+    if on_made is not None:
+        on_made()
+    return replace(tensor, ggml_type=kind, data=memoryview(data))
+
+
+__all__ = ["TRANSCODED_BLOCKS", "TARGET", "decode", "transcode", "cannot_fail", "kernel_tensor", "f16_bytes", "nibbles32"]

@@ -22,7 +22,7 @@ import numpy as np
 from ..loaders.gguf import GGUFError, GGUFFile
 from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, kernel_tensor
 from ..passes import optimize
-from ..program import Bool, Double, Int, Null, Program, SymInt, ValueList
+from ..program import Bool, Double, Int, LazyBytes, Null, Program, SymInt, ValueList
 from .llama_config import LlamaConfig, config_from_gguf
 
 SYMINT_ADD = "add"
@@ -209,6 +209,15 @@ def build_llama_program(gguf: GGUFFile, *, context: int | None = None, max_prefi
     return LlamaProgram(p, c, s_max, tokens, input_pos, logits, next_token, kv_dtype, b.transcoded)
 
 
+def _rows_of(data, n_rows: int, rows):
+    """`data` ([n_rows, row_bytes] bytes, or a LazyBytes of them) with its rows in order `rows`."""
+    def reorder(raw):
+        return np.frombuffer(raw, np.uint8).reshape(n_rows, -1)[rows].tobytes()
+    if isinstance(data, LazyBytes):
+        return LazyBytes(data.nbytes, lambda: reorder(data.make()))
+    return reorder(data)
+
+
 class _Builder:
     """Small helpers that add one op call each; weights become constants once."""
 
@@ -220,26 +229,32 @@ class _Builder:
         self.weights: dict = {}
         self.types: dict = {}
         self.transcoded: dict = {}  # "Q4_K->Q4_1" -> tensors
+        self.made = 0  # tensors transcoded so far (the weights' when the graph uploads them)
 
-    def tensor(self, name: str):
-        """The GGUF tensor in a type the kernels read (K-quants etc. transcoded, and counted)."""
+    def _made_one(self) -> None:
+        self.made += 1
+        if self.on_transcode is not None:
+            self.on_transcode(min(self.made, self.to_transcode), self.to_transcode)
+
+    def tensor(self, name: str, lazy: bool = False):
+        """The GGUF tensor in a type the kernels read (K-quants etc. transcoded, and counted);
+        `lazy`: see kernel_tensor."""
         t = self.gguf.tensor(name)
-        k = kernel_tensor(t)
+        k = kernel_tensor(t, lazy=lazy, on_made=self._made_one)
         if k is not t:
             key = f"{t.type_name}->{k.type_name}"
             self.transcoded[key] = self.transcoded.get(key, 0) + 1
-            if self.on_transcode is not None:
-                self.on_transcode(sum(self.transcoded.values()), self.to_transcode)
         return k
 
     def weight(self, name: str, rows=None) -> int:
-        """A weight's raw blocks as a uint8 constant [rows, row_bytes]; `rows`: reorder them."""
+        """A weight's raw blocks as a uint8 constant [rows, row_bytes]; `rows`: reorder them.
+        Transcoded weights are made when the graph uploads them (LazyBytes)."""
         if name not in self.weights:
-            t = self.tensor(name)
+            t = self.tensor(name, lazy=True)
             n_rows = int(np.prod(t.shape[:-1]))
             data = t.data
             if rows is not None:
-                data = np.frombuffer(t.data, np.uint8).reshape(n_rows, -1)[rows].tobytes()
+                data = _rows_of(data, n_rows, rows)
             self.weights[name] = self.p.tensor("uint8", (n_rows, t.nbytes // n_rows), data)
             self.types[name] = t.ggml_type
         return self.weights[name]

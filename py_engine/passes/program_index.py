@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ..program import Int, Null, OpCall, Program, Tensor, ValueList
+from ..program import Int, LazyBytes, Null, OpCall, Program, Tensor, ValueList
 
 
 class ProgramIndex:
@@ -89,7 +89,11 @@ def rewrite_chain(chain: list, replace: dict) -> list:
 def concat_constant_rows(program: Program, weight_ids) -> int:
     """Add a constant uint8 tensor holding the rows of `weight_ids` (uint8 [n_i, row_bytes]) one
     after another; returns its value id. Mutates `program` (call on the pass's new Program)."""
-    parts = [bytes(program.constant_bytes(w)) for w in weight_ids]
+    weight_ids = tuple(weight_ids)
+    for w in weight_ids:
+        program.check_constant(w)
     row_bytes = program.values[weight_ids[0]].dims[1]
     rows = sum(program.values[w].dims[0] for w in weight_ids)
-    return program.tensor("uint8", (rows, row_bytes), b"".join(parts))
+    # Joined when the graph uploads it: the parts stay the only copy until then.
+    joined = LazyBytes(rows * row_bytes, lambda: b"".join(program.constant_bytes(w) for w in weight_ids))
+    return program.tensor("uint8", (rows, row_bytes), joined)
