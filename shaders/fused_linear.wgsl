@@ -1020,7 +1020,6 @@ struct NormParams {
 
 override VL: u32 = 256u;  // lanes of add_rms_norm's reduction (a power of two)
 override KV4: u32 = 8u;   // K / 4: vec4s of the normalized row
-override EARLY_W: bool = true;  // first_block: weights asked for before the prologue
 var<workgroup> xn: array<vec4<f32>, KV4>;
 var<workgroup> ssq: array<f32, VL>;
 
@@ -1063,28 +1062,14 @@ fn norm_prologue(write_sum: bool, lid: u32) {
   workgroupBarrier();
 }
 
-// The lane's first weight block of row n, asked for before the prologue (EARLY_W) so that its trip
-// to memory overlaps the norm's loads and barriers (at K <= 32 * TPR it is the lane's only block).
-fn first_block(n: u32, live: bool, lane: u32) -> QBlock {
-  var first: QBlock;
-  if (EARLY_W && live && lane < p.K / 32u) {
-    first = q_load(n, lane);
-  }
-  return first;
-}
-
 // row_dot's repacked branch over xn (x32 over workgroup memory): the same sums in the same order.
-fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
+fn row_dot_n(n: u32, lane: u32) -> f32 {
   var acc = 0.0;
   let blocks = p.K / 32u;
   for (var b = lane; b < blocks; b += TPR) {
     let xi = b * 8u;
-    var blk = first;
-    if (!EARLY_W || b != lane) {
-      blk = q_load(n, b);
-    }
-    acc += q_block_dot(blk, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
-                                   xn[xi + 6u], xn[xi + 7u]));
+    acc += q_dot(n, b, x32_of(xn[xi], xn[xi + 1u], xn[xi + 2u], xn[xi + 3u], xn[xi + 4u], xn[xi + 5u],
+                              xn[xi + 6u], xn[xi + 7u]));
   }
   return acc;
 }
@@ -1092,13 +1077,12 @@ fn row_dot_n(n: u32, lane: u32, first: QBlock) -> f32 {
 fn gemv_col_n(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Col {
   let cols = WG / TPR;
   let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
   let n = g * cols + lid / TPR;
   let live = n < p.N;
-  let first = first_block(n, live, lid % TPR);
-  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(n, lid % TPR, first);
+    acc = row_dot_n(n, lid % TPR);
   }
   return Col(0u, n, live && lid % TPR == 0u, gemv_reduce(acc, lid));
 }
@@ -1178,16 +1162,14 @@ fn gemv_swiglu_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
                     @builtin(local_invocation_index) lid: u32) {
   let half = WG / TPR / 2u;
   let g = wid.y * nwg.x + wid.x;
+  norm_prologue(g == 0u, lid);
   let grp = lid / TPR;
   let is_up = grp >= half;
   let n = g * half + grp % half;
   let live = n < p.N;
-  let row = select(n, s.n0 + n, is_up);
-  let first = first_block(row, live, lid % TPR);
-  norm_prologue(g == 0u, lid);
   var acc = 0.0;
   if (live) {
-    acc = row_dot_n(row, lid % TPR, first);
+    acc = row_dot_n(select(n, s.n0 + n, is_up), lid % TPR);
   }
   let v = gemv_reduce(acc, lid);
   let up = swap_with(v, lid, select(half * TPR, 0u, is_up));

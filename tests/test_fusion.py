@@ -40,15 +40,10 @@ def test_case_tiled_prefetch(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
-@pytest.mark.parametrize("early", [True, False], ids=["early_weights", "weights_after_norm"])
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("norm")))
-def test_case_norm_gpu_kernels(native_backend, monkeypatch, name, early):
-    """The folded-norm GEMVs as GPUs run them (CPU adapters take the record kernels instead), with
-    each lane's first weight block asked for before the norm (`EARLY_W`, the default) and after it."""
-    import py_engine.ops.fused_linear as fl
-
+def test_case_norm_gpu_kernels(native_backend, monkeypatch, name):
+    """The folded-norm GEMVs as GPUs run them (on CPU adapters test_case runs the record kernels)."""
     monkeypatch.setattr(native_backend, "is_cpu", False)
-    monkeypatch.setattr(fl, "EARLY_WEIGHTS", early)
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 

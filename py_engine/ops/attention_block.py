@@ -39,7 +39,7 @@ from ..graph.pipelines import subgroup_lanes
 from ..graph.registry import register
 from .base import ceil_div, numel, pow2_floor, workgroup_size
 from .fused_linear import SHADER as FUSED_SHADER
-from .fused_linear import LinearGgufMultiNorm, norm_gemv_constants
+from .fused_linear import LinearGgufMultiNorm
 from .linear_gguf import LinearGguf
 from .quant_kernels import weight_buffer
 from .rope_sdpa import RopeSdpaKvAt
@@ -179,8 +179,9 @@ class LinearGgufMultiNormRope(LinearGgufMultiNorm):
         bp = block_slot(g, self.pos[1], self.hq, self.hkv, self.hd)
         buffers = list(self.norm_buffers)
         buffers[6], buffers[7] = t(self.k_cache), t(self.v_cache)  # out1 / out2: the caches at input_pos
-        pipe = g.pipelines.get(FUSED_SHADER, "gemv3_norm_rope", RHD=self.hd,
-                               **norm_gemv_constants(g.backend, self.shape, self.layout, self.vl))
+        pipe = g.pipelines.get(FUSED_SHADER, "gemv3_norm_rope", FMT=self.layout.fmt, WG=self.shape.wg,
+                               TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4, RHD=self.hd,
+                               SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)))
         self.d_block = g.add_dispatch(pipe, buffers + [None, None, bp], f"{self.name}:gemv_norm_rope")
 
     def _partners_in(self, program) -> bool:

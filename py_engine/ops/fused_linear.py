@@ -193,17 +193,6 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         return swiglu_workgroups(m, self.n_total, shape, norm, mma)
 
 
-# `EARLY_W` of the *_norm GEMVs: each lane asks for its first weight block before the folded
-# norm's loads and barriers instead of after them (same sums; `--set ops.fused_linear.EARLY_WEIGHTS=0`).
-EARLY_WEIGHTS = True
-
-
-def norm_gemv_constants(backend, shape, layout, vl: int) -> dict:
-    """Pipeline constants shared by the *_norm GEMV entries (and gemv3_norm_rope)."""
-    return dict(FMT=layout.fmt, WG=shape.wg, TPR=shape.tpr, VL=vl, KV4=layout.width // 4,
-                SG=subgroup_lanes(backend, min(shape.tpr, vl)), EARLY_W=int(EARLY_WEIGHTS))
-
-
 NORM_PARAMS = struct.Struct("<ff2I")
 assert NORM_PARAMS.size == 16  # matches `struct NormParams` in fused_linear.wgsl
 
@@ -242,8 +231,9 @@ class _PreNorm:
         # The *_norm GEMVs read the repacked layout with TPR lanes per row: not on CPU adapters.
         if self.fold_norm and not self.layout.records and shared <= g.limits.max_workgroup_storage_size:
             biased = self.bias is not None
-            pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm",
-                                   **norm_gemv_constants(g.backend, self.shape, self.layout, self.vl),
+            pipe = g.pipelines.get(SHADER, f"{self.gemv_entry}_norm", FMT=self.layout.fmt, WG=self.shape.wg,
+                                   TPR=self.shape.tpr, VL=self.vl, KV4=self.layout.width // 4,
+                                   SG=subgroup_lanes(g.backend, min(self.shape.tpr, self.vl)),
                                    **({"BIAS": 1} if biased else {}))
             nparams = g.uniforms.alloc(NORM_PARAMS.size, f"{self.name}:norm")
             nparams.write(NORM_PARAMS.pack(self.norm.eps, self.norm.alpha, 0, 0))

@@ -315,7 +315,7 @@ def norm_multi3_q4_1_dynamic_s():
 
 
 def norm_multi3_q4_1_width_1056():
-    # K = 1056: 33 blocks for 32 lanes, so lane 0 of each row reads a block after its early one.
+    # K = 1056: 33 blocks for 32 lanes (TPR on GPUs), so lane 0 of each row reads two.
     return _norm_then("multi", gq.GGML_Q4_1, (16, 8, 8), (1, 3, 1056), (1, 3, 1), 1.0, seed=72)
 
 
