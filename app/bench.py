@@ -25,7 +25,9 @@ SMOLLM2_135M = dict(n_layers=30, dim=576, n_heads=9, n_kv_heads=3, ffn=1536, voc
 # Llama-3.2-1B's layers (its vocab is 128,256; this one's is SmolLM2's, so its tokenizer fits).
 LLAMA_1B_Q4_K_M = dict(n_layers=16, dim=2048, n_heads=32, n_kv_heads=8, ffn=8192, vocab=49152, context=8192,
                        rope_base=500000.0, kquants=True)
-SYNTHETIC = {"smollm2-135m": SMOLLM2_135M, "llama-1b-q4_k_m": LLAMA_1B_Q4_K_M}
+# Llama-3.2-3B's layers, the same vocab: 1.8 GB, under the page's 2 GB limit for a file.
+LLAMA_3B_Q4_K_M = dict(LLAMA_1B_Q4_K_M, n_layers=28, dim=3072, n_heads=24)
+SYNTHETIC = {"smollm2-135m": SMOLLM2_135M, "llama-1b-q4_k_m": LLAMA_1B_Q4_K_M, "llama-3b-q4_k_m": LLAMA_3B_Q4_K_M}
 
 
 def synthetic_label(name: str) -> str:

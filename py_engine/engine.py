@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from .chat_template import ChatTemplate
 from .generate import ContextFullError, GenerationSettings, GenerationStats, LlamaRunner, generate_tokens
 from .graph import Graph
-from .loaders.gguf import read_gguf
+from .loaders.gguf import read_gguf, read_gguf_from
 from .models.llama import build_llama_program, kv_dtype_for
 from .passes import passes_for
 from .tokenizer import Tokenizer
@@ -65,13 +65,17 @@ class Engine:
     async def prepare(source, *, backend=None, context: int | None = None, max_prefill: int = 256,
                       kv_cache: str | None = None, on_progress=_noop) -> "PreparedModel":
         """The model read and checked on the CPU: file, tokenizer, chat template, program (with
-        any transcoding). A bad or unsupported file fails here, before the GPU holds anything
+        any transcoding). `source`: the file's bytes, a path or URL, or an object with `read(start,
+        n)` and a length (a file the browser holds: only its header and each tensor come in). A bad or unsupported file fails here, before the GPU holds anything
         of it, so a caller replacing a model can keep the old one (py_engine.web_worker)."""
         if isinstance(source, str):
             source = await _read_source(source)
         t0 = time.perf_counter()
         on_progress("parse")
-        gguf = read_gguf(memoryview(source))
+        if hasattr(source, "read"):  # a file held elsewhere (wasm_heap.JsFile): read as needed
+            gguf = read_gguf_from(len(source), source.read)
+        else:
+            gguf = read_gguf(memoryview(source))
         tokenizer = Tokenizer.from_gguf(gguf)
         template = ChatTemplate.from_gguf(gguf, tokenizer)
         if backend is None:

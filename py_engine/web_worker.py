@@ -44,14 +44,18 @@ def sniff_format(head: bytes) -> str:
                                 f"('GGUF') or an ExecuTorch program ('ET12' at byte 4)")
 
 
-def _as_bytes(data):
-    """bytes-like, or in the worker a JS object {bytes: Uint8Array | ArrayBuffer}, copied once into
-    Python's memory (py_engine.gpu.wasm_heap: at any address, so also past 2 GiB)."""
+def _as_file(data):
+    """bytes-like, or in the worker a JS object {bytes: Uint8Array | ArrayBuffer}: a JsFile, which
+    stays in JS and is read a range at a time (py_engine.gpu.wasm_heap)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         return data
-    from .gpu.wasm_heap import WasmHeap
+    from .gpu.wasm_heap import JsFile
 
-    return memoryview(WasmHeap().from_js(data))
+    return JsFile(data)
+
+
+def _head(data, n: int) -> bytes:
+    return bytes(data.read(0, min(n, len(data))) if hasattr(data, "read") else data[:n])
 
 
 def _plain(value):
@@ -74,8 +78,8 @@ class WorkerSession:
         """Open a model from its bytes; on_progress(stage, info_json). Returns JSON info."""
         options = json.loads(options_json or "{}")
         allowed = {k: options[k] for k in ("context", "max_prefill", "kv_cache") if options.get(k) is not None}
-        data = _as_bytes(data)
-        fmt = sniff_format(data[:8])
+        data = _as_file(data)
+        fmt = sniff_format(_head(data, 8))
 
         def progress(stage, **info):
             if on_progress is not None:
@@ -88,6 +92,8 @@ class WorkerSession:
 
             self.close()
             progress("parse")
+            if hasattr(data, "read"):
+                data = data.read(0, len(data))  # the program reader takes the whole file
             result = await run_pte_once(data)
             progress("ready", seconds=time.perf_counter() - t0)
             return json.dumps(_plain({"format": "pte", "bytes": len(data), "context": 0,

@@ -164,3 +164,41 @@ def test_transcoded_weights_are_made_once_each_at_the_upload(native_backend):
         assert eng.last_stats.generated_tokens >= 1
     finally:
         eng.close()
+
+
+class _HeldElsewhere:
+    """A model file read a range at a time, as the page's worker reads the one JS holds."""
+
+    def __init__(self, data: bytes):
+        self.data, self.reads = data, []
+
+    def __len__(self):
+        return len(self.data)
+
+    def read(self, start, n):
+        self.reads.append((start, n))
+        return memoryview(self.data)[start:start + n]
+
+
+def test_a_file_held_elsewhere_is_read_a_tensor_at_a_time_and_runs_the_same(engine, native_backend):
+    """Engine.prepare of such a file reads its header and the norms' vectors, no weight matrix;
+    Engine.build reads each of those as it uploads it; the model answers as the one loaded from
+    bytes (the module's engine) does."""
+    from py_engine.loaders.gguf import read_gguf
+
+    data = make_tiny_llama_gguf(seed=0)
+    g = read_gguf(data)
+    ranges = {(g.data_offset + t.offset, t.nbytes): t for t in g.tensors.values()}
+    source = _HeldElsewhere(data)
+    prepared = asyncio.run(Engine.prepare(source, backend=native_backend, context=96, max_prefill=32))
+    at_prepare = {ranges[r].name for r in source.reads if r in ranges}
+    assert at_prepare and all(len(g.tensors[n].dims) == 1 for n in at_prepare), at_prepare
+    other = asyncio.run(Engine.build(prepared))
+    try:
+        matrices = {t.name for t in g.tensors.values() if len(t.dims) == 2}
+        assert matrices <= {ranges[r].name for r in source.reads if r in ranges}
+        want = "".join(collect(engine.generate("Hello there", max_tokens=6, temperature=0)))
+        got = "".join(collect(other.generate("Hello there", max_tokens=6, temperature=0)))
+        assert got == want and got
+    finally:
+        other.close()

@@ -14,7 +14,7 @@ import pytest
 from py_engine.loaders.gguf import (GGML_F16, GGML_F32, GGML_Q4_0, GGML_Q4_1, GGML_Q8_0, T_ARRAY,
                                     T_BOOL, T_FLOAT32, T_FLOAT64, T_INT8, T_INT16, T_INT32, T_INT64,
                                     T_STRING, T_UINT8, T_UINT16, T_UINT32, T_UINT64, GGUFError, GGUFValue,
-                                    TensorSpec, read_gguf, tensor_from_array, write_gguf)
+                                    FileRange, TensorSpec, read_gguf, read_gguf_from, tensor_from_array, write_gguf)
 from py_engine.reference.gguf_quant import QuantError, dequantize, quantize
 from py_engine.testing.tiny_gguf import make_tiny_llama_gguf
 
@@ -189,6 +189,35 @@ def test_truncated_tiny_model_at_many_points():
     # header, metadata and tensor-data truncations each produce their own message
     assert any("truncated while reading" in m for m in messages)
     assert any("offset past end" in m for m in messages)
+
+
+def test_a_file_held_elsewhere_is_read_as_the_same_file_a_range_at_a_time():
+    """read_gguf_from (the page's file stays in JS): the header from a first read that grows until
+    it holds it (here from 64 bytes), each tensor's bytes only when asked for; the same metadata,
+    tensors and errors as read_gguf of the whole file."""
+    data = make_tiny_llama_gguf(seed=0)
+    reads = []
+
+    def read(start, n):
+        reads.append((start, n))
+        return memoryview(data)[start:start + n]
+
+    whole, ranged = read_gguf(data), read_gguf_from(len(data), read, head=64)
+    assert [n for s, n in reads] == [64 * 4 ** i for i in range(len(reads))] and reads[-1][1] < len(data)
+    assert ranged.metadata == whole.metadata and ranged.metadata_types == whole.metadata_types
+    assert list(ranged.tensors) == list(whole.tensors)
+    reads.clear()
+    for name, t in ranged.tensors.items():
+        assert isinstance(t.data, FileRange) and t.nbytes == whole.tensors[name].nbytes
+        assert bytes(t.raw()) == bytes(whole.tensors[name].data)
+    assert len(reads) == len(ranged.tensors)
+    end = _last_tensor_end(data)
+    for cut in (0, 3, 100, 1000, end - 1):
+        with pytest.raises(GGUFError) as want:
+            read_gguf(data[:cut])
+        with pytest.raises(GGUFError) as got:
+            read_gguf_from(cut, lambda s, n: memoryview(data)[s:min(s + n, cut)], head=64)
+        assert str(got.value) == str(want.value)
 
 
 def test_bad_magic_and_unsupported_versions():

@@ -13,11 +13,11 @@ async def test_buffers_and_ops_past_2_gib(selenium):
     from pyodide.code import run_js
     from pyodide.ffi import to_js
 
-    from py_engine.gpu.wasm_heap import WasmHeap, address
+    from py_engine.gpu.wasm_heap import address
     from py_engine.testing.foundation_cases import CASES
     from py_engine.testing.harness import run_case
     from py_engine.testing.shared_backend import shared_backend
-    from py_engine.web_worker import _as_bytes
+    from py_engine.web_worker import _as_file
 
     backend = await shared_backend()
     high = 1 << 31
@@ -54,21 +54,18 @@ async def test_buffers_and_ops_past_2_gib(selenium):
         result = await run_case(backend, CASES[name](), name)
         assert result["after_destroy"]["buffers"] == 0, (name, result["after_destroy"])
 
-    # The worker's model bytes arrive boxed from JS and are copied up there too.
+    # The worker's model file stays in JS (JsFile); its ranges are copied up there, exactly.
     box = run_js("(n) => ({ bytes: Uint8Array.from({ length: n }, (_, i) => (i * 7) % 256) })")(3 << 20)
-    got = np.frombuffer(_as_bytes(box), np.uint8)
-    assert address(memoryview(got)) >= high
-    assert np.array_equal(got, (np.arange(3 << 20) * 7 % 256).astype(np.uint8))
-    assert WasmHeap().from_js(run_js("() => ({ bytes: new ArrayBuffer(0) })")()).size == 0
-    # A file too large for Pyodide's memory is refused up front, as the page's out-of-memory case.
-    import json
-
-    from py_engine.web_worker import describe_error
-
+    f = _as_file(box)
+    assert len(f) == 3 << 20
+    want = (np.arange(3 << 20) * 7 % 256).astype(np.uint8)
+    got = np.frombuffer(f.read(0, len(f)), np.uint8)
+    assert address(memoryview(got)) >= high and np.array_equal(got, want)
+    assert np.array_equal(np.frombuffer(f.read(12345, 678), np.uint8), want[12345:12345 + 678])
+    assert len(f.read(len(f), 0)) == 0
     try:
-        _as_bytes(run_js("() => ({ bytes: { byteLength: 3e9 } })")())
-    except MemoryError as e:
-        info = json.loads(describe_error(e))
-        assert info["kind"] == "out-of-memory" and "3.0 GB" in info["message"], info
+        f.read(len(f) - 1, 2)
+    except ValueError as e:
+        assert "past the file" in str(e)
     else:
-        raise AssertionError("a 3 GB file was not refused")
+        raise AssertionError("a read past the file's end was not refused")

@@ -81,14 +81,15 @@ def _last_error_json():
 
 importScripts("model-bytes.js");  // self.PyEngineModelBytes
 
-// Pyodide copies a model into its memory, 4 GiB at most, with the weights it loads beside it:
-// py_engine/gpu/wasm_heap.py refuses 2^31 bytes or more. Checked here first, before a download or
-// a read of that size starts (and before the browser's own RangeError for a buffer that big).
+// The largest file the page takes, checked before a download or a read of that size starts. The
+// file stays here, in JS; Python reads its header and one tensor at a time (py_engine/gpu/
+// wasm_heap.py JsFile), so Pyodide's 4 GiB no longer holds it. Files up to 1.8 GB have been
+// loaded (a Llama-3.2-3B-shaped one); larger ones are refused until they are tried.
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 
 function tooLargeError(bytes) {
   return { name: "MemoryError", kind: "out-of-memory",
-           message: `the model file is ${(bytes / 1e9).toFixed(1)} GB: files of about 2 GB or more do not fit in the browser's memory (4 GiB at most, shared with the weights a model loads)`,
+           message: `the model file is ${(bytes / 1e9).toFixed(1)} GB: files of 2.1 GB or more are not supported in the browser yet`,
            hint: "Choose a smaller model: fewer parameters or a smaller quantization (Q4_K_M, Q4_0)." };
 }
 
@@ -147,7 +148,7 @@ const handlers = {
     let info;
     try {
       const bytes = await bytesP;  // a failed download or a file too large: the loaded model stays too
-      // Boxed: Python copies the bytes from the box (py_engine/gpu/wasm_heap.py explains why).
+      // Boxed: Python reads ranges of the bytes from the box (py_engine/gpu/wasm_heap.py explains why).
       info = await rt.call("load", { bytes }, JSON.stringify({ context: options.context, max_prefill: options.maxPrefill, kv_cache: options.kvCache }), onProgress);
     } catch (err) {
       // A file that failed its checks left the model before it loaded: say so, the page keeps it.

@@ -18,9 +18,10 @@ _JS = """
   writeBuffer(queue, handle, offset, addr, n) { queue.writeBuffer(handle, offset, module.HEAPU8.buffer, addr, n); },
   memoryBytes() { return module.HEAPU8.length; },
   boxLength(box) { return box.bytes.byteLength; },
-  copyIn(addr, box) {
+  copyIn(addr, box, start, n) {
     const s = box.bytes;
-    module.HEAPU8.set(s instanceof ArrayBuffer ? new Uint8Array(s) : new Uint8Array(s.buffer, s.byteOffset, s.byteLength), addr);
+    const u8 = s instanceof ArrayBuffer ? new Uint8Array(s) : new Uint8Array(s.buffer, s.byteOffset, s.byteLength);
+    module.HEAPU8.set(u8.subarray(start, start + n), addr);
   },
   readMapped(handle, offset, n, addr) { module.HEAPU8.set(new Uint8Array(handle.getMappedRange(offset, n)), addr); },
   int32Copy(addr, n) { return { rows: new Int32Array(module.HEAPU8.buffer.slice(addr, addr + 4 * n)) }; },
@@ -53,16 +54,14 @@ class WasmHeap:
         """The size of Pyodide's WebAssembly memory now (it only grows)."""
         return int(self._js.memoryBytes())
 
-    def from_js(self, box) -> np.ndarray:
-        """A uint8 copy of box.bytes (an ArrayBuffer or typed array) of a JS object `box`. Boxed
-        because a JsProxy of the buffer itself is what Pyodide fails to make past 2 GiB."""
-        n = int(self._js.boxLength(box))
-        if n >= 1 << 31:  # numpy's largest array here, and half of all Pyodide can hold
-            raise MemoryError(f"{n / 1e9:.1f} GB cannot be copied into Pyodide's memory (4 GiB at most, shared with "
-                              f"the weights a model loads): files of about 2 GB or more do not fit in the browser")
+    def box_length(self, box) -> int:
+        return int(self._js.boxLength(box))
+
+    def read_box(self, box, start: int, n: int) -> np.ndarray:
+        """A uint8 copy of bytes start .. start + n of box.bytes."""
         out = np.empty(n, np.uint8)
         if out.size:
-            self._js.copyIn(address(memoryview(out)), box)
+            self._js.copyIn(address(memoryview(out)), box, start, n)
         return out
 
     def read_mapped(self, handle, offset: int, nbytes: int) -> bytes:
@@ -82,4 +81,22 @@ class WasmHeap:
         return self._js.int32Copy(address(memoryview(a.reshape(-1)).cast("B")), a.size)
 
 
-__all__ = ["WasmHeap", "address"]
+class JsFile:
+    """A model file that stays in JS ({bytes} box), read into Python a range at a time: the
+    GGUF loader copies its header, then each tensor when the graph uploads it (never the whole
+    file, which would take that much of Pyodide's 4 GiB for the whole load)."""
+
+    def __init__(self, box, heap: WasmHeap | None = None):
+        self._box, self._heap = box, heap or WasmHeap()
+        self.size = self._heap.box_length(box)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int, n: int) -> memoryview:
+        if start < 0 or n < 0 or start + n > self.size:
+            raise ValueError(f"bytes {start}..{start + n} are past the file's {self.size}")
+        return memoryview(self._heap.read_box(self._box, start, n))
+
+
+__all__ = ["WasmHeap", "JsFile", "address"]

@@ -88,6 +88,22 @@ def tensor_nbytes(ggml_type: int, dims, name: str = "?") -> int:
     return n // blk * size
 
 
+class FileRange:
+    """A tensor's bytes still in a file held elsewhere (py_engine.gpu.wasm_heap.JsFile):
+    `read()` copies them in, each time it is called."""
+
+    __slots__ = ("_read", "start", "nbytes")
+
+    def __init__(self, read, start: int, nbytes: int):
+        self._read, self.start, self.nbytes = read, start, nbytes
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def read(self) -> memoryview:
+        return self._read(self.start, self.nbytes)
+
+
 @dataclass
 class GGUFTensor:
     name: str
@@ -115,6 +131,10 @@ class GGUFTensor:
     @property
     def nbytes(self) -> int:
         return len(self.data)
+
+    def raw(self):
+        """The tensor's bytes (read in now where `data` is a FileRange)."""
+        return self.data.read() if isinstance(self.data, FileRange) else self.data
 
     def to_numpy(self) -> np.ndarray:
         """Dequantized float32 copy (reference path; the engine uploads `.data` as is)."""
@@ -164,19 +184,27 @@ class GGUFFile:
 
 
 # --- reader ---------------------------------------------------------------------------------
+class _HeadShort(Exception):
+    """The header runs past the bytes read so far (read_gguf_from reads more)."""
+
+
 class _Cursor:
     """Bounds-checked little-endian reads over a memoryview."""
 
-    __slots__ = ("buf", "pos", "end")
+    __slots__ = ("buf", "pos", "end", "size")
 
-    def __init__(self, buf: memoryview):
+    def __init__(self, buf: memoryview, size: int | None = None):
         self.buf, self.pos, self.end = buf, 0, len(buf)
+        self.size = len(buf) if size is None else size  # the file's; buf may be its first bytes
 
     def remaining(self) -> int:
-        return self.end - self.pos
+        """Bytes left in the file (past `buf` where it holds only the file's first bytes)."""
+        return self.size - self.pos
 
     def need(self, n: int, what: str) -> None:
         if n > self.end - self.pos:
+            if self.end < self.size:
+                raise _HeadShort()
             raise GGUFError(f"gguf: file truncated while reading {what} at byte {self.pos} "
                             f"(need {n} bytes, {self.end - self.pos} left)")
 
@@ -269,7 +297,25 @@ def read_gguf(data) -> GGUFFile:
     buf = memoryview(data)
     if buf.ndim != 1 or buf.itemsize != 1:
         buf = buf.cast("B")
-    cur = _Cursor(buf)
+    return _parse(buf, len(buf), lambda start, n: buf[start:start + n])
+
+
+def read_gguf_from(size: int, read, head: int = 1 << 20) -> GGUFFile:
+    """Parse a GGUF file of `size` bytes held elsewhere, `read(start, n)` copying a range in:
+    the header is read (its first `head` bytes, more while it runs past them), the tensors'
+    data stay where they are (FileRange: read when used)."""
+    while True:
+        n = min(head, size)
+        try:
+            return _parse(memoryview(read(0, n)).cast("B"), size, lambda start, nb: FileRange(read, start, nb))
+        except _HeadShort:
+            head *= 4
+
+
+def _parse(buf: memoryview, size: int, tensor_data) -> GGUFFile:
+    """The header in `buf` (the file's first bytes, or all of it; the file has `size`);
+    tensor_data(start, nbytes) gives each tensor's data."""
+    cur = _Cursor(buf, size)
     cur.need(4, "magic")
     magic = bytes(buf[:4])
     if magic != MAGIC:
@@ -318,9 +364,9 @@ def read_gguf(data) -> GGUFFile:
         infos.append((name, dims, ggml_type, offset))
 
     data_offset = -(-cur.pos // alignment) * alignment
-    if data_offset > len(buf) and n_tensors:
+    if data_offset > size and n_tensors:
         raise GGUFError(f"gguf: file truncated before the data section (starts at {data_offset}, "
-                        f"file has {len(buf)} bytes)")
+                        f"file has {size} bytes)")
 
     tensors = {}
     for name, dims, ggml_type, offset in infos:
@@ -329,10 +375,10 @@ def read_gguf(data) -> GGUFFile:
             raise GGUFError(f"gguf: tensor '{name}' offset {offset} is not a multiple of the "
                             f"alignment {alignment}")
         start = data_offset + offset
-        if start + nbytes > len(buf):
+        if start + nbytes > size:
             raise GGUFError(f"gguf: tensor '{name}' offset past end of file (bytes {start}..{start + nbytes}, "
-                            f"file has {len(buf)} bytes)")
-        tensors[name] = GGUFTensor(name, tuple(dims), ggml_type, offset, buf[start:start + nbytes])
+                            f"file has {size} bytes)")
+        tensors[name] = GGUFTensor(name, tuple(dims), ggml_type, offset, tensor_data(start, nbytes))
 
     return GGUFFile(version, metadata, types, tensors, alignment, data_offset)
 

@@ -253,7 +253,7 @@ def cannot_fail(t: int, data, n_elements: int) -> bool:
 
 def _transcode_tensor(tensor) -> tuple:
     try:
-        return transcode(tensor.ggml_type, tensor.data, tensor.n_elements)
+        return transcode(tensor.ggml_type, tensor.raw(), tensor.n_elements)
     except ValueError as e:
         from .gguf import GGUFError
         raise GGUFError(f"gguf: tensor '{tensor.name}' ({tensor.type_name}) cannot be transcoded: {e}") from None
@@ -269,7 +269,7 @@ def kernel_tensor(tensor, lazy: bool = False, on_made=None):
     t = tensor.ggml_type
     if lazy and t != GGML_BF16:  # BF16's target type depends on every value
         try:
-            sure = cannot_fail(t, tensor.data, tensor.n_elements)
+            sure = cannot_fail(t, tensor.raw(), tensor.n_elements)
         except ValueError:
             sure = False  # the byte count: refused just below, with the tensor's name
         if sure:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..loaders.gguf import GGUFError, GGUFFile
+from ..loaders.gguf import FileRange, GGUFError, GGUFFile
 from ..loaders.gguf_transcode import TRANSCODED_BLOCKS, kernel_tensor
 from ..passes import optimize
 from ..program import Bool, Double, Int, LazyBytes, Null, Program, SymInt, ValueList
@@ -253,6 +253,8 @@ class _Builder:
             t = self.tensor(name, lazy=True)
             n_rows = int(np.prod(t.shape[:-1]))
             data = t.data
+            if isinstance(data, FileRange):  # still in the file (JS): read in when uploaded
+                data = LazyBytes(len(data), data.read)
             if rows is not None:
                 data = _rows_of(data, n_rows, rows)
             self.weights[name] = self.p.tensor("uint8", (n_rows, t.nbytes // n_rows), data)
@@ -264,9 +266,9 @@ class _Builder:
         if t.n_elements != width:
             raise GGUFError(f"gguf: tensor '{name}' has {t.n_elements} elements, expected {width}")
         if t.ggml_type == GGML_F32:
-            return np.frombuffer(t.data, np.float32)
+            return np.frombuffer(t.raw(), np.float32)
         if t.ggml_type == GGML_F16:
-            return np.frombuffer(t.data, np.float16).astype(np.float32)
+            return np.frombuffer(t.raw(), np.float16).astype(np.float32)
         raise GGUFError(f"gguf: {kind} tensor '{name}' has type {t.type_name}; expected F32 or F16")
 
     def norm_weight(self, name: str, width: int) -> int:

@@ -207,19 +207,19 @@ async def _load(get_model, url, mode, cfg, log):
     because it is where the browser finishes compiling pipelines."""
     from py_engine.generate import LlamaRunner
     from py_engine.gpu import create_backend
-    from py_engine.gpu.wasm_heap import WasmHeap
+    from py_engine.gpu.wasm_heap import JsFile
     from py_engine.graph import Graph
-    from py_engine.loaders.gguf import read_gguf
+    from py_engine.loaders.gguf import read_gguf_from
     from py_engine.models.llama import build_llama_program, kv_dtype_for
     from py_engine.passes import passes_for
 
     t0 = _now()
     got = await get_model(url, mode)
-    data = memoryview(WasmHeap().from_js(got))  # got: {bytes}
+    data = JsFile(got)  # got: {bytes}, left in JS as the page's worker leaves it
     t_bytes = _now()
     backend = await create_backend(features=("timestamp-query",))
     t_device = _now()
-    gguf = read_gguf(memoryview(data))
+    gguf = read_gguf_from(len(data), data.read)
     lp = build_llama_program(gguf, context=cfg["context"], max_prefill=cfg["max_prefill"],
                              fuse=passes_for(backend), max_buffer_bytes=backend.limits.max_storage_binding_size,
                              kv_dtype=kv_dtype_for())
