@@ -65,9 +65,10 @@ class Engine:
     async def prepare(source, *, backend=None, context: int | None = None, max_prefill: int = 256,
                       kv_cache: str | None = None, on_progress=_noop) -> "PreparedModel":
         """The model read and checked on the CPU: file, tokenizer, chat template, program (with
-        any transcoding). `source`: the file's bytes, a path or URL, or an object with `read(start,
-        n)` and a length (a file the browser holds: only its header and each tensor come in). A bad or unsupported file fails here, before the GPU holds anything
-        of it, so a caller replacing a model can keep the old one (py_engine.web_worker)."""
+        any transcoding). `source`: the file's bytes, a path or URL, or an object with a length
+        and `read(start, n)` (a file the browser holds: its header and tensors come in as used).
+        A bad or unsupported file fails here, before the GPU holds anything of it, so a caller
+        replacing a model can keep the old one (py_engine.web_worker)."""
         if isinstance(source, str):
             source = await _read_source(source)
         t0 = time.perf_counter()

@@ -189,11 +189,6 @@ class Program:
                 f"tensor {tensor_id}: constant {t.constant_id} holds {n} bytes, "
                 f"dims {list(t.dims)} {t.dtype} need {t.nbytes}")
 
-    def is_lazy_constant(self, tensor_id: int) -> bool:
-        t = self.values[tensor_id]
-        return (isinstance(t, Tensor) and 0 <= t.constant_id < len(self.constants)
-                and isinstance(self.constants[t.constant_id], LazyBytes))
-
     def check_constant(self, tensor_id: int) -> None:
         """constant_bytes' checks, without making a LazyBytes' bytes."""
         t, held = self._held_constant(tensor_id)

@@ -83,8 +83,9 @@ importScripts("model-bytes.js");  // self.PyEngineModelBytes
 
 // The largest file the page takes, checked before a download or a read of that size starts. The
 // file stays here, in JS; Python reads its header and one tensor at a time (py_engine/gpu/
-// wasm_heap.py JsFile), so Pyodide's 4 GiB no longer holds it. Files up to 1.8 GB have been
-// loaded (a Llama-3.2-3B-shaped one); larger ones are refused until they are tried.
+// wasm_heap.py JsFile), so Pyodide's 4 GiB no longer holds it. The limit is where a whole copy
+// in Pyodide put it: files up to 1.8 GB have been loaded (a Llama-3.2-3B-shaped one), larger
+// ones not yet.
 const MAX_MODEL_BYTES = 2 ** 31 - 1;
 
 function tooLargeError(bytes) {
