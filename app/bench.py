@@ -27,7 +27,10 @@ LLAMA_1B_Q4_K_M = dict(n_layers=16, dim=2048, n_heads=32, n_kv_heads=8, ffn=8192
                        rope_base=500000.0, kquants=True)
 # Llama-3.2-3B's layers, the same vocab: 1.8 GB, under the page's 2 GB limit for a file.
 LLAMA_3B_Q4_K_M = dict(LLAMA_1B_Q4_K_M, n_layers=28, dim=3072, n_heads=24)
-SYNTHETIC = {"smollm2-135m": SMOLLM2_135M, "llama-1b-q4_k_m": LLAMA_1B_Q4_K_M, "llama-3b-q4_k_m": LLAMA_3B_Q4_K_M}
+# Llama-3.1-8B's layers, the same vocab: 4.3 GB, past what Pyodide's memory could hold.
+LLAMA_8B_Q4_K_M = dict(LLAMA_1B_Q4_K_M, n_layers=32, dim=4096, n_heads=32, ffn=14336)
+SYNTHETIC = {"smollm2-135m": SMOLLM2_135M, "llama-1b-q4_k_m": LLAMA_1B_Q4_K_M, "llama-3b-q4_k_m": LLAMA_3B_Q4_K_M,
+             "llama-8b-q4_k_m": LLAMA_8B_Q4_K_M}
 
 
 def synthetic_label(name: str) -> str:

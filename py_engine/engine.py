@@ -12,6 +12,7 @@ rest is prefilled again; if even the last message does not fit, ContextFullError
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 
@@ -65,8 +66,8 @@ class Engine:
     async def prepare(source, *, backend=None, context: int | None = None, max_prefill: int = 256,
                       kv_cache: str | None = None, on_progress=_noop) -> "PreparedModel":
         """The model read and checked on the CPU: file, tokenizer, chat template, program (with
-        any transcoding). `source`: the file's bytes, a path or URL, or an object with a length
-        and `read(start, n)` (a file the browser holds: its header and tensors come in as used).
+        any transcoding). `source`: the file's bytes, a path or URL, or an object with `size` and
+        `read(start, n)` (a file the browser holds: its header and tensors come in as used).
         A bad or unsupported file fails here, before the GPU holds anything of it, so a caller
         replacing a model can keep the old one (py_engine.web_worker)."""
         if isinstance(source, str):
@@ -74,7 +75,7 @@ class Engine:
         t0 = time.perf_counter()
         on_progress("parse")
         if hasattr(source, "read"):  # a file held elsewhere (wasm_heap.JsFile): read as needed
-            gguf = read_gguf_from(len(source), source.read)
+            gguf = read_gguf_from(source.size, source.read)
         else:
             gguf = read_gguf(memoryview(source))
         tokenizer = Tokenizer.from_gguf(gguf)
@@ -95,9 +96,11 @@ class Engine:
         p = prepared
         on_progress("upload", ops=len(p.lp.program.chain))
         graph = await Graph.build(p.lp.program, p.backend)
-        # The GPU holds the weights now: the program's copies go, and the file with them (the
-        # engine keeps no reference to it), so a 1B model leaves its ~2 GB of Python memory free.
+        # The GPU holds the weights now: the program's lazy weights go, and the file with them
+        # (the engine keeps no reference to it; in the browser it is JS's to free). Reference
+        # cycles still reach it until a collection: one now, before the next model's load.
         p.lp.program.release_constants()
+        gc.collect()
         on_progress("ready", seconds=time.perf_counter() - p.t0, **graph.memory_stats())
         graph.warm()  # the kernels left out of the load compile while the page waits for the user
         return cls(p.backend, p.tokenizer, p.template, p.lp, graph)

@@ -54,8 +54,12 @@ def _as_file(data):
     return JsFile(data)
 
 
+def _size(data) -> int:
+    return data.size if hasattr(data, "read") else len(data)
+
+
 def _head(data, n: int) -> bytes:
-    return bytes(data.read(0, min(n, len(data))) if hasattr(data, "read") else data[:n])
+    return bytes(data.read(0, min(n, data.size)) if hasattr(data, "read") else data[:n])
 
 
 def _plain(value):
@@ -93,10 +97,10 @@ class WorkerSession:
             self.close()
             progress("parse")
             if hasattr(data, "read"):
-                data = data.read(0, len(data))  # the program reader takes the whole file
+                data = data.read(0, data.size)  # the program reader takes the whole file
             result = await run_pte_once(data)
             progress("ready", seconds=time.perf_counter() - t0)
-            return json.dumps(_plain({"format": "pte", "bytes": len(data), "context": 0,
+            return json.dumps(_plain({"format": "pte", "bytes": _size(data), "context": 0,
                                       "seconds": time.perf_counter() - t0, "pte": result}))
         # A file that fails to prepare leaves the current model loaded (has_model tells the page);
         # only a checked one replaces it, the old one's GPU memory freed before the upload.
@@ -106,7 +110,7 @@ class WorkerSession:
         cfg = getattr(getattr(self.engine, "lp", None), "config", None)
         adapter = getattr(self.engine.backend, "adapter_info", {}) or {}
         return json.dumps(_plain({
-            "format": fmt, "bytes": len(data), "context": self.engine.context, "kv_cache": self.engine.lp.kv_dtype,
+            "format": fmt, "bytes": _size(data), "context": self.engine.context, "kv_cache": self.engine.lp.kv_dtype,
             "transcoded": self.engine.lp.transcoded,  # {"Q4_K->Q4_1": tensors, ...}
             "seconds": time.perf_counter() - t0,
             "layers": getattr(cfg, "n_layers", None), "vocab": getattr(cfg, "vocab", None),

@@ -219,12 +219,12 @@ def test_a_bad_model_file_keeps_the_loaded_model_and_conversation(chat, tmp_path
 
 
 def test_a_file_too_large_or_a_failed_download_keeps_the_loaded_model(chat, site, tmp_path):
-    """A 3 GB file (sparse: no disk used) is refused from its stated size, by URL before its body
+    """A 9 GiB file (sparse: no disk used) is refused from its stated size, by URL before its body
     is read and from the file picker before it is read, as out-of-memory; a URL that fails (404)
     as a download error. Each time the loaded model and its conversation stay."""
     huge = site.models / "huge.gguf"
     with open(huge, "wb") as f:
-        f.truncate(3 << 30)
+        f.truncate(9 << 30)
     ask(chat, "Hi", max_tokens=2)
     before = chat.inner_text("#model-name"), chat.locator("article.msg").count()
 
@@ -242,8 +242,8 @@ def test_a_file_too_large_or_a_failed_download_keeps_the_loaded_model(chat, site
         chat.evaluate("p => { document.getElementById('model-url').value = p; document.getElementById('load-url').click(); }",
                       path)
 
-    refused(lambda: by_url("models/huge.gguf"), "out-of-memory", "3.2 GB")
-    refused(lambda: chat.set_input_files("#model-file", str(huge)), "out-of-memory", "3.2 GB")
+    refused(lambda: by_url("models/huge.gguf"), "out-of-memory", "9.7 GB")
+    refused(lambda: chat.set_input_files("#model-file", str(huge)), "out-of-memory", "9.7 GB")
     refused(lambda: by_url("models/missing.gguf"), "download", "HTTP 404")
     chat.evaluate(f"document.getElementById('model-url').value = 'models/{TINY}'")
     stats = ask(chat, "More", max_tokens=2)

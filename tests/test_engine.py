@@ -170,10 +170,7 @@ class _HeldElsewhere:
     """A model file read a range at a time, as the page's worker reads the one JS holds."""
 
     def __init__(self, data: bytes):
-        self.data, self.reads = data, []
-
-    def __len__(self):
-        return len(self.data)
+        self.data, self.reads, self.size = data, [], len(data)
 
     def read(self, start, n):
         self.reads.append((start, n))
@@ -202,3 +199,25 @@ def test_a_file_held_elsewhere_is_read_a_tensor_at_a_time_and_runs_the_same(engi
         assert got == want and got
     finally:
         other.close()
+
+
+def test_the_file_is_let_go_when_the_model_is_built(native_backend):
+    """Nothing reaches a file held elsewhere once Engine.build returns, reference cycles included
+    (it collects them): in the browser JS can free its copy before the next model's arrives."""
+    import gc
+    import weakref
+
+    from py_engine.testing.tiny_gguf import make_tiny_transcoded_gguf
+
+    source = _HeldElsewhere(make_tiny_transcoded_gguf(seed=0))  # its lazy transcodes reach the builder
+    gone = weakref.ref(source)
+    prepared = asyncio.run(Engine.prepare(source, backend=native_backend, context=64, max_prefill=16))
+    del source
+    gc.disable()
+    try:
+        eng = asyncio.run(Engine.build(prepared))
+        del prepared
+        assert gone() is None
+    finally:
+        gc.enable()
+    eng.close()

@@ -83,14 +83,14 @@ importScripts("model-bytes.js");  // self.PyEngineModelBytes
 
 // The largest file the page takes, checked before a download or a read of that size starts. The
 // file stays here, in JS; Python reads its header and one tensor at a time (py_engine/gpu/
-// wasm_heap.py JsFile), so Pyodide's 4 GiB no longer holds it. The limit is where a whole copy
-// in Pyodide put it: files up to 1.8 GB have been loaded (a Llama-3.2-3B-shaped one), larger
-// ones not yet.
-const MAX_MODEL_BYTES = 2 ** 31 - 1;
+// wasm_heap.py JsFile), so Pyodide's 4 GiB does not bound it: the browser's memory (this copy,
+// and the weights on the GPU) does. 8 GiB takes 7B-8B models in 4 or 5 bits (Q4_K_M files of
+// 4.4-4.9 GB); a Llama-3.1-8B-shaped file of 4.3 GB has been loaded.
+const MAX_MODEL_BYTES = 2 ** 33;
 
 function tooLargeError(bytes) {
   return { name: "MemoryError", kind: "out-of-memory",
-           message: `the model file is ${(bytes / 1e9).toFixed(1)} GB: files of 2.1 GB or more are not supported in the browser yet`,
+           message: `the model file is ${(bytes / 1e9).toFixed(1)} GB: files past ${(MAX_MODEL_BYTES / 1e9).toFixed(1)} GB are not supported in the browser`,
            hint: "Choose a smaller model: fewer parameters or a smaller quantization (Q4_K_M, Q4_0)." };
 }
 
@@ -99,6 +99,10 @@ async function modelBytes(id, source, useCache) {
   try {
     return await modelBytesOf(id, source, useCache);
   } catch (e) {
+    if (e instanceof RangeError) {  // the browser could not allocate the file's buffer
+      throw { name: "MemoryError", kind: "out-of-memory", message: `the browser could not hold the model file in memory (${e.message})`,
+              hint: "Close other tabs or apps, or choose a smaller model." };
+    }
     throw e && e.tooLarge ? tooLargeError(e.tooLarge) : e;
   }
 }

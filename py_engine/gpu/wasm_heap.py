@@ -84,14 +84,12 @@ class WasmHeap:
 class JsFile:
     """A model file that stays in JS ({bytes} box), read into Python a range at a time: the
     GGUF loader copies its header, then each tensor when the graph uploads it (never the whole
-    file, which would take that much of Pyodide's 4 GiB for the whole load)."""
+    file, which would take that much of Pyodide's 4 GiB for the whole load). Its length is
+    `size`: no __len__, as len() stops at 2^31 - 1 in 32-bit WebAssembly."""
 
     def __init__(self, box, heap: WasmHeap | None = None):
         self._box, self._heap = box, heap or WasmHeap()
         self.size = self._heap.box_length(box)
-
-    def __len__(self) -> int:
-        return self.size
 
     def read(self, start: int, n: int) -> memoryview:
         if start < 0 or n < 0 or start + n > self.size:
