@@ -40,10 +40,19 @@ def test_case_tiled_prefetch(native_backend, monkeypatch, name):
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 
 
+@pytest.mark.parametrize("max_k", [0, 32], ids=["folded", "norm_apart"])
 @pytest.mark.parametrize("name", sorted(n for n in CASES if n.startswith("norm")))
-def test_case_norm_gpu_kernels(native_backend, monkeypatch, name):
-    """The folded-norm GEMVs as GPUs run them (on CPU adapters test_case runs the record kernels)."""
+def test_case_norm_gpu_kernels(native_backend, monkeypatch, name, max_k):
+    """The folded-norm GEMVs as GPUs run them (on CPU adapters test_case runs the record kernels),
+    and with FOLD_NORM_MAX_K below every case's K the norm's own dispatch, then the plain GEMV."""
+    import py_engine.ops.fused_linear as fl
+    from py_engine.graph import Graph
+
     monkeypatch.setattr(native_backend, "is_cpu", False)
+    monkeypatch.setattr(fl, "FOLD_NORM_MAX_K", max_k)
+    g = asyncio.run(Graph.build(CASES[name]().program, native_backend))
+    assert any(e.endswith("_norm") for e in g.pipelines.entries()) == (max_k == 0)
+    g.destroy()
     result = asyncio.run(run_case(native_backend, CASES[name](), name))
     assert result["after_destroy"]["buffers"] == 0, result["after_destroy"]
 

@@ -193,6 +193,12 @@ class LinearGgufSwiglu(_FusedGgufLinear):
         return swiglu_workgroups(m, self.n_total, shape, norm, mma)
 
 
+# The widest input (K) whose add + RMSNorm is folded into the linear's GEMV (0: any). Every
+# workgroup redoes the norm over K: on the H100 the 1B-shaped model's folded SwiGLU GEMV (K 2,048,
+# 2,048 workgroups) ran at 375 GB/s. `--set ops.fused_linear.FOLD_NORM_MAX_K=1024` runs the norm on
+# its own above that, to compare (not measured yet).
+FOLD_NORM_MAX_K = 0
+
 NORM_PARAMS = struct.Struct("<ff2I")
 assert NORM_PARAMS.size == 16  # matches `struct NormParams` in fused_linear.wgsl
 
@@ -219,7 +225,7 @@ class _PreNorm:
         # Storage buffers of the folded kernel: w, w4, a, b, norm weight, sum_out, the outputs
         # and any biases.
         storage = 6 + len(self.outs) + (self.bias is not None)
-        self.fold_norm = (self.layout.repacked and k % 32 == 0
+        self.fold_norm = (self.layout.repacked and k % 32 == 0 and (not FOLD_NORM_MAX_K or k <= FOLD_NORM_MAX_K)
                           and storage <= ctx.limits.max_storage_buffers_per_stage)
 
     def build(self, g):
