@@ -251,6 +251,32 @@ def test_a_file_too_large_or_a_failed_download_keeps_the_loaded_model(chat, site
     assert stats["generated_tokens"] >= 1 and 0 < stats["prefilled_tokens"] < whole_prompt, stats  # cache kept
 
 
+def test_a_body_of_unstated_length_is_refused_once_it_runs_past_the_limit(context, site):
+    """web/model-bytes.js: a response that states no length (content-encoding set) is read until it
+    passes maxBytes, then refused as {tooLarge} and nothing of it is kept in the cache."""
+    page = context.new_page()
+    try:
+        page.goto(site.base + "?autoload=0")
+        page.add_script_tag(url="model-bytes.js")
+        page.route("**/unstated.bin", lambda route: route.fulfill(
+            body=bytes(range(256)) * 20, headers={"content-encoding": "identity", "content-type": "application/octet-stream"}))
+        got = page.evaluate("""async () => {
+            const cache = await caches.open('unstated-test');
+            const url = new URL('unstated.bin', location.href).href;
+            const over = await PyEngineModelBytes.download(url, { cache, maxBytes: 1000 }).then(
+                () => null, (e) => e);
+            const kept = await cache.match(url);
+            const whole = await PyEngineModelBytes.download(url, {});
+            await caches.delete('unstated-test');
+            return { over, kept: !!kept, n: whole.bytes.length, last: whole.bytes[5119] };
+        }""")
+        assert got["over"] and got["over"]["tooLarge"] > 1000, got
+        assert got["kept"] is False
+        assert (got["n"], got["last"]) == (5120, 255)
+    finally:
+        page.close()
+
+
 def test_device_lost_shows_what_to_do(chat):
     chat.evaluate("window.pyEngineChat.engine.loseDevice()")
     ask(chat, "Hi", max_tokens=2)
